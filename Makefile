@@ -1,0 +1,137 @@
+# owt-rs: build, test, run and install. `make help` lists the targets.
+
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+SYSCONFDIR ?= /etc
+BUILDTYPE  ?= debug
+CARGO      ?= cargo
+
+BINDIR     := $(PREFIX)/bin
+SHAREDIR   := $(PREFIX)/share/owt
+MANDIR     := $(PREFIX)/share/man
+UNITDIR    := $(PREFIX)/lib/systemd/system
+SYSUSERSDIR:= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR:= $(PREFIX)/lib/tmpfiles.d
+
+DAEMONS    := owt-portal owt-webrtc owt-mixer owt-record owt-stream owt-sip owt-peer
+PROGRAMS   := owtctl $(DAEMONS)
+CONFIGS    := portal webrtc mixer record stream sip peer
+
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+ifeq ($(BUILDTYPE),release)
+CARGO_PROFILE := --release
+OUT := $(TARGET_DIR)/release
+else
+CARGO_PROFILE :=
+OUT := $(TARGET_DIR)/debug
+endif
+
+# Debian packages the build and the tests need.
+DEB_PACKAGES := pkg-config libssl-dev libsystemd-dev systemd groff-base
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+RUN_DIR := $(CURDIR)/run
+
+.PHONY: help all deps build test unit-test lint fmt man man-check units-check run install uninstall bench clean
+
+all: build
+
+help:
+	@echo "make run        set up and run the whole server in the foreground (state in ./run)"
+	@echo "make test       install what the tests need, then lint and run every test"
+	@echo "make build      build all programs (BUILDTYPE=debug|release)"
+	@echo "make install    install programs, units, config, man pages (PREFIX, DESTDIR)"
+	@echo "make uninstall  remove what install installed (configuration is kept)"
+	@echo "make man        regenerate man/*.1 and man/owt-*.8 from the clap definitions"
+	@echo "make deps       install missing Debian build packages"
+	@echo "make bench      benchmarks (none yet in this release)"
+	@echo "make lint       cargo fmt --check and clippy -D warnings"
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs or Debian's cargo)"; exit 1; }
+
+build: deps
+	$(CARGO) build $(CARGO_PROFILE) --workspace --bins
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+unit-test: build
+	$(CARGO) test $(CARGO_PROFILE) --workspace
+
+units-check: deps
+	sh units/verify.sh
+
+man-check: build
+	@tmp=$$(mktemp -d); $(CARGO) run -q $(CARGO_PROFILE) -p owt-mangen -- $$tmp && \
+	  for f in $$tmp/*; do cmp -s $$f man/$$(basename $$f) || { echo "man/$$(basename $$f) is stale: run make man"; rm -rf $$tmp; exit 1; }; done; \
+	  rm -rf $$tmp; echo "man pages up to date"
+	@for f in man/*.[1578]; do groff -man -Tutf8 -ww $$f >/dev/null 2>$(RUN_DIR).groff.log; \
+	  if [ -s $(RUN_DIR).groff.log ]; then echo "$$f:"; cat $(RUN_DIR).groff.log; rm -f $(RUN_DIR).groff.log; exit 1; fi; done; \
+	  rm -f $(RUN_DIR).groff.log; echo "man pages render cleanly"
+
+test: deps lint unit-test units-check man-check
+
+man: build
+	rm -f man/owtctl*.1 man/owt-*.8
+	$(CARGO) run -q $(CARGO_PROFILE) -p owt-mangen -- man
+
+# Runs everything on this machine without systemd: configuration in run/etc (the embedded
+# defaults with the state directory moved to run/state and listeners on loopback).
+run: build
+	@mkdir -p $(RUN_DIR)/etc $(RUN_DIR)/state
+	@[ -f $(RUN_DIR)/etc/portal.toml ] || printf '[state]\ndir = "%s"\n\n[management-api]\nip_address = "127.0.0.1"\n\n[portal]\nip_address = "127.0.0.1"\n' "$(RUN_DIR)/state" > $(RUN_DIR)/etc/portal.toml
+	@$(OUT)/owtctl --config-dir $(RUN_DIR)/etc init --print-credentials
+	@echo
+	@echo "REST API:  http://127.0.0.1:3000/v1/rooms   (MAuth with the super service above)"
+	@echo "try:       $(OUT)/owtctl --config-dir $(RUN_DIR)/etc room list"
+	@echo "stop with Ctrl-C"
+	@echo
+	@trap 'kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; \
+	for d in $(DAEMONS); do $(OUT)/$$d --config-dir $(RUN_DIR)/etc & done; wait
+
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+	  $(DESTDIR)$(SYSCONFDIR)/owt $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+	  $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8
+	for p in $(PROGRAMS); do install -m 0755 $(OUT)/$$p $(DESTDIR)$(BINDIR)/$$p; done
+	for d in $(DAEMONS); do sed 's|@bindir@|$(BINDIR)|g' units/$$d.service.in > $(DESTDIR)$(UNITDIR)/$$d.service; \
+	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$d.service; done
+	install -m 0644 units/owt.target $(DESTDIR)$(UNITDIR)/owt.target
+	install -m 0644 units/owt.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/owt.conf
+	install -m 0644 units/owt.tmpfiles.conf $(DESTDIR)$(TMPFILESDIR)/owt.conf
+	for c in $(CONFIGS); do [ -e $(DESTDIR)$(SYSCONFDIR)/owt/$$c.toml ] || install -m 0644 etc/owt/$$c.toml $(DESTDIR)$(SYSCONFDIR)/owt/$$c.toml; done
+	cp -r share/owt/. $(DESTDIR)$(SHAREDIR)/
+	install -m 0644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 man/*.7 $(DESTDIR)$(MANDIR)/man7/
+	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+	  systemd-sysusers && systemd-tmpfiles --create $(TMPFILESDIR)/owt.conf && systemctl daemon-reload; \
+	  echo "installed; next: owtctl init && systemctl enable --now owt.target"; fi
+
+uninstall:
+	for p in $(PROGRAMS); do rm -f $(DESTDIR)$(BINDIR)/$$p; done
+	for d in $(DAEMONS); do rm -f $(DESTDIR)$(UNITDIR)/$$d.service; done
+	rm -f $(DESTDIR)$(UNITDIR)/owt.target $(DESTDIR)$(SYSUSERSDIR)/owt.conf $(DESTDIR)$(TMPFILESDIR)/owt.conf
+	rm -rf $(DESTDIR)$(SHAREDIR)
+	for f in man/*.[1578]; do s=$${f##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$$(basename $$f); done
+	@echo "configuration in $(DESTDIR)$(SYSCONFDIR)/owt and state in /var/lib/owt are kept"
+
+bench:
+	@echo "no benchmarks in this release: the admin plane has no speed target; media benchmarks arrive with owt-webrtc and owt-mixer"
+
+clean:
+	$(CARGO) clean
+	rm -rf $(RUN_DIR)

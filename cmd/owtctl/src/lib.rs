@@ -1,0 +1,304 @@
+//! owtctl, the administration command of owt-rs. `init`, `cert` and `token rotate-key` work
+//! on the local state directory directly; `service`, `room` and `token create` talk to
+//! owt-portal's REST API with MAuth, as any OWT application server does, so they work
+//! against a remote portal too. Output is a table for people or `--json` for scripts, and
+//! the exit status tells scripts what went wrong (see [`Failure::exit_code`]).
+
+mod cert;
+mod init;
+mod output;
+mod rest;
+mod room_options;
+
+use clap::{Args, Parser, Subcommand};
+use owt_config::PortalConfig;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const EXIT_CODES: &str = "\
+EXIT STATUS:
+  0  success
+  1  other failure (I/O, database, certificate)
+  2  usage error
+  3  not found (unknown service, room, ...)
+  4  authentication or permission refused
+  5  cannot reach the portal
+  6  request refused as invalid (bad room settings, ...)
+  7  server error";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "owtctl",
+    version,
+    about = "Administer an owt-rs media server: init, services, rooms, tokens, certificates",
+    long_about = "owtctl administers an owt-rs server. `init`, `cert` and `token rotate-key` work on the local \
+                  state directory (run them as root or as the owt user); `service`, `room` and `token create` \
+                  use the management REST API of owt-portal with MAuth credentials, taken from --service-id/\
+                  --service-key (or OWT_SERVICE_ID/OWT_SERVICE_KEY), else the super service in the local database.",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Directory of portal.toml (for the state directory, ports and certificate paths).
+    #[arg(long, global = true, value_name = "DIR", env = "OWT_CONFIG_DIR", default_value = owt_config::DEFAULT_CONFIG_DIR)]
+    pub config_dir: PathBuf,
+    /// State directory (owt.db, cert/); default: state.dir of portal.toml.
+    #[arg(long, global = true, value_name = "DIR", env = "OWT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Management REST API base URL; default: http(s)://127.0.0.1:<management-api.port>.
+    #[arg(long, global = true, value_name = "URL", env = "OWT_URL")]
+    pub url: Option<String>,
+    /// Service id for MAuth (default: the super service of the local database).
+    #[arg(long, global = true, value_name = "ID", env = "OWT_SERVICE_ID")]
+    pub service_id: Option<String>,
+    /// Service key for MAuth.
+    #[arg(long, global = true, value_name = "KEY", env = "OWT_SERVICE_KEY", hide_env_values = true)]
+    pub service_key: Option<String>,
+    /// Accept any TLS certificate from the portal (the local certificate is always trusted).
+    #[arg(long, global = true)]
+    pub insecure: bool,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database, the super service, a default room, the token key and a
+    /// self-signed certificate where missing. Safe to run again.
+    Init(init::InitArgs),
+    /// Manage services (super service only).
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Manage rooms of the service.
+    #[command(subcommand)]
+    Room(RoomCommand),
+    /// Conference tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The TLS certificate of the REST API and signaling.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// List services.
+    List,
+    /// Create a service; prints its id and key.
+    Create {
+        name: String,
+        /// Key to use; default: a random one.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Show one service.
+    Show { id: String },
+    /// Delete a service and all its rooms.
+    Delete { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoomCommand {
+    /// List rooms.
+    List {
+        /// Page number, from 1 (with --per-page).
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+        /// Rooms per page; 0: all.
+        #[arg(long, default_value_t = 0)]
+        per_page: u32,
+    },
+    /// Create a room; settings from flags and/or a JSON or TOML file of room options.
+    Create {
+        name: String,
+        #[command(flatten)]
+        options: room_options::RoomOptions,
+    },
+    /// Show a room's full configuration.
+    Show { id: String },
+    /// Change a room; settings from flags and/or a JSON or TOML file (top-level keys replace).
+    Update {
+        id: String,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        options: room_options::RoomOptions,
+    },
+    /// Delete a room.
+    Delete { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a conference token for a room (printed on stdout).
+    Create {
+        room: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value = "presenter")]
+        role: String,
+        /// Preferred ISP of the portal/webrtc node.
+        #[arg(long)]
+        isp: Option<String>,
+        /// Preferred region of the portal/webrtc node.
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Replace the token-signing key; outstanding tokens stop working.
+    RotateKey,
+}
+
+/// A failure with the exit status scripts see.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Denied(String),
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Server(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Other(_) => 1,
+            Failure::NotFound(_) => 3,
+            Failure::Denied(_) => 4,
+            Failure::Unreachable(_) => 5,
+            Failure::Invalid(_) => 6,
+            Failure::Server(_) => 7,
+        }
+    }
+}
+
+impl From<owt_store::StoreError> for Failure {
+    fn from(err: owt_store::StoreError) -> Self {
+        Failure::Other(err.to_string())
+    }
+}
+
+impl From<owt_config::ConfigError> for Failure {
+    fn from(err: owt_config::ConfigError) -> Self {
+        Failure::Other(err.to_string())
+    }
+}
+
+impl Global {
+    /// portal.toml with --state-dir applied.
+    pub fn portal_config(&self) -> Result<PortalConfig, Failure> {
+        let (mut config, _) = owt_config::load::<PortalConfig>(&self.config_dir, None)?;
+        if let Some(dir) = &self.state_dir {
+            config.state.dir = dir.clone();
+        }
+        Ok(config)
+    }
+}
+
+pub fn main(cli: Cli) -> ExitCode {
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("owtctl: {failure}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    let global = &cli.global;
+    match &cli.command {
+        Command::Init(args) => init::run(global, args),
+        Command::Cert(command) => cert::run(global, command),
+        Command::Token(TokenCommand::RotateKey) => {
+            let config = global.portal_config()?;
+            let store = owt_store::Store::open_initialised(&config.database_path())?;
+            store.rotate_token_key()?;
+            output::done(global, "token key rotated; tokens issued before now are no longer valid");
+            Ok(())
+        }
+        Command::Token(TokenCommand::Create { room, user, role, isp, region }) => {
+            let client = rest::Client::new(global)?;
+            let mut body = serde_json::json!({"user": user, "role": role});
+            if isp.is_some() || region.is_some() {
+                body["preference"] =
+                    serde_json::json!({"isp": isp.as_deref().unwrap_or(""), "region": region.as_deref().unwrap_or("")});
+            }
+            let token = client.call("POST", &format!("/v1/rooms/{room}/tokens"), Some(&body))?;
+            match (global.json, token) {
+                (true, Value::String(token)) => println!("{}", serde_json::json!({"token": token})),
+                (_, Value::String(token)) => println!("{token}"),
+                (_, other) => println!("{other}"),
+            }
+            Ok(())
+        }
+        Command::Service(command) => {
+            let client = rest::Client::new(global)?;
+            match command {
+                ServiceCommand::List => output::services(global, &client.call("GET", "/services", None)?),
+                ServiceCommand::Create { name, key } => {
+                    let mut body = serde_json::json!({"name": name});
+                    if let Some(key) = key {
+                        body["key"] = Value::String(key.clone());
+                    }
+                    output::service(global, &client.call("POST", "/services", Some(&body))?);
+                }
+                ServiceCommand::Show { id } => {
+                    output::service(global, &client.call("GET", &format!("/services/{id}"), None)?)
+                }
+                ServiceCommand::Delete { id } => {
+                    client.call("DELETE", &format!("/services/{id}"), None)?;
+                    output::done(global, &format!("service {id} deleted"));
+                }
+            }
+            Ok(())
+        }
+        Command::Room(command) => {
+            let client = rest::Client::new(global)?;
+            match command {
+                RoomCommand::List { page, per_page } => {
+                    let path = format!("/v1/rooms?page={page}&per_page={per_page}");
+                    output::rooms(global, &client.call("GET", &path, None)?);
+                }
+                RoomCommand::Create { name, options } => {
+                    let body = serde_json::json!({"name": name, "options": options.to_json()?});
+                    output::room(global, &client.call("POST", "/v1/rooms", Some(&body))?);
+                }
+                RoomCommand::Show { id } => {
+                    output::room(global, &client.call("GET", &format!("/v1/rooms/{id}"), None)?)
+                }
+                RoomCommand::Update { id, name, options } => {
+                    let mut body = options.to_json()?;
+                    if let Some(name) = name {
+                        body["name"] = Value::String(name.clone());
+                    }
+                    if body.as_object().is_some_and(|o| o.is_empty()) {
+                        return Err(Failure::Invalid("nothing to update: give --name, setting flags or --file".into()));
+                    }
+                    output::room(global, &client.call("PUT", &format!("/v1/rooms/{id}"), Some(&body))?);
+                }
+                RoomCommand::Delete { id } => {
+                    client.call("DELETE", &format!("/v1/rooms/{id}"), None)?;
+                    output::done(global, &format!("room {id} deleted"));
+                }
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Tables for people, JSON for scripts.
+
+use crate::Global;
+use serde_json::{json, Value};
+
+fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+pub fn done(global: &Global, message: &str) {
+    if global.json {
+        println!("{}", json!({"ok": true, "message": message}));
+    } else {
+        println!("{message}");
+    }
+}
+
+pub fn services(global: &Global, list: &Value) {
+    if global.json {
+        println!("{list}");
+        return;
+    }
+    let rows = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let rooms = s["rooms"].as_array().map_or(0, Vec::len);
+            vec![text(&s["_id"]), text(&s["name"]), rooms.to_string()]
+        })
+        .collect();
+    table(&["ID", "NAME", "ROOMS"], rows);
+}
+
+pub fn service(global: &Global, service: &Value) {
+    if global.json {
+        println!("{service}");
+        return;
+    }
+    println!("id:    {}", text(&service["_id"]));
+    println!("name:  {}", text(&service["name"]));
+    println!("key:   {}", text(&service["key"]));
+    println!("rooms: {}", service["rooms"].as_array().map_or(0, Vec::len));
+}
+
+pub fn rooms(global: &Global, list: &Value) {
+    if global.json {
+        println!("{list}");
+        return;
+    }
+    let rows = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let views: Vec<String> = r["views"].as_array().into_iter().flatten().map(|v| text(&v["label"])).collect();
+            vec![
+                text(&r["_id"]),
+                text(&r["name"]),
+                if views.is_empty() { "-".into() } else { views.join(",") },
+                text(&r["inputLimit"]),
+                text(&r["participantLimit"]),
+            ]
+        })
+        .collect();
+    table(&["ID", "NAME", "VIEWS", "INPUT LIMIT", "PARTICIPANT LIMIT"], rows);
+}
+
+pub fn room(global: &Global, room: &Value) {
+    if global.json {
+        println!("{room}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(room).unwrap_or_default());
+    }
+}
