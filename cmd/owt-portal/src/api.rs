@@ -69,9 +69,9 @@ impl ApiError {
                 let lower = message.to_lowercase();
                 let code = [("service", 1002), ("room", 1003), ("stream", 1004), ("participant", 1005)]
                     .iter()
-                    .filter(|(word, _)| lower.contains(word))
+                    .rev()
+                    .find(|(word, _)| lower.contains(word))
                     .map(|(_, code)| *code)
-                    .last()
                     .unwrap_or(1001);
                 (404, code)
             }
@@ -178,12 +178,10 @@ impl Api {
     fn route(&self, request: &Request) -> ApiResult {
         let trimmed = request.path.trim_end_matches('/');
         let segments: Vec<&str> = trimmed.split('/').skip(1).collect();
-        let needs_auth = match segments.as_slice() {
-            ["services", ..] => true,
-            ["v1" | "v1.1", "rooms", ..] => true,
-            ["v1.1", "stream-engine", ..] => true,
-            _ => false,
-        };
+        let needs_auth = matches!(
+            segments.as_slice(),
+            ["services", ..] | ["v1" | "v1.1", "rooms", ..] | ["v1.1", "stream-engine", ..]
+        );
         if !needs_auth {
             return Err(not_found());
         }

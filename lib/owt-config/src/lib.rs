@@ -309,19 +309,13 @@ pub struct NetworkInterface {
     pub replaced_ip_address: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebrtcSection {
     pub network_interfaces: Vec<NetworkInterface>,
     /// UDP port range for ICE; 0/0 means one port chosen by the system.
     pub minport: u16,
     pub maxport: u16,
-}
-
-impl Default for WebrtcSection {
-    fn default() -> Self {
-        WebrtcSection { network_interfaces: Vec::new(), minport: 0, maxport: 0 }
-    }
 }
 
 /// `webrtc.toml`: owt-webrtc.

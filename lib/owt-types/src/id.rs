@@ -1,24 +1,27 @@
 //! Ids in the shape OWT clients know: 24 lowercase hex digits like a MongoDB ObjectId
-//! (4 bytes of seconds since the epoch, 5 random bytes, a 3-byte counter), so ids sort by
-//! creation time and existing applications that store or validate them keep working.
+//! (4 bytes of seconds since the epoch, 5 random bytes fixed per process, a 3-byte counter
+//! starting at a random value), so ids made by one process sort by creation order and
+//! existing applications that store or validate them keep working.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectId([u8; 12]);
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+static COUNTER: OnceLock<AtomicU32> = OnceLock::new();
+static PROCESS_RANDOM: OnceLock<[u8; 5]> = OnceLock::new();
 
 impl ObjectId {
     pub fn generate() -> Self {
         let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0);
         let mut bytes = [0u8; 12];
         bytes[..4].copy_from_slice(&secs.to_be_bytes());
-        let random: [u8; 5] = rand::random();
-        bytes[4..9].copy_from_slice(&random);
-        let count = COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+        bytes[4..9].copy_from_slice(PROCESS_RANDOM.get_or_init(rand::random));
+        let counter = COUNTER.get_or_init(|| AtomicU32::new(rand::random::<u32>() & 0x00ff_ffff));
+        let count = counter.fetch_add(1, Ordering::Relaxed).to_be_bytes();
         bytes[9..].copy_from_slice(&count[1..]);
         ObjectId(bytes)
     }
@@ -60,6 +63,7 @@ mod tests {
         let a = ObjectId::generate();
         let b = ObjectId::generate();
         assert_ne!(a, b);
+        assert!(a < b || a.0[9..] == [0xff, 0xff, 0xff], "ids of one process sort by creation");
         assert_eq!(ObjectId::parse(&a.to_string()), Some(a));
         assert_eq!(a.to_string().len(), 24);
     }
