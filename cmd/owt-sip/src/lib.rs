@@ -1,8 +1,9 @@
 //! owt-sip: owt-rs SIP gateway (SIP calls into rooms).
 //!
-//! In this release the daemon validates its configuration (sip.toml), reports readiness and
-//! a status saying that the SIP gateway is not implemented yet, and stops cleanly on SIGTERM. It does
-//! no media work and does not pretend to.
+//! In this release the daemon validates its configuration (sip.toml), joins the cluster: it
+//! registers with the portal's bus as a `sip` worker, sends heartbeats with its CPU load and
+//! answers `status`; its status says that the SIP gateway is not implemented yet. It does no media work
+//! and does not pretend to. SIGTERM sends `quit` to the portal and stops it cleanly.
 
 use owt_config::SipConfig;
 
@@ -12,13 +13,15 @@ use owt_config::SipConfig;
     name = "owt-sip",
     version,
     about = "owt-rs SIP gateway (SIP calls into rooms)",
-    long_about = "owt-sip: owt-rs SIP gateway (SIP calls into rooms). Reads /etc/owt/sip.toml (see owt.toml(5)); normally started by                   systemd as owt-sip.service. In this release it validates its configuration and reports                   to systemd, but the SIP gateway is not implemented yet."
+    long_about = "owt-sip: owt-rs SIP gateway (SIP calls into rooms). Reads /etc/owt/sip.toml (see owt.toml(5)); normally started by systemd as owt-sip.service. In this release it registers with the portal (see [cluster] in sip.toml) and reports its load, but the SIP gateway is not implemented yet."
 )]
 pub struct Cli {
     #[command(flatten)]
     pub daemon: owt_daemon::DaemonArgs,
 }
 
-pub fn start(_config: &SipConfig) -> Result<owt_daemon::Idle, std::convert::Infallible> {
-    Ok(owt_daemon::Idle { what: "the SIP gateway" })
+/// Joins the cluster at `[cluster] portal`; returns at once (registration follows in the
+/// background, retried while the portal is away).
+pub fn start(config: &SipConfig) -> Result<owt_bus::worker::WorkerService, owt_bus::BusError> {
+    owt_bus::worker::WorkerService::start(config, "the SIP gateway")
 }
