@@ -131,10 +131,26 @@ struct Caller {
     role: Option<String>,
 }
 
+/// Live conference state, owned by the signaling server; the REST API reads and changes it
+/// through this interface.
+pub trait LiveRooms: Send + Sync {
+    fn participants(&self, room: &str) -> Vec<Value>;
+    fn participant(&self, room: &str, participant: &str) -> Option<Value>;
+    fn update_participant(&self, room: &str, participant: &str, operations: &Value) -> Result<Value, String>;
+    fn drop_participant(&self, room: &str, participant: &str) -> bool;
+    /// StreamInfo in the Socket.IO form; the REST API converts it.
+    fn streams(&self, room: &str) -> Vec<Value>;
+    fn stream(&self, room: &str, stream: &str) -> Option<Value>;
+    /// The room was deleted: everybody in it is dropped.
+    fn destroy_room(&self, room: &str);
+}
+
 pub struct Api {
     store: Mutex<Store>,
     replay: Mutex<ReplayGuard>,
     config: RwLock<PortalConfig>,
+    live: std::sync::OnceLock<std::sync::Arc<dyn LiveRooms>>,
+    cluster: std::sync::OnceLock<std::sync::Arc<owt_bus::Cluster>>,
 }
 
 impl Api {
@@ -143,7 +159,33 @@ impl Api {
             store: Mutex::new(store),
             replay: Mutex::new(ReplayGuard::new(config.auth.max_clock_skew)),
             config: RwLock::new(config),
+            live: std::sync::OnceLock::new(),
+            cluster: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Connects the live conference state (once, at start).
+    pub fn set_live(&self, live: std::sync::Arc<dyn LiveRooms>) {
+        let _ = self.live.set(live);
+    }
+
+    /// Connects the worker registry, for `GET /v1/cluster/nodes`.
+    pub fn set_cluster(&self, cluster: std::sync::Arc<owt_bus::Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    pub fn token_key(&self) -> Result<String, StoreError> {
+        self.store().token_key()
+    }
+
+    /// Takes a token out of the store (tokens are single use).
+    pub fn take_token(&self, id: &str, now_ms: i64, max_age_ms: i64) -> Result<Option<TokenRecord>, StoreError> {
+        self.store().take_token(id, now_ms, max_age_ms)
+    }
+
+    /// A room by id, whichever service owns it.
+    pub fn room_by_id(&self, id: &str) -> Result<Option<Room>, StoreError> {
+        self.store().room_by_id(id)
     }
 
     pub fn config(&self) -> PortalConfig {
@@ -180,7 +222,7 @@ impl Api {
         let segments: Vec<&str> = trimmed.split('/').skip(1).collect();
         let needs_auth = matches!(
             segments.as_slice(),
-            ["services", ..] | ["v1" | "v1.1", "rooms", ..] | ["v1.1", "stream-engine", ..]
+            ["services", ..] | ["v1" | "v1.1", "rooms" | "cluster", ..] | ["v1.1", "stream-engine", ..]
         );
         if !needs_auth {
             return Err(not_found());
@@ -191,6 +233,7 @@ impl Api {
             ["services"] => self.services(method, &caller, request),
             ["services", id] => self.service(method, &caller, id),
             [_, "rooms"] => self.rooms(method, &caller, request),
+            [_, "cluster", "nodes"] if method == "GET" => self.cluster_nodes(&caller),
             [_, "rooms", room_id, rest @ ..] => self.room(method, &caller, room_id, rest, request),
             _ => Err(not_found()),
         }
@@ -276,6 +319,15 @@ impl Api {
         }
     }
 
+    /// The live workers (runtime configuration view; super service only).
+    fn cluster_nodes(&self, caller: &Caller) -> ApiResult {
+        if !caller.service.is_super {
+            return Err(ApiError::Access("Permission denied".into()));
+        }
+        let workers = self.cluster.get().map(|c| c.workers()).unwrap_or_default();
+        Ok(Response::json(serde_json::to_value(workers).unwrap_or_else(|_| json!([]))))
+    }
+
     // ---- rooms ------------------------------------------------------------------------
 
     fn rooms(&self, method: &str, caller: &Caller, request: &Request) -> ApiResult {
@@ -320,16 +372,17 @@ impl Api {
                 if !self.store().delete_room(&caller.service.id, &room.id)? {
                     return Err(ApiError::NotFound("Room not found".into()));
                 }
+                if let Some(live) = self.live.get() {
+                    live.destroy_room(&room.id);
+                }
                 tracing::info!(room = %room.id, "room deleted");
                 Ok(Response::text("Room deleted"))
             }
             ("POST", ["tokens"]) => self.create_token(caller, &room, request),
-            // Live conference state: the room is not running in this release.
-            ("GET", ["participants" | "streams" | "streaming-outs" | "recordings" | "sipcalls" | "analytics"]) => {
-                Ok(Response::json(json!([])))
-            }
-            (_, ["participants", _]) => Err(ApiError::NotFound("Participant not found".into())),
-            (_, ["streams" | "streaming-ins", _]) => Err(ApiError::NotFound("Stream not found".into())),
+            (_, ["participants", ..] | ["streams", ..]) => self.live_resource(method, &room.id, rest, request),
+            // Media work that needs workers this release does not have: nothing is running.
+            ("GET", ["streaming-outs" | "recordings" | "sipcalls" | "analytics"]) => Ok(Response::json(json!([]))),
+            (_, ["streaming-ins", _]) => Err(ApiError::NotFound("Stream not found".into())),
             (_, ["streaming-outs", _]) => Err(ApiError::NotFound("Streaming-out not found".into())),
             (_, ["recordings", _]) => Err(ApiError::NotFound("Recording not found".into())),
             (_, ["sipcalls", _]) => Err(ApiError::NotFound("Sip call not found".into())),
@@ -339,6 +392,51 @@ impl Api {
                     "Operation failed: {kind} need media workers, which this release does not have"
                 )))
             }
+            _ => Err(not_found()),
+        }
+    }
+
+    /// Participants and streams of a running room (spec §2.4); a room that is not running
+    /// has none.
+    fn live_resource(&self, method: &str, room: &str, rest: &[&str], request: &Request) -> ApiResult {
+        let live = self.live.get();
+        let flatten_video = !request.path.starts_with("/v1.1/");
+        match (method, rest) {
+            ("GET", ["participants"]) => {
+                Ok(Response::json(json!(live.map(|l| l.participants(room)).unwrap_or_default())))
+            }
+            ("GET", ["participants", id]) => live
+                .and_then(|l| l.participant(room, id))
+                .map(Response::json)
+                .ok_or_else(|| ApiError::NotFound("Participant not found".into())),
+            ("PATCH", ["participants", id]) => {
+                let live = live.ok_or_else(|| ApiError::NotFound("Participant not found".into()))?;
+                if live.participant(room, id).is_none() {
+                    return Err(ApiError::NotFound("Participant not found".into()));
+                }
+                let body = parse_body(request)?;
+                live.update_participant(room, id, &body).map(Response::json).map_err(ApiError::BadRequest)
+            }
+            ("DELETE", ["participants", id]) => {
+                if live.is_some_and(|l| l.drop_participant(room, id)) {
+                    Ok(Response::text(""))
+                } else {
+                    Err(ApiError::NotFound("Participant not found".into()))
+                }
+            }
+            ("GET", ["streams"]) => {
+                let streams = live.map(|l| l.streams(room)).unwrap_or_default();
+                Ok(Response::json(json!(streams
+                    .iter()
+                    .map(|s| owt_room::rest_stream(s, flatten_video))
+                    .collect::<Vec<_>>())))
+            }
+            ("GET", ["streams", id]) => live
+                .and_then(|l| l.stream(room, id))
+                .map(|s| Response::json(owt_room::rest_stream(&s, flatten_video)))
+                .ok_or_else(|| ApiError::NotFound("Stream not found".into())),
+            (_, ["streams", _]) => Err(ApiError::NotFound("Stream not found".into())),
+            (_, ["participants", _]) => Err(ApiError::NotFound("Participant not found".into())),
             _ => Err(not_found()),
         }
     }

@@ -1,156 +1,201 @@
-//! The REST API's HTTP(S) listener on tiny_http: a few threads that read each request with a
-//! body-size limit, hand it to [`crate::api::Api::handle`], and write the answer with the
-//! headers OWT sends on every response (CORS, HSTS, nosniff).
+//! The REST API's HTTP(S) listener, on hyper and the portal's tokio runtime. Every
+//! connection is its own task, so a slow or idle client holds only itself: TLS handshakes,
+//! request headers and bodies each have a deadline, bodies a size limit. Requests are
+//! answered by [`crate::api::Api::handle`] on the blocking pool (it uses SQLite), with a
+//! panic turned into a 500 answer rather than a lost worker. Every answer carries the
+//! headers OWT sends (CORS, HSTS, nosniff).
+//!
+//! (tiny_http was the first choice; it reads bodies on its worker threads and does TLS
+//! handshakes in its accept thread without deadlines, so one slow client could stall
+//! everybody.)
 
-use crate::api::{Api, ApiError, Body, Request};
+use crate::api::{Api, ApiError, Body, Request, Response};
 use crate::PortalError;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use owt_config::PortalConfig;
-use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
-use tiny_http::{Header, Server};
+use tokio::net::TcpListener;
+
+/// How long a client may take to complete the TLS handshake, send its headers, or send its body.
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+const HEADER_DEADLINE: Duration = Duration::from_secs(10);
+const BODY_DEADLINE: Duration = Duration::from_secs(30);
 
 pub struct RestServer {
-    server: Arc<Server>,
-    stopping: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
     addr: SocketAddr,
+    accept_task: tokio::task::JoinHandle<()>,
 }
 
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
+pub(crate) fn tls_acceptor(config: &PortalConfig) -> Result<openssl::ssl::SslAcceptor, PortalError> {
+    use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
+    let fail = |path: std::path::PathBuf, e: openssl::error::ErrorStack| PortalError::Certificate {
+        path: path.display().to_string(),
+        message: format!("{e} (create one with `owtctl cert generate`)"),
+    };
+    // Mozilla "intermediate": TLS 1.2 and 1.3 only.
+    let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
+        .map_err(|e| PortalError::Certificate { path: String::new(), message: e.to_string() })?;
+    let cert = config.certificate_path();
+    builder.set_certificate_chain_file(&cert).map_err(|e| fail(cert.clone(), e))?;
+    let key = config.key_path();
+    builder.set_private_key_file(&key, SslFiletype::PEM).map_err(|e| fail(key.clone(), e))?;
+    builder.check_private_key().map_err(|e| fail(key, e))?;
+    Ok(builder.build())
 }
 
 impl RestServer {
-    pub fn start(config: &PortalConfig, api: Arc<Api>) -> Result<RestServer, PortalError> {
+    pub fn start(config: &PortalConfig, api: Arc<Api>, runtime: &tokio::runtime::Handle) -> Result<RestServer, PortalError> {
         let settings = &config.management_api;
         let ip: std::net::IpAddr = settings.ip_address.parse().map_err(|_| PortalError::Listen {
             addr: settings.ip_address.clone(),
             message: "not an IP address".into(),
         })?;
         let bind = SocketAddr::new(ip, settings.port);
-        let server = if settings.ssl {
-            let read = |path: std::path::PathBuf| {
-                std::fs::read(&path).map_err(|e| PortalError::Certificate {
-                    path: path.display().to_string(),
-                    message: format!("{e} (create one with `owtctl cert generate`)"),
-                })
-            };
-            let ssl = tiny_http::SslConfig {
-                certificate: read(config.certificate_path())?,
-                private_key: read(config.key_path())?,
-            };
-            Server::https(bind, ssl)
-        } else {
-            Server::http(bind)
-        }
-        .map_err(|e| PortalError::Listen { addr: bind.to_string(), message: e.to_string() })?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| PortalError::Listen { addr: bind.to_string(), message: "not an IP listener".into() })?;
-        let server = Arc::new(server);
-        let stopping = Arc::new(AtomicBool::new(false));
+        let tls = if settings.ssl { Some(Arc::new(tls_acceptor(config)?)) } else { None };
+        let listener = runtime
+            .block_on(TcpListener::bind(bind))
+            .map_err(|e| PortalError::Listen { addr: bind.to_string(), message: e.to_string() })?;
+        let addr = listener.local_addr().map_err(|e| PortalError::Listen { addr: bind.to_string(), message: e.to_string() })?;
         let max_body = settings.max_body_bytes;
-        let threads = (0..settings.threads)
-            .map(|i| {
-                let (server, stopping, api) = (server.clone(), stopping.clone(), api.clone());
-                std::thread::Builder::new()
-                    .name(format!("rest-{i}"))
-                    .spawn(move || serve(&server, &stopping, &api, max_body))
-                    .expect("spawn REST thread")
-            })
-            .collect();
+        let accept_task = runtime.spawn(async move {
+            loop {
+                let (stream, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        tracing::warn!("REST accept: {err}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (api, tls) = (api.clone(), tls.clone());
+                tokio::spawn(async move {
+                    match tls {
+                        None => serve_connection(TokioIo::new(stream), api, max_body).await,
+                        Some(acceptor) => {
+                            if let Some(stream) = tls_handshake(&acceptor, stream, peer).await {
+                                serve_connection(TokioIo::new(stream), api, max_body).await
+                            }
+                        }
+                    }
+                });
+            }
+        });
         tracing::info!("REST API listening on {}://{addr}", if settings.ssl { "https" } else { "http" });
-        Ok(RestServer { server, stopping, threads, addr })
+        Ok(RestServer { addr, accept_task })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// Finishes the requests in progress and stops the listener.
+    /// Stops accepting; connections in progress end with the runtime.
     pub fn stop(self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        for _ in &self.threads {
-            self.server.unblock();
+        self.accept_task.abort();
+    }
+}
+
+/// Completes a TLS handshake within [`HANDSHAKE_DEADLINE`]; None (logged) when it fails.
+pub(crate) async fn tls_handshake(
+    acceptor: &openssl::ssl::SslAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+) -> Option<tokio_openssl::SslStream<tokio::net::TcpStream>> {
+    let ssl = openssl::ssl::Ssl::new(acceptor.context()).map_err(|err| tracing::warn!("TLS setup: {err}")).ok()?;
+    let mut stream = tokio_openssl::SslStream::new(ssl, stream).ok()?;
+    match tokio::time::timeout(HANDSHAKE_DEADLINE, std::pin::Pin::new(&mut stream).accept()).await {
+        Ok(Ok(())) => Some(stream),
+        Ok(Err(err)) => {
+            tracing::debug!(%peer, "TLS handshake failed: {err}");
+            None
         }
-        for thread in self.threads {
-            let _ = thread.join();
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
         }
     }
 }
 
-fn serve(server: &Server, stopping: &AtomicBool, api: &Api, max_body: usize) {
-    while !stopping.load(Ordering::SeqCst) {
-        match server.recv_timeout(Duration::from_millis(500)) {
-            Ok(Some(request)) => answer(request, api, max_body),
-            Ok(None) => {}
-            Err(err) => tracing::debug!("REST accept: {err}"),
-        }
+async fn serve_connection<I>(io: I, api: Arc<Api>, max_body: usize)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let api = api.clone();
+        async move { Ok::<_, std::convert::Infallible>(answer(request, api, max_body).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_DEADLINE)
+        .serve_connection(io, service);
+    if let Err(err) = connection.await {
+        tracing::debug!("REST connection: {err}");
     }
 }
 
-fn answer(mut request: tiny_http::Request, api: &Api, max_body: usize) {
-    let find = |name: &'static str| {
-        request.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str().to_owned())
-    };
-    let authorization = find("Authorization");
-    let content_type = find("Content-Type");
-    let declared = find("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
-    let mut body = Vec::new();
-    let too_large = if declared.is_some_and(|len| len > max_body as u64) {
-        true
-    } else {
-        let read = request.as_reader().take(max_body as u64 + 1).read_to_end(&mut body);
-        match read {
-            Ok(_) => body.len() > max_body,
-            Err(err) => {
-                tracing::debug!("REST body read: {err}");
-                let response = ApiError::BadRequest("Failed to read request body".into()).into_response();
-                return respond(request, response);
-            }
+async fn answer(request: hyper::Request<Incoming>, api: Arc<Api>, max_body: usize) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let header = |name: hyper::header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let declared = header(hyper::header::CONTENT_LENGTH).and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max_body as u64) {
+        return respond(ApiError::TooLarge(max_body).into_response());
+    }
+    let body = match tokio::time::timeout(BODY_DEADLINE, Limited::new(body, max_body).collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(err)) if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return respond(ApiError::TooLarge(max_body).into_response());
         }
+        Ok(Err(err)) => {
+            tracing::debug!("REST body read: {err}");
+            return respond(ApiError::BadRequest("Failed to read request body".into()).into_response());
+        }
+        Err(_) => return respond(ApiError::BadRequest("Request body not received in time".into()).into_response()),
     };
-    let url = request.url().to_owned();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let method = request.method().as_str().to_owned();
-    let response = if too_large {
-        ApiError::TooLarge(max_body).into_response()
-    } else {
+    let authorization = header(hyper::header::AUTHORIZATION);
+    let content_type = header(hyper::header::CONTENT_TYPE);
+    let method = parts.method.as_str().to_owned();
+    let path = parts.uri.path().to_owned();
+    let query = parts.uri.query().unwrap_or("").to_owned();
+    let handled = tokio::task::spawn_blocking(move || {
         api.handle(&Request {
             method: &method,
-            path,
-            query,
+            path: &path,
+            query: &query,
             authorization: authorization.as_deref(),
             content_type: content_type.as_deref(),
             body: &body,
         })
-    };
-    respond(request, response);
+    })
+    .await;
+    match handled {
+        Ok(response) => respond(response),
+        Err(err) => {
+            tracing::error!("REST handler failed: {err}");
+            respond(ApiError::Internal("Error internal failure".into()).into_response())
+        }
+    }
 }
 
-fn respond(request: tiny_http::Request, response: crate::api::Response) {
+fn respond(response: Response) -> hyper::Response<Full<Bytes>> {
     let (content_type, data) = match response.body {
         Body::Json(value) => ("application/json; charset=utf-8", value.to_string().into_bytes()),
         Body::Text(text) => ("text/html; charset=utf-8", text.into_bytes()),
     };
-    let mut reply = tiny_http::Response::from_data(data)
-        .with_status_code(response.status)
-        .with_header(header("Content-Type", content_type))
-        .with_header(header("Access-Control-Allow-Origin", "*"))
-        .with_header(header("Access-Control-Allow-Methods", "POST, GET, OPTIONS, DELETE, PATCH, PUT"))
-        .with_header(header("Access-Control-Allow-Headers", "origin, authorization, content-type"))
-        .with_header(header("Strict-Transport-Security", "max-age=1024000; includeSubDomain"))
-        .with_header(header("X-Content-Type-Options", "nosniff"));
+    let mut builder = hyper::Response::builder()
+        .status(response.status)
+        .header("Content-Type", content_type)
+        .header("Access-Control-Allow-Origin", "*")
+        .header("Access-Control-Allow-Methods", "POST, GET, OPTIONS, DELETE, PATCH, PUT")
+        .header("Access-Control-Allow-Headers", "origin, authorization, content-type")
+        .header("Strict-Transport-Security", "max-age=1024000; includeSubDomain")
+        .header("X-Content-Type-Options", "nosniff");
     if let Some(reason) = response.auth_failure {
-        let value = format!("MAuth realm=\"{}\", error=\"{}\"", owt_auth::REALM, reason.replace('"', "'"));
-        reply = reply.with_header(header("WWW-Authenticate", &value));
+        let value = format!("MAuth realm=\"{}\", error=\"{}\"", owt_auth::REALM, reason.replace(['"', '\r', '\n'], "'"));
+        builder = builder.header("WWW-Authenticate", value);
     }
-    if let Err(err) = request.respond(reply) {
-        tracing::debug!("REST respond: {err}");
-    }
+    builder.body(Full::new(Bytes::from(data))).unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
 }

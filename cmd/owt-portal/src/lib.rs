@@ -1,11 +1,14 @@
-//! owt-portal, the owt-rs control plane. This release serves the OWT management REST API
-//! (services, rooms, tokens; spec/owt-compat.md §2-§3) over HTTP or HTTPS from the SQLite
-//! store. Client signaling, the bus and live room state arrive with later releases; until
-//! then the live-state REST resources answer as OWT does for a room that is not running.
+//! owt-portal, the owt-rs control plane: the OWT management REST API (services, rooms,
+//! tokens, participants, streams; spec/owt-compat.md §2-§3) over HTTP or HTTPS from the
+//! SQLite store, and client signaling over Socket.IO (spec §1) with the conference core of
+//! `owt-room`. Media requests (publish, subscribe, ...) are checked and then refused until
+//! a media node exists.
 
 pub mod api;
+mod cluster;
 mod form;
 mod http;
+pub mod signaling;
 
 use owt_config::PortalConfig;
 use owt_store::Store;
@@ -35,13 +38,21 @@ pub enum PortalError {
     Listen { addr: String, message: String },
     #[error("TLS certificate {path}: {message}")]
     Certificate { path: String, message: String },
+    #[error("signaling: {0}")]
+    Signaling(#[from] std::io::Error),
+    #[error("cluster bus: {0}")]
+    Cluster(#[from] owt_bus::ClusterError),
 }
 
 /// The running portal.
 pub struct Portal {
     api: Arc<api::Api>,
     server: http::RestServer,
+    signaling: signaling::Signaling,
+    cluster: Arc<owt_bus::Cluster>,
+    runtime: tokio::runtime::Runtime,
     listen_settings: owt_config::ManagementApiSection,
+    signaling_settings: owt_config::PortalSection,
 }
 
 impl Portal {
@@ -56,8 +67,32 @@ impl Portal {
             other => other,
         })?;
         let api = Arc::new(api::Api::new(store, config.clone()));
-        let server = http::RestServer::start(config, api.clone())?;
-        Ok(Portal { api, server, listen_settings: config.management_api.clone() })
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.management_api.threads)
+            .thread_name("portal-io")
+            .enable_all()
+            .build()
+            .map_err(PortalError::Signaling)?;
+        let cluster = Arc::new(owt_bus::Cluster::start(config, runtime.handle())?);
+        runtime.spawn(cluster::watch(cluster.clone()));
+        api.set_cluster(cluster.clone());
+        let signaling = runtime.block_on(signaling::Signaling::start(config, api.clone(), cluster.clone()))?;
+        api.set_live(signaling.hub());
+        let server = http::RestServer::start(config, api.clone(), runtime.handle())?;
+        Ok(Portal {
+            api,
+            server,
+            signaling,
+            cluster,
+            runtime,
+            listen_settings: config.management_api.clone(),
+            signaling_settings: config.portal.clone(),
+        })
+    }
+
+    /// The address Socket.IO signaling actually listens on.
+    pub fn signaling_address(&self) -> std::net::SocketAddr {
+        self.signaling.local_addr()
     }
 
     /// The address the REST API actually listens on (useful with port 0).
@@ -69,12 +104,26 @@ impl Portal {
 impl owt_daemon::Service<PortalConfig> for Portal {
     fn status(&self) -> String {
         let scheme = if self.listen_settings.ssl { "https" } else { "http" };
-        format!("REST API on {scheme}://{}", self.server.local_addr())
+        format!(
+            "REST API on {scheme}://{}, signaling on {}, bus on {}, {} workers",
+            self.server.local_addr(),
+            self.signaling.local_addr(),
+            self.cluster.endpoint(),
+            self.cluster.workers().len()
+        )
     }
 
     fn reload(&mut self, config: &PortalConfig) -> Result<(), String> {
-        if config.management_api != self.listen_settings || config.state != self.api.config().state {
-            return Err("[management-api] or [state] changed: restart owt-portal to apply them".into());
+        let listening = (&self.signaling_settings.bind_address, self.signaling_settings.port);
+        if config.management_api != self.listen_settings
+            || config.state != self.api.config().state
+            || (&config.portal.bind_address, config.portal.port) != listening
+            || config.cluster != self.api.config().cluster
+            || config.scheduling != self.api.config().scheduling
+        {
+            return Err(
+                "[management-api], [state], [cluster], [scheduling] or the signaling address changed: restart owt-portal to apply them".into()
+            );
         }
         self.api.set_config(config.clone());
         Ok(())
@@ -82,5 +131,10 @@ impl owt_daemon::Service<PortalConfig> for Portal {
 
     fn stop(self) {
         self.server.stop();
+        self.runtime.block_on(self.signaling.stop());
+        if let Ok(cluster) = Arc::try_unwrap(self.cluster) {
+            self.runtime.block_on(cluster.stop());
+        }
+        self.runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     }
 }

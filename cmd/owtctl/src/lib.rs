@@ -87,6 +87,8 @@ pub enum Command {
     /// The TLS certificate of the REST API and signaling.
     #[command(subcommand)]
     Cert(cert::CertCommand),
+    /// Live workers registered with the portal (super service only).
+    Cluster,
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,6 +248,11 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 (_, Value::String(token)) => println!("{token}"),
                 (_, other) => println!("{other}"),
             }
+            Ok(())
+        }
+        Command::Cluster => {
+            let client = rest::Client::new(global)?;
+            output::workers(global, &client.call("GET", "/v1/cluster/nodes", None)?);
             Ok(())
         }
         Command::Service(command) => {

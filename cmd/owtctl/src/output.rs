@@ -94,3 +94,27 @@ pub fn room(global: &Global, room: &Value) {
         println!("{}", serde_json::to_string_pretty(room).unwrap_or_default());
     }
 }
+
+pub fn workers(global: &Global, list: &Value) {
+    if global.json {
+        println!("{list}");
+        return;
+    }
+    let rows = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| {
+            vec![
+                text(&w["kind"]),
+                text(&w["node_id"]),
+                format!("{:.2}", w["load"].as_f64().unwrap_or(0.0)),
+                format!("{}s", w["age_s"].as_u64().unwrap_or(0)),
+                text(&w["tasks"]),
+                format!("{}:{}", text(&w["hostname"]), text(&w["pid"])),
+                if w["media_endpoint"].as_str().unwrap_or("").is_empty() { "-".into() } else { text(&w["media_endpoint"]) },
+            ]
+        })
+        .collect();
+    table(&["KIND", "NODE", "LOAD", "AGE", "TASKS", "HOST:PID", "MEDIA ENDPOINT"], rows);
+}

@@ -151,8 +151,9 @@ impl ReplayGuard {
     /// Checks one already-verified request at server time `now_ms`.
     pub fn check(&mut self, now_ms: i64, header: &MAuthHeader) -> Result<(), AuthError> {
         let timestamp: i64 = header.timestamp.parse().map_err(|_| AuthError::BadTimestamp(header.timestamp.clone()))?;
-        if (now_ms - timestamp).abs() > self.window_ms {
-            return Err(AuthError::ClockSkew((now_ms - timestamp) / 1000, self.window_ms / 1000));
+        let skew = (now_ms as i128 - timestamp as i128).clamp(i64::MIN as i128 + 1, i64::MAX as i128) as i64;
+        if skew.abs() > self.window_ms {
+            return Err(AuthError::ClockSkew(skew / 1000, self.window_ms / 1000));
         }
         while let Some((at, _, _)) = self.expiry.front() {
             if *at > now_ms {
@@ -169,7 +170,7 @@ impl ReplayGuard {
             return Err(AuthError::Replayed);
         }
         // A cnonce must stay remembered as long as its timestamp could still pass the skew check.
-        let until = timestamp + self.window_ms + 1;
+        let until = timestamp.saturating_add(self.window_ms + 1);
         self.seen.insert(key.clone(), until);
         self.expiry.push_back((until, key.0, key.1));
         Ok(())
@@ -304,5 +305,83 @@ mod tests {
         assert!(!decoded.verify("otherkey"));
         assert_eq!(decoded.signature, hmac_hex_base64("tokenkey", "5c2b0e0e0e0e0e0e0e0e0e0e,127.0.0.1:8080,undefined"));
         assert_eq!(Token::decode("%%%"), None);
+    }
+}
+
+/// OWT's reconnection ticket (spec §1.5): `base64(JSON{participantId, ticketId, notBefore,
+/// notAfter, signature})`, signature over `participantId,notBefore,notAfter` with a key of the
+/// portal process.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconnectionTicket {
+    pub participant_id: String,
+    pub ticket_id: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub signature: String,
+}
+
+/// Why a ticket was refused, worded as OWT clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    #[error("Invalid reconnection ticket")]
+    Malformed,
+    #[error("Ticket is expired")]
+    Expired,
+    #[error("Invalid reconnection ticket signature")]
+    BadSignature,
+}
+
+impl ReconnectionTicket {
+    pub fn issue(key: &str, participant_id: &str, now_ms: i64, lifetime_ms: i64) -> Self {
+        let ticket_id = format!("{:x}", rand::random::<u64>());
+        let not_after = now_ms + lifetime_ms;
+        let signature = hmac_hex_base64(key, &format!("{participant_id},{now_ms},{not_after}"));
+        ReconnectionTicket {
+            participant_id: participant_id.into(),
+            ticket_id,
+            not_before: now_ms,
+            not_after,
+            signature,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        BASE64.encode(serde_json::to_vec(self).expect("ticket serializes"))
+    }
+
+    /// Decodes and checks a ticket string at time `now_ms`.
+    pub fn verify(text: &str, key: &str, now_ms: i64) -> Result<ReconnectionTicket, TicketError> {
+        let bytes = BASE64.decode(text.trim()).map_err(|_| TicketError::Malformed)?;
+        let ticket: ReconnectionTicket = serde_json::from_slice(&bytes).map_err(|_| TicketError::Malformed)?;
+        if now_ms < ticket.not_before || now_ms > ticket.not_after {
+            return Err(TicketError::Expired);
+        }
+        let expected =
+            hmac_hex_base64(key, &format!("{},{},{}", ticket.participant_id, ticket.not_before, ticket.not_after));
+        if !constant_time_eq(&expected, &ticket.signature) {
+            return Err(TicketError::BadSignature);
+        }
+        Ok(ticket)
+    }
+}
+
+#[cfg(test)]
+mod ticket_tests {
+    use super::*;
+
+    #[test]
+    fn tickets_verify_expire_and_reject_forgery() {
+        let ticket = ReconnectionTicket::issue("k", "p1", 1_000, 600_000);
+        let text = ticket.encode();
+        let json: serde_json::Value = serde_json::from_slice(&BASE64.decode(&text).unwrap()).unwrap();
+        assert!(json["notAfter"].is_i64(), "the JS SDK reads a numeric notAfter");
+        assert_eq!(ReconnectionTicket::verify(&text, "k", 2_000).unwrap(), ticket);
+        assert_eq!(ReconnectionTicket::verify(&text, "k", 700_000), Err(TicketError::Expired));
+        assert_eq!(ReconnectionTicket::verify(&text, "other", 2_000), Err(TicketError::BadSignature));
+        let forged = ReconnectionTicket { participant_id: "p2".into(), ..ticket };
+        assert_eq!(ReconnectionTicket::verify(&forged.encode(), "k", 2_000), Err(TicketError::BadSignature));
+        assert_eq!(ReconnectionTicket::verify("!!", "k", 2_000), Err(TicketError::Malformed));
+        assert_eq!(ReconnectionTicket::verify(&BASE64.encode("[]"), "k", 2_000), Err(TicketError::Malformed));
     }
 }

@@ -168,7 +168,7 @@ pub struct ManagementApiSection {
     pub key_path: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// Worker threads serving requests.
+    /// Threads of the portal runtime (REST and signaling).
     pub threads: usize,
 }
 
@@ -216,6 +216,19 @@ pub struct PortalSection {
     pub force_tls_v12: bool,
     /// Seconds a conference token stays valid (OWT: 180).
     pub token_lifetime: u64,
+    /// Address the Socket.IO signaling server listens on.
+    pub bind_address: String,
+    /// Seconds a connected socket may stay without logging in.
+    pub login_timeout: u64,
+    /// Seconds a reconnection ticket stays valid (OWT: reconnection_ticket_lifetime).
+    pub reconnection_ticket_lifetime: u64,
+    /// Seconds a disconnected participant waits for `relogin` before it leaves (OWT: reconnection_timeout).
+    pub reconnection_timeout: u64,
+    /// Engine.IO ping interval and timeout in seconds.
+    pub ping_interval: u64,
+    pub ping_timeout: u64,
+    /// Largest Socket.IO message accepted, in bytes.
+    pub max_message_bytes: u64,
 }
 
 impl Default for PortalSection {
@@ -227,7 +240,187 @@ impl Default for PortalSection {
             ssl: false,
             force_tls_v12: true,
             token_lifetime: 180,
+            bind_address: "0.0.0.0".into(),
+            login_timeout: 180,
+            reconnection_ticket_lifetime: 600,
+            reconnection_timeout: 60,
+            ping_interval: 25,
+            ping_timeout: 20,
+            max_message_bytes: 1_000_000,
         }
+    }
+}
+
+/// How the portal picks one worker among the live, available workers of a kind
+/// (OWT user guide §3.6; `cluster_manager.toml` strategies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Strategy {
+    /// Keep giving new work to the worker picked last while it stays available.
+    LastUsed,
+    /// The worker with the lowest load.
+    LeastUsed,
+    /// The worker with the highest load (fill one worker before the next).
+    MostUsed,
+    /// Each worker in turn, circularly.
+    RoundRobin,
+    /// A random worker.
+    RandomlyPick,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 5] =
+        [Strategy::LastUsed, Strategy::LeastUsed, Strategy::MostUsed, Strategy::RoundRobin, Strategy::RandomlyPick];
+
+    /// The configuration spelling: `last-used`, `least-used`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::LastUsed => "last-used",
+            Strategy::LeastUsed => "least-used",
+            Strategy::MostUsed => "most-used",
+            Strategy::RoundRobin => "round-robin",
+            Strategy::RandomlyPick => "randomly-pick",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Strategy> {
+        Strategy::ALL.into_iter().find(|strategy| strategy.name() == name)
+    }
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Checks a ZeroMQ endpoint: `tcp://HOST:PORT` or `ipc:///absolute/path`. A bound endpoint
+/// may use `*` for every interface and port 0 for one chosen by the system.
+fn validate_endpoint(key: &str, value: &str, bind: bool) -> Result<(), KeyError> {
+    let bad = |why: &str| {
+        Err(key_error(key, format!("{value:?} is not a bus endpoint ({why}); use tcp://HOST:PORT or ipc:///PATH")))
+    };
+    if let Some(path) = value.strip_prefix("ipc://") {
+        return if path.starts_with('/') && path.len() > 1 { Ok(()) } else { bad("ipc needs an absolute path") };
+    }
+    let Some(rest) = value.strip_prefix("tcp://") else { return bad("unknown transport") };
+    let Some((host, port)) = rest.rsplit_once(':') else { return bad("no port") };
+    let port_ok = match port.parse::<u16>() {
+        Ok(0) => bind,
+        Ok(_) => true,
+        Err(_) => false,
+    };
+    if !port_ok {
+        return bad(if bind { "port must be 0 to 65535" } else { "port must be 1 to 65535" });
+    }
+    let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().is_ok()
+    } else if host == "*" {
+        bind
+    } else if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        true
+    } else {
+        // A DNS name, only where the worker connects.
+        !bind
+            && !host.is_empty()
+            && host.len() <= 253
+            && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    };
+    if host_ok {
+        Ok(())
+    } else {
+        bad(if bind { "host must be *, an IPv4 address or [IPv6]" } else { "host must be a name, IPv4 or [IPv6]" })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// Endpoint the bus ROUTER binds; workers connect their DEALER to it.
+    pub bus: String,
+    /// Interval of worker heartbeats, told to each worker when it registers.
+    pub heartbeat_ms: u64,
+    /// A worker silent for this many heartbeat intervals is dead.
+    pub missed_heartbeats: u32,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection { bus: "tcp://127.0.0.1:5555".into(), heartbeat_ms: 1000, missed_heartbeats: 3 }
+    }
+}
+
+impl ClusterSection {
+    fn validate(&self) -> Result<(), KeyError> {
+        validate_endpoint("cluster.bus", &self.bus, true)?;
+        if !(100..=60_000).contains(&self.heartbeat_ms) {
+            return Err(key_error("cluster.heartbeat_ms", "must be between 100 and 60000 milliseconds"));
+        }
+        if !(1..=100).contains(&self.missed_heartbeats) {
+            return Err(key_error("cluster.missed_heartbeats", "must be between 1 and 100"));
+        }
+        Ok(())
+    }
+}
+
+/// One strategy per worker kind (OWT: `cluster_manager.toml` `[strategy]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulingSection {
+    pub portal: String,
+    pub webrtc: String,
+    pub mixer: String,
+    pub record: String,
+    pub stream: String,
+    pub sip: String,
+}
+
+impl Default for SchedulingSection {
+    fn default() -> Self {
+        SchedulingSection {
+            portal: "last-used".into(),
+            webrtc: "last-used".into(),
+            mixer: "least-used".into(),
+            record: "randomly-pick".into(),
+            stream: "round-robin".into(),
+            sip: "round-robin".into(),
+        }
+    }
+}
+
+impl SchedulingSection {
+    fn entries(&self) -> [(&'static str, &str); 6] {
+        [
+            ("portal", &self.portal),
+            ("webrtc", &self.webrtc),
+            ("mixer", &self.mixer),
+            ("record", &self.record),
+            ("stream", &self.stream),
+            ("sip", &self.sip),
+        ]
+    }
+
+    fn validate(&self) -> Result<(), KeyError> {
+        for (kind, name) in self.entries() {
+            if Strategy::from_name(name).is_none() {
+                let allowed: Vec<&str> = Strategy::ALL.iter().map(|s| s.name()).collect();
+                return Err(key_error(
+                    &format!("scheduling.{kind}"),
+                    format!("{name:?} is not a scheduling strategy; use one of {}", allowed.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The strategy configured for a worker kind; `None` for a kind this section does not name.
+    /// Only meaningful on a validated configuration (an invalid name reads as `None`).
+    pub fn strategy(&self, kind: &str) -> Option<Strategy> {
+        self.entries().into_iter().find(|(k, _)| *k == kind).and_then(|(_, name)| Strategy::from_name(name))
+    }
+
+    /// Every (kind, strategy) pair of a validated configuration.
+    pub fn strategies(&self) -> Vec<(&'static str, Strategy)> {
+        self.entries().into_iter().filter_map(|(kind, name)| Some((kind, Strategy::from_name(name)?))).collect()
     }
 }
 
@@ -241,6 +434,8 @@ pub struct PortalConfig {
     pub management_api: ManagementApiSection,
     pub auth: AuthSection,
     pub portal: PortalSection,
+    pub cluster: ClusterSection,
+    pub scheduling: SchedulingSection,
 }
 
 impl DaemonConfig for PortalConfig {
@@ -268,9 +463,23 @@ impl DaemonConfig for PortalConfig {
             return Err(key_error("portal.hostname", "must be a bare host name (no scheme, port or spaces)"));
         }
         validate_port("portal.port", self.portal.port, false)?;
-        if !(10..=86400).contains(&self.portal.token_lifetime) {
-            return Err(key_error("portal.token_lifetime", "must be between 10 and 86400 seconds"));
+        let portal = &self.portal;
+        validate_ip("portal.bind_address", &portal.bind_address, false)?;
+        for (key, value, range) in [
+            ("portal.token_lifetime", portal.token_lifetime, 10..=86400),
+            ("portal.login_timeout", portal.login_timeout, 1..=86400),
+            ("portal.reconnection_ticket_lifetime", portal.reconnection_ticket_lifetime, 70..=86400),
+            ("portal.reconnection_timeout", portal.reconnection_timeout, 0..=3600),
+            ("portal.ping_interval", portal.ping_interval, 1..=600),
+            ("portal.ping_timeout", portal.ping_timeout, 1..=600),
+            ("portal.max_message_bytes", portal.max_message_bytes, 1024..=64 * 1024 * 1024),
+        ] {
+            if !range.contains(&value) {
+                return Err(key_error(key, format!("must be between {} and {}", range.start(), range.end())));
+            }
         }
+        self.cluster.validate()?;
+        self.scheduling.validate()?;
         Ok(())
     }
 
@@ -318,12 +527,97 @@ pub struct WebrtcSection {
     pub maxport: u16,
 }
 
+/// `[cluster]` of a worker's file: how it joins the portal's bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerClusterSection {
+    /// The portal's bus endpoint (`cluster.bus` of portal.toml).
+    pub portal: String,
+    /// Name of this worker in the cluster; empty: `<kind>-<hostname>-<pid>`.
+    pub node_id: String,
+    /// Not given new work while its load (0..1) is at or above this (OWT: max_load).
+    pub max_load: f64,
+    /// Address announced for this worker's media; empty: none announced.
+    pub media_endpoint: String,
+}
+
+impl Default for WorkerClusterSection {
+    fn default() -> Self {
+        WorkerClusterSection {
+            portal: "tcp://127.0.0.1:5555".into(),
+            node_id: String::new(),
+            max_load: 0.85,
+            media_endpoint: String::new(),
+        }
+    }
+}
+
+/// `[capacity]` of a worker's file: the token preferences it serves (OWT: capacity.isps,
+/// capacity.regions; both spellings are accepted).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CapacitySection {
+    /// ISPs served; empty: every ISP.
+    #[serde(alias = "isps")]
+    pub isp: Vec<String>,
+    /// Regions served; empty: every region.
+    #[serde(alias = "regions")]
+    pub region: Vec<String>,
+}
+
+fn validate_worker_sections(cluster: &WorkerClusterSection, capacity: &CapacitySection) -> Result<(), KeyError> {
+    validate_endpoint("cluster.portal", &cluster.portal, false)?;
+    let id_ok = cluster.node_id.len() <= 128
+        && cluster.node_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    if !id_ok {
+        return Err(key_error(
+            "cluster.node_id",
+            "at most 128 characters of letters, digits, '-', '_', '.' and ':' (empty: <kind>-<hostname>-<pid>)",
+        ));
+    }
+    if !(cluster.max_load > 0.0 && cluster.max_load <= 1.0) {
+        return Err(key_error("cluster.max_load", "must be above 0 and at most 1"));
+    }
+    if cluster.media_endpoint.len() > 256 || cluster.media_endpoint.chars().any(char::is_whitespace) {
+        return Err(key_error("cluster.media_endpoint", "at most 256 characters, without spaces"));
+    }
+    for (key, list) in [("capacity.isp", &capacity.isp), ("capacity.region", &capacity.region)] {
+        if list.len() > 64 {
+            return Err(key_error(key, "at most 64 entries"));
+        }
+        if let Some(bad) = list.iter().find(|v| v.trim().is_empty() || v.len() > 64) {
+            return Err(key_error(key, format!("{bad:?}: entries must be 1 to 64 characters")));
+        }
+    }
+    Ok(())
+}
+
+/// A worker daemon's configuration: the part the bus needs.
+pub trait WorkerConfig: DaemonConfig {
+    /// The worker kind announced on the bus (`webrtc`, `mixer`, ...).
+    const KIND: &'static str;
+    fn cluster(&self) -> &WorkerClusterSection;
+    fn capacity(&self) -> &CapacitySection;
+}
+
 /// `webrtc.toml`: owt-webrtc.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebrtcConfig {
     pub log: LogSection,
     pub webrtc: WebrtcSection,
+    pub cluster: WorkerClusterSection,
+    pub capacity: CapacitySection,
+}
+
+impl WorkerConfig for WebrtcConfig {
+    const KIND: &'static str = "webrtc";
+    fn cluster(&self) -> &WorkerClusterSection {
+        &self.cluster
+    }
+    fn capacity(&self) -> &CapacitySection {
+        &self.capacity
+    }
 }
 
 impl DaemonConfig for WebrtcConfig {
@@ -348,6 +642,173 @@ impl DaemonConfig for WebrtcConfig {
                 true,
             )?;
         }
+        validate_worker_sections(&self.cluster, &self.capacity)
+    }
+
+    fn log(&self) -> &LogSection {
+        &self.log
+    }
+}
+
+/// Configuration of a worker daemon whose only settings so far are logging and its place in
+/// the cluster (owt-mixer, owt-record, owt-stream, owt-sip).
+macro_rules! worker_config {
+    ($type:ident, $name:literal, $kind:literal) => {
+        #[doc = concat!("`", $name, ".toml`.")]
+        #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct $type {
+            pub log: LogSection,
+            pub cluster: WorkerClusterSection,
+            pub capacity: CapacitySection,
+        }
+
+        impl DaemonConfig for $type {
+            const NAME: &'static str = $name;
+            fn validate(&self) -> Result<(), KeyError> {
+                self.log.validate()?;
+                validate_worker_sections(&self.cluster, &self.capacity)
+            }
+            fn log(&self) -> &LogSection {
+                &self.log
+            }
+        }
+
+        impl WorkerConfig for $type {
+            const KIND: &'static str = $kind;
+            fn cluster(&self) -> &WorkerClusterSection {
+                &self.cluster
+            }
+            fn capacity(&self) -> &CapacitySection {
+                &self.capacity
+            }
+        }
+    };
+}
+
+worker_config!(MixerConfig, "mixer", "mixer");
+worker_config!(RecordConfig, "record", "record");
+worker_config!(StreamConfig, "stream", "stream");
+worker_config!(SipConfig, "sip", "sip");
+
+/// `[peer]` of `peer.toml`: the listeners and limits of owt-peer, the P2P signaling server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeerSection {
+    /// Address both listeners bind to.
+    pub ip_address: String,
+    /// Plain (http/ws) Socket.IO port; 0 disables the plain listener.
+    pub port: u16,
+    /// TLS (https/wss) Socket.IO port, used when `ssl` is true; 0 disables it.
+    pub ssl_port: u16,
+    /// Serve TLS on `ssl_port` with the certificate at `keystorePath`.
+    pub ssl: bool,
+    /// PEM certificate (and chain). Empty: `/var/lib/owt/cert/certificate.pem`.
+    #[serde(rename = "keystorePath")]
+    pub keystore_path: String,
+    /// PEM private key. Empty: `key.pem` beside the certificate.
+    #[serde(rename = "keyPath")]
+    pub key_path: String,
+    /// Browser origins allowed to connect (`Origin` header); `*` allows any. Requests
+    /// without an `Origin` header (native clients) are always allowed.
+    pub cors_origins: Vec<String>,
+    /// Largest `data` string of one `owt-message`, in bytes.
+    pub max_message_bytes: usize,
+    /// Events one client may send per second (bursts of twice as many); 0: no limit.
+    pub messages_per_second: u32,
+    /// Connected clients at most; further connections are refused with 2102.
+    pub max_clients: usize,
+    /// Seconds a client may stay connected without authenticating; 0: no deadline.
+    pub login_timeout: u64,
+}
+
+impl Default for PeerSection {
+    fn default() -> Self {
+        PeerSection {
+            ip_address: "0.0.0.0".into(),
+            port: 8095,
+            ssl_port: 8096,
+            ssl: false,
+            keystore_path: String::new(),
+            key_path: String::new(),
+            cors_origins: vec!["*".into()],
+            max_message_bytes: 65536,
+            messages_per_second: 100,
+            max_clients: 10000,
+            login_timeout: 60,
+        }
+    }
+}
+
+/// `[metrics]`: Prometheus text exposition on loopback.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Serve `http://127.0.0.1:<port>/metrics`; 0: off.
+    pub port: u16,
+}
+
+/// `peer.toml`: owt-peer, the P2P signaling server.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeerConfig {
+    pub log: LogSection,
+    pub peer: PeerSection,
+    pub metrics: MetricsSection,
+}
+
+/// True for `*` or a bare origin: `http(s)://host[:port]` without path, query or trailing slash.
+fn is_origin(value: &str) -> bool {
+    if value == "*" {
+        return true;
+    }
+    let Some(rest) = value.strip_prefix("https://").or_else(|| value.strip_prefix("http://")) else {
+        return false;
+    };
+    !rest.is_empty() && !rest.contains(['/', '?', '#', ' ', '*'])
+}
+
+impl DaemonConfig for PeerConfig {
+    const NAME: &'static str = "peer";
+
+    fn validate(&self) -> Result<(), KeyError> {
+        self.log.validate()?;
+        let p = &self.peer;
+        validate_ip("peer.ip_address", &p.ip_address, false)?;
+        if p.ssl && p.ssl_port == 0 {
+            return Err(key_error("peer.ssl_port", "must be set (1-65535) when peer.ssl is true"));
+        }
+        let tls = p.ssl && p.ssl_port != 0;
+        if p.port == 0 && !tls {
+            return Err(key_error("peer.port", "is 0 and TLS is off: owt-peer would listen nowhere"));
+        }
+        if tls && p.port == p.ssl_port {
+            return Err(key_error("peer.ssl_port", format!("{} is also peer.port", p.ssl_port)));
+        }
+        for (i, origin) in p.cors_origins.iter().enumerate() {
+            if !is_origin(origin) {
+                return Err(key_error(
+                    &format!("peer.cors_origins[{i}]"),
+                    format!("{origin:?} is not \"*\" or an origin like \"https://example.com:8443\" (no path)"),
+                ));
+            }
+        }
+        if !(256..=16 * 1024 * 1024).contains(&p.max_message_bytes) {
+            return Err(key_error("peer.max_message_bytes", "must be between 256 and 16777216"));
+        }
+        if p.messages_per_second > 1_000_000 {
+            return Err(key_error("peer.messages_per_second", "must be between 0 (no limit) and 1000000"));
+        }
+        if !(1..=1_000_000).contains(&p.max_clients) {
+            return Err(key_error("peer.max_clients", "must be between 1 and 1000000"));
+        }
+        if p.login_timeout > 86400 {
+            return Err(key_error("peer.login_timeout", "must be between 0 (no deadline) and 86400 seconds"));
+        }
+        let m = self.metrics.port;
+        if m != 0 && (m == p.port || (tls && m == p.ssl_port)) {
+            return Err(key_error("metrics.port", format!("{m} is already a Socket.IO port of [peer]")));
+        }
         Ok(())
     }
 
@@ -356,34 +817,21 @@ impl DaemonConfig for WebrtcConfig {
     }
 }
 
-/// Configuration of a daemon whose only settings so far are logging
-/// (owt-mixer, owt-record, owt-stream, owt-sip, owt-peer).
-macro_rules! log_only_config {
-    ($type:ident, $name:literal) => {
-        #[doc = concat!("`", $name, ".toml`.")]
-        #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-        #[serde(deny_unknown_fields, default)]
-        pub struct $type {
-            pub log: LogSection,
+impl PeerConfig {
+    pub fn certificate_path(&self) -> PathBuf {
+        match self.peer.keystore_path.as_str() {
+            "" => Path::new(DEFAULT_STATE_DIR).join("cert").join("certificate.pem"),
+            path => path.into(),
         }
+    }
 
-        impl DaemonConfig for $type {
-            const NAME: &'static str = $name;
-            fn validate(&self) -> Result<(), KeyError> {
-                self.log.validate()
-            }
-            fn log(&self) -> &LogSection {
-                &self.log
-            }
+    pub fn key_path(&self) -> PathBuf {
+        match self.peer.key_path.as_str() {
+            "" => self.certificate_path().with_file_name("key.pem"),
+            path => path.into(),
         }
-    };
+    }
 }
-
-log_only_config!(MixerConfig, "mixer");
-log_only_config!(RecordConfig, "record");
-log_only_config!(StreamConfig, "stream");
-log_only_config!(SipConfig, "sip");
-log_only_config!(PeerConfig, "peer");
 
 #[cfg(test)]
 mod tests {
@@ -460,6 +908,130 @@ mod tests {
         assert!(err.to_string().contains("webrtc.minport"), "{err}");
         let ok = parse::<PortalConfig>(Path::new("p.toml"), "[log]\nlevel = \"info,owt_portal=debug\"\n");
         assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn peer_values_name_the_key() {
+        let cases = [
+            ("[peer]\nip_address = \"localhost\"\n", "peer.ip_address"),
+            ("[peer]\nssl = true\nssl_port = 0\n", "peer.ssl_port"),
+            ("[peer]\nport = 0\n", "peer.port"),
+            ("[peer]\nssl = true\nport = 9000\nssl_port = 9000\n", "peer.ssl_port"),
+            ("[peer]\ncors_origins = [\"https://a.example/\"]\n", "peer.cors_origins[0]"),
+            ("[peer]\ncors_origins = [\"*\", \"example.com\"]\n", "peer.cors_origins[1]"),
+            ("[peer]\nmax_message_bytes = 10\n", "peer.max_message_bytes"),
+            ("[peer]\nmessages_per_second = 2000000\n", "peer.messages_per_second"),
+            ("[peer]\nmax_clients = 0\n", "peer.max_clients"),
+            ("[peer]\nlogin_timeout = 100000\n", "peer.login_timeout"),
+            ("[metrics]\nport = 8095\n", "metrics.port"),
+        ];
+        for (text, key) in cases {
+            let err = parse::<PeerConfig>(Path::new("peer.toml"), text).unwrap_err();
+            assert!(err.to_string().starts_with(&format!("peer.toml: {key}: ")), "{text} -> {err}");
+        }
+        let ok = parse::<PeerConfig>(
+            Path::new("peer.toml"),
+            "[peer]\nport = 0\nssl = true\ncors_origins = [\"https://a.example:8443\", \"http://localhost\"]\n",
+        )
+        .unwrap();
+        assert_eq!(ok.certificate_path(), Path::new("/var/lib/owt/cert/certificate.pem"));
+        assert_eq!(ok.key_path(), Path::new("/var/lib/owt/cert/key.pem"));
+    }
+
+    #[test]
+    fn cluster_and_scheduling_defaults_and_validation() {
+        let config = PortalConfig::default();
+        assert_eq!(config.cluster.bus, "tcp://127.0.0.1:5555");
+        assert_eq!((config.cluster.heartbeat_ms, config.cluster.missed_heartbeats), (1000, 3));
+        let expected = [
+            ("portal", Strategy::LastUsed),
+            ("webrtc", Strategy::LastUsed),
+            ("mixer", Strategy::LeastUsed),
+            ("record", Strategy::RandomlyPick),
+            ("stream", Strategy::RoundRobin),
+            ("sip", Strategy::RoundRobin),
+        ];
+        assert_eq!(config.scheduling.strategies(), expected);
+        assert_eq!(config.scheduling.strategy("mixer"), Some(Strategy::LeastUsed));
+        assert_eq!(config.scheduling.strategy("analytics"), None);
+        for strategy in Strategy::ALL {
+            assert_eq!(Strategy::from_name(strategy.name()), Some(strategy));
+        }
+
+        let err = parse::<PortalConfig>(Path::new("p.toml"), "[scheduling]\nwebrtc = \"fastest\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("p.toml: scheduling.webrtc: "), "{text}");
+        assert!(text.contains("\"fastest\""), "{text}");
+        for name in ["last-used", "least-used", "most-used", "round-robin", "randomly-pick"] {
+            assert!(text.contains(name), "{text} lists {name}");
+        }
+        let err = parse::<PortalConfig>(Path::new("p.toml"), "[scheduling]\nanalytics = \"last-used\"\n").unwrap_err();
+        assert!(err.to_string().contains("analytics"), "{err}");
+        let ok = parse::<PortalConfig>(Path::new("p.toml"), "[scheduling]\nmixer = \"most-used\"\n").unwrap();
+        assert_eq!(ok.scheduling.strategy("mixer"), Some(Strategy::MostUsed));
+
+        for good in
+            ["tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://127.0.0.1:0", "tcp://[::1]:5555", "ipc:///run/owt/bus"]
+        {
+            let text = format!("[cluster]\nbus = \"{good}\"\n");
+            assert!(parse::<PortalConfig>(Path::new("p.toml"), &text).is_ok(), "{good}");
+        }
+        let cases = [
+            ("[cluster]\nbus = \"udp://1.2.3.4:5\"\n", "cluster.bus"),
+            ("[cluster]\nbus = \"tcp://127.0.0.1\"\n", "cluster.bus"),
+            ("[cluster]\nbus = \"tcp://example.org:5555\"\n", "cluster.bus"),
+            ("[cluster]\nbus = \"ipc://relative\"\n", "cluster.bus"),
+            ("[cluster]\nheartbeat_ms = 10\n", "cluster.heartbeat_ms"),
+            ("[cluster]\nmissed_heartbeats = 0\n", "cluster.missed_heartbeats"),
+        ];
+        for (text, key) in cases {
+            let err = parse::<PortalConfig>(Path::new("p.toml"), text).unwrap_err();
+            assert!(err.to_string().starts_with(&format!("p.toml: {key}: ")), "{text} -> {err}");
+        }
+    }
+
+    fn check_worker<C: WorkerConfig + std::fmt::Debug>(kind: &str) {
+        assert_eq!(C::KIND, kind);
+        let config = C::default();
+        assert_eq!(config.cluster().portal, "tcp://127.0.0.1:5555");
+        assert_eq!(config.cluster().node_id, "");
+        assert_eq!(config.cluster().max_load, 0.85);
+        assert!(config.capacity().isp.is_empty() && config.capacity().region.is_empty());
+        let file = format!("{}.toml", C::NAME);
+        let path = Path::new(&file);
+        let ok: C = parse(
+            path,
+            "[cluster]\nportal = \"tcp://portal.example:5555\"\nnode_id = \"a-1\"\nmax_load = 1.0\n\
+             [capacity]\nisps = [\"isp1\"]\nregion = [\"eu\"]\n",
+        )
+        .unwrap();
+        assert_eq!(ok.capacity().isp, ["isp1"]);
+        assert_eq!(ok.capacity().region, ["eu"]);
+        let cases = [
+            ("[cluster]\nportal = \"tcp://*:5555\"\n", "cluster.portal"),
+            ("[cluster]\nportal = \"tcp://127.0.0.1:0\"\n", "cluster.portal"),
+            ("[cluster]\nportal = \"127.0.0.1:5555\"\n", "cluster.portal"),
+            ("[cluster]\nnode_id = \"a b\"\n", "cluster.node_id"),
+            ("[cluster]\nmax_load = 0.0\n", "cluster.max_load"),
+            ("[cluster]\nmax_load = 1.5\n", "cluster.max_load"),
+            ("[cluster]\nmedia_endpoint = \"a b\"\n", "cluster.media_endpoint"),
+            ("[capacity]\nisp = [\"\"]\n", "capacity.isp"),
+            ("[capacity]\nregion = [\" \"]\n", "capacity.region"),
+        ];
+        for (text, key) in cases {
+            let err = parse::<C>(path, text).unwrap_err();
+            assert!(err.to_string().starts_with(&format!("{file}: {key}: ")), "{text} -> {err}");
+        }
+        assert!(parse::<C>(path, "[cluster]\nheartbeat_ms = 5\n").is_err(), "unknown worker key");
+    }
+
+    #[test]
+    fn worker_cluster_sections_default_and_validate() {
+        check_worker::<WebrtcConfig>("webrtc");
+        check_worker::<MixerConfig>("mixer");
+        check_worker::<RecordConfig>("record");
+        check_worker::<StreamConfig>("stream");
+        check_worker::<SipConfig>("sip");
     }
 
     #[test]

@@ -281,10 +281,21 @@ impl Store {
         row.map(|(id, service, config)| Self::room_from_row(id, service, config)).transpose()
     }
 
+    /// A room by id whatever its service (signaling: the token names the room).
+    pub fn room_by_id(&self, id: &str) -> Result<Option<Room>> {
+        let row = self
+            .conn
+            .query_row("SELECT id, service_id, config FROM rooms WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        row.map(|(id, service, config)| Self::room_from_row(id, service, config)).transpose()
+    }
+
     /// Rooms of a service sorted by id; `per_page` 0 means all, `page` is 1-based.
     pub fn rooms(&self, service_id: &str, page: u32, per_page: u32) -> Result<Vec<Room>> {
         let (limit, offset) =
-            if per_page == 0 { (-1i64, 0i64) } else { (per_page as i64, (page.max(1) as i64 - 1) * per_page as i64) };
+            if per_page == 0 { (-1i64, 0i64) } else { (per_page as i64, (page.max(1) as i64 - 1).saturating_mul(per_page as i64)) };
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, service_id, config FROM rooms WHERE service_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3",
         )?;

@@ -1,0 +1,733 @@
+//! Client signaling: the OWT Client-Portal protocol (spec/owt-compat.md §1) over Socket.IO
+//! (socketioxide: EIO=4 for socket.io-client 3.x/4.x and, with its `v4` feature, EIO=3 for
+//! 2.x), on `portal.port`. This module is the I/O shell: it decodes requests, keeps the
+//! per-socket session state (login, reconnection tickets, buffered notifications while a
+//! client reconnects), and calls the sans-IO conference core (`owt-room`), then delivers the
+//! effects it returns. All room and session state sits behind one lock, [`Hub::state`], so
+//! a request sees and changes a consistent picture; nothing blocks while it is held.
+
+use crate::api::{Api, LiveRooms};
+use owt_auth::{ReconnectionTicket, Token};
+use owt_config::PortalConfig;
+use owt_room::{Conference, Effect};
+use serde_json::{json, Value};
+use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::socket::DisconnectReason;
+use socketioxide::SocketIo;
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+const IN_SERVICE: &str = "Connection is in service";
+
+/// SDK types whose clients reconnect with `relogin` (spec §1.4).
+const RECONNECTING_SDKS: [&str; 4] = ["Objective-C", "C++", "Android", "JavaScript"];
+
+/// One logged-in participant's connection state.
+struct Session {
+    room_id: String,
+    /// The socket currently carrying the participant; None while it waits for `relogin`.
+    socket: Option<String>,
+    reconnection: bool,
+    /// JS SDK 5.1 wants the relogin ack as a bare ticket string (spec decision §0).
+    javascript: bool,
+    /// Notifications held while the participant is disconnected, with their sequence numbers.
+    pending: Vec<(u64, &'static str, Value)>,
+    next_seq: u64,
+    /// Bumped on every disconnect, so a stale reconnection timer does nothing.
+    generation: u64,
+}
+
+#[derive(Default)]
+struct State {
+    rooms: HashMap<String, Conference>,
+    /// Participant id -> session.
+    sessions: HashMap<String, Session>,
+    /// Socket id -> participant id, for logged-in sockets.
+    by_socket: HashMap<String, String>,
+}
+
+/// A held notification re-emitted to a JavaScript client after `relogin`.
+type Replay = (&'static str, Value);
+
+/// A notification to emit once the lock is released.
+struct Outgoing {
+    socket: String,
+    event: &'static str,
+    data: Value,
+}
+
+/// What the signaling server shares between its handlers and the REST API.
+pub struct Hub {
+    api: Arc<Api>,
+    cluster: Arc<owt_bus::Cluster>,
+    state: Mutex<State>,
+    io: OnceLock<SocketIo>,
+    /// Per-process key of the reconnection tickets (as OWT: relogin only works against the
+    /// portal process that issued the ticket).
+    ticket_key: String,
+    settings: owt_config::PortalSection,
+}
+
+fn now_ms() -> i64 {
+    owt_store::now_ms()
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Turns conference effects into notifications for sockets (or queues them for
+    /// participants that are reconnecting). Drops are returned as socket ids to disconnect.
+    fn route(state: &mut State, room_id: &str, effects: Vec<Effect>) -> (Vec<Outgoing>, Vec<String>) {
+        let mut out = Vec::new();
+        let mut drops = Vec::new();
+        let members: Vec<String> = state
+            .rooms
+            .get(room_id)
+            .map(|c| c.participants().iter().map(|p| p.id.clone()).collect())
+            .unwrap_or_default();
+        for effect in effects {
+            let (targets, event, data) = match effect {
+                Effect::Notify { to, event, data } => (vec![to], event, data),
+                Effect::Broadcast { exclude, event, data } => {
+                    (members.iter().filter(|m| !exclude.contains(m)).cloned().collect(), event, data)
+                }
+                Effect::Drop { participant } => {
+                    if let Some(session) = state.sessions.remove(&participant) {
+                        if let Some(socket) = session.socket {
+                            state.by_socket.remove(&socket);
+                            out.push(Outgoing { socket: socket.clone(), event: "drop", data: Value::Null });
+                            drops.push(socket);
+                        }
+                    }
+                    continue;
+                }
+            };
+            for target in targets {
+                let Some(session) = state.sessions.get_mut(&target) else { continue };
+                match &session.socket {
+                    Some(socket) => out.push(Outgoing { socket: socket.clone(), event, data: data.clone() }),
+                    None => {
+                        let seq = session.next_seq;
+                        session.next_seq += 1;
+                        session.pending.push((seq, event, data.clone()));
+                    }
+                }
+            }
+        }
+        (out, drops)
+    }
+
+    fn deliver(&self, outgoing: Vec<Outgoing>, drops: Vec<String>) {
+        let Some(io) = self.io.get() else { return };
+        for message in outgoing {
+            if let Some(socket) = socket_by_id(io, &message.socket) {
+                if let Err(err) = socket.emit(message.event, &message.data) {
+                    tracing::debug!(socket = %message.socket, "emit {} failed: {err}", message.event);
+                }
+            }
+        }
+        for socket_id in drops {
+            if let Some(socket) = socket_by_id(io, &socket_id) {
+                let _ = socket.disconnect();
+            }
+        }
+    }
+
+    /// A participant leaves its room for good; the room goes when nobody is left.
+    fn leave(&self, participant: &str) {
+        let (outgoing, drops) = {
+            let mut state = self.lock();
+            let Some(session) = state.sessions.remove(participant) else { return };
+            if let Some(socket) = &session.socket {
+                state.by_socket.remove(socket);
+            }
+            let effects = match state.rooms.get_mut(&session.room_id) {
+                Some(conference) => conference.leave(participant),
+                None => Vec::new(),
+            };
+            let routed = Self::route(&mut state, &session.room_id, effects);
+            if state.rooms.get(&session.room_id).is_some_and(Conference::is_empty) {
+                state.rooms.remove(&session.room_id);
+                tracing::info!(room = %session.room_id, "room torn down: nobody left");
+            }
+            routed
+        };
+        tracing::info!(participant, "participant left");
+        self.deliver(outgoing, drops);
+    }
+
+    fn ticket(&self, participant: &str) -> String {
+        ReconnectionTicket::issue(
+            &self.ticket_key,
+            participant,
+            now_ms(),
+            self.settings.reconnection_ticket_lifetime as i64 * 1000,
+        )
+        .encode()
+    }
+
+    fn login(&self, socket_id: &str, data: &Value) -> Result<Value, String> {
+        if self.lock().by_socket.contains_key(socket_id) {
+            return Err(IN_SERVICE.into());
+        }
+        let Some(request) = data.as_object() else { return Err("Invalid login request".into()) };
+        match request.get("protocol").and_then(Value::as_str) {
+            Some("1.2") => {}
+            Some(other) => return Err(format!("Unknown client protocol: {other} (owt-rs speaks 1.2)")),
+            None => return Err("Unknown client protocol: legacy clients are not supported".into()),
+        }
+        let sdk = &request.get("userAgent").unwrap_or(&Value::Null)["sdk"];
+        let (Some(_version), Some(sdk_type)) = (sdk["version"].as_str(), sdk["type"].as_str()) else {
+            return Err("User agent info is incorrect".into());
+        };
+        let token_text = request.get("token").and_then(Value::as_str).ok_or("Invalid token")?;
+        let token = Token::decode(token_text).ok_or("Invalid token")?;
+        let key = self.api.token_key().map_err(|_| "Joining room failed".to_string())?;
+        if !token.verify(&key) {
+            return Err("Invalid token signature".into());
+        }
+        let lifetime_ms = self.settings.token_lifetime as i64 * 1000;
+        let record = self
+            .api
+            .take_token(&token.token_id, now_ms(), lifetime_ms)
+            .map_err(|_| "Joining room failed".to_string())?
+            .ok_or("Token does NOT exist")?;
+        if now_ms() - record.created_ms > lifetime_ms {
+            return Err("Expired".into());
+        }
+        let room = self
+            .api
+            .room_by_id(&record.room_id)
+            .map_err(|_| "Joining room failed".to_string())?
+            .ok_or("Room does NOT exist")?;
+        let origin = serde_json::from_str(&record.origin).unwrap_or_else(|_| json!({}));
+        let reconnection = RECONNECTING_SDKS.contains(&sdk_type);
+        let (joined, outgoing, drops) = {
+            let mut state = self.lock();
+            let conference =
+                state.rooms.entry(room.id.clone()).or_insert_with(|| Conference::new(&room.id, room.config.clone()));
+            let result = conference.join(socket_id, &record.user, &record.role, origin);
+            let (joined, effects) = match result {
+                Ok(ok) => ok,
+                Err(err) => {
+                    if conference.is_empty() {
+                        state.rooms.remove(&room.id);
+                    }
+                    return Err(err.0);
+                }
+            };
+            state.sessions.insert(
+                socket_id.to_string(),
+                Session {
+                    room_id: room.id.clone(),
+                    socket: Some(socket_id.to_string()),
+                    reconnection,
+                    javascript: sdk_type == "JavaScript",
+                    pending: Vec::new(),
+                    next_seq: 1,
+                    generation: 0,
+                },
+            );
+            state.by_socket.insert(socket_id.to_string(), socket_id.to_string());
+            let (outgoing, drops) = Self::route(&mut state, &room.id, effects);
+            (joined, outgoing, drops)
+        };
+        tracing::info!(room = %room.id, participant = socket_id, user = %joined.participant.user, "participant joined");
+        self.deliver(outgoing, drops);
+        let participant = &joined.participant;
+        let mut result = json!({
+            "user": participant.user,
+            "role": participant.role,
+            "permission": participant.permission.to_json(),
+            "room": joined.room,
+            "id": participant.id,
+        });
+        if reconnection {
+            result["reconnectionTicket"] = self.ticket(&participant.id).into();
+        }
+        Ok(result)
+    }
+
+    fn participant_of(&self, socket_id: &str) -> Option<(String, String)> {
+        let state = self.lock();
+        let participant = state.by_socket.get(socket_id)?.clone();
+        let room = state.sessions.get(&participant)?.room_id.clone();
+        Some((participant, room))
+    }
+
+    fn text(&self, socket_id: &str, data: &Value) -> Result<(), String> {
+        let (participant, room_id) = self.participant_of(socket_id).ok_or("Illegal request")?;
+        let to = data.get("to").and_then(Value::as_str).ok_or("Invalid receiver")?;
+        let message = data.get("message").cloned().unwrap_or(Value::Null);
+        let (outgoing, drops) = {
+            let mut state = self.lock();
+            let effects = state
+                .rooms
+                .get(&room_id)
+                .ok_or("Illegal request")?
+                .text(&participant, to, &message)
+                .map_err(|e| e.0)?;
+            Self::route(&mut state, &room_id, effects)
+        };
+        self.deliver(outgoing, drops);
+        Ok(())
+    }
+
+    /// Checks a media request against what the conference alone decides (login, request
+    /// shape, permissions, stream existence). For publish/subscribe returns what the media
+    /// node needs: the participant, its origin and the tracks.
+    fn check_media_request(&self, socket_id: &str, event: &str, data: &Value) -> Result<(String, Value), String> {
+        let (participant, room_id) = self.participant_of(socket_id).ok_or("Illegal request")?;
+        let state = self.lock();
+        let conference = state.rooms.get(&room_id).ok_or("Illegal request")?;
+        let me = conference.participant(&participant).ok_or("Illegal request")?;
+        match event {
+            "publish" | "subscribe" => {
+                let tracks = data["media"]["tracks"].as_array().ok_or("Invalid request: media.tracks must be an array")?;
+                if tracks.is_empty() {
+                    return Err("Invalid request: no tracks".into());
+                }
+                let rights = if event == "publish" { me.permission.publish } else { me.permission.subscribe };
+                for track in tracks {
+                    let allowed = match track["type"].as_str() {
+                        Some("audio") => rights.audio,
+                        Some("video") => rights.video,
+                        _ => return Err("Invalid request: track type must be audio or video".into()),
+                    };
+                    if !allowed {
+                        return Err("unauthorized".into());
+                    }
+                    if track.get("mid").is_some_and(|mid| !mid.is_string()) {
+                        return Err("Invalid request: track.mid must be a string".into());
+                    }
+                }
+                if event == "subscribe" {
+                    for track in tracks {
+                        let from = track["from"].as_str().ok_or("Invalid request: track.from must be a string")?;
+                        if conference.stream(from).is_none() {
+                            return Err(format!("Stream does NOT exist: {from}"));
+                        }
+                    }
+                }
+                if let Some(transport) = data.get("transport").filter(|t| !t.is_null()) {
+                    if transport.get("id").is_some_and(|id| !id.is_string()) || !transport.is_object() {
+                        return Err("Invalid request: transport must be {type, id}".into());
+                    }
+                }
+                Ok((participant, me.origin.clone()))
+            }
+            "soac" => {
+                let id = data.get("id").and_then(Value::as_str).ok_or("Invalid soac id")?;
+                Err(format!("Transport {id} does NOT exist"))
+            }
+            "unpublish" | "stream-control" => {
+                data.get("id").and_then(Value::as_str).ok_or("Invalid stream id")?;
+                Err("Stream does NOT exist".into())
+            }
+            _ => {
+                data.get("id").and_then(Value::as_str).ok_or("Invalid subscription id")?;
+                Err("Subscription does NOT exist".into())
+            }
+        }
+    }
+
+    /// publish/subscribe: after the conference's checks, a webrtc node is scheduled on the
+    /// bus for the transport (OWT: one task per transport) and asked to take the session.
+    async fn media_request(&self, socket_id: &str, event: &str, data: &Value) -> Result<Value, String> {
+        let (participant, origin) = self.check_media_request(socket_id, event, data)?;
+        let session_id = uuid_hex();
+        let given_transport = data["transport"]["id"].as_str().map(str::to_owned);
+        let transport_id = given_transport.clone().unwrap_or_else(|| session_id.clone());
+        let preference = owt_bus::registry::Preference {
+            isp: origin["isp"].as_str().filter(|s| !s.is_empty()).map(str::to_owned),
+            region: origin["region"].as_str().filter(|s| !s.is_empty()).map(str::to_owned),
+        };
+        let node = self.cluster.schedule("webrtc", &transport_id, &preference).await.map_err(|err| match err {
+            owt_bus::ClusterError::NoWorker { .. } => "No webrtc node available".to_string(),
+            other => format!("Failed to schedule a webrtc node: {other}"),
+        })?;
+        let params = json!({
+            "sessionId": session_id,
+            "transportId": transport_id,
+            "owner": participant,
+            "media": data["media"],
+        });
+        let reply = self.cluster.request(&node, event, params, Duration::from_secs(6)).await;
+        match reply {
+            Ok(_) => Ok(json!({"id": session_id, "transportId": transport_id})),
+            Err(err) => {
+                if given_transport.is_none() {
+                    let _ = self.cluster.release("webrtc", &transport_id).await;
+                }
+                tracing::info!(node, event, "media node refused: {err}");
+                Err(format!("{event} failed on {node}: {err}"))
+            }
+        }
+    }
+
+    fn logout(&self, socket_id: &str) -> Result<(), String> {
+        let (participant, _) = self.participant_of(socket_id).ok_or("Illegal request")?;
+        self.leave(&participant);
+        Ok(())
+    }
+
+    fn refresh_ticket(&self, socket_id: &str) -> Result<String, String> {
+        let (participant, _) = self.participant_of(socket_id).ok_or("Illegal request")?;
+        let enabled = self.lock().sessions.get(&participant).is_some_and(|s| s.reconnection);
+        if !enabled {
+            return Err("Reconnection is not enabled.".into());
+        }
+        Ok(self.ticket(&participant))
+    }
+
+    /// `relogin`: moves a waiting participant onto this socket. Returns the ack data and the
+    /// notifications to re-emit afterwards (JS clients get them as events, others in the ack).
+    fn relogin(&self, socket_id: &str, data: &Value) -> Result<(Value, Vec<Replay>), String> {
+        let text = data.as_str().ok_or("Invalid reconnection ticket")?;
+        let ticket = ReconnectionTicket::verify(text, &self.ticket_key, now_ms()).map_err(|e| e.to_string())?;
+        let mut state = self.lock();
+        if state.by_socket.contains_key(socket_id) {
+            return Err(IN_SERVICE.into());
+        }
+        let session = state.sessions.get_mut(&ticket.participant_id).ok_or("Client does NOT exist")?;
+        if !session.reconnection {
+            return Err("Reconnection is not allowed".into());
+        }
+        let old_socket = session.socket.replace(socket_id.to_string());
+        session.generation += 1;
+        let pending = std::mem::take(&mut session.pending);
+        let javascript = session.javascript;
+        if let Some(old) = old_socket {
+            state.by_socket.remove(&old);
+        }
+        state.by_socket.insert(socket_id.to_string(), ticket.participant_id.clone());
+        drop(state);
+        tracing::info!(participant = %ticket.participant_id, "participant reconnected");
+        let new_ticket = self.ticket(&ticket.participant_id);
+        if javascript {
+            Ok((Value::String(new_ticket), pending.into_iter().map(|(_, event, data)| (event, data)).collect()))
+        } else {
+            let messages: Vec<Value> =
+                pending.iter().map(|(seq, event, data)| json!({"event": event, "data": data, "seq": seq})).collect();
+            Ok((json!({"ticket": new_ticket, "messages": messages}), Vec::new()))
+        }
+    }
+
+    fn disconnected(self: &Arc<Self>, socket_id: &str) {
+        let waiting = {
+            let mut state = self.lock();
+            let Some(participant) = state.by_socket.remove(socket_id) else { return };
+            match state.sessions.get_mut(&participant) {
+                Some(session) if session.reconnection && session.socket.as_deref() == Some(socket_id) => {
+                    session.socket = None;
+                    session.generation += 1;
+                    Some((participant, session.generation))
+                }
+                Some(_) => {
+                    drop(state);
+                    self.leave(&participant);
+                    return;
+                }
+                None => return,
+            }
+        };
+        let Some((participant, generation)) = waiting else { return };
+        tracing::info!(participant = %participant, "participant disconnected; waiting for relogin");
+        let hub = self.clone();
+        let timeout = Duration::from_secs(self.settings.reconnection_timeout);
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let still_waiting =
+                hub.lock().sessions.get(&participant).is_some_and(|s| s.socket.is_none() && s.generation == generation);
+            if still_waiting {
+                hub.leave(&participant);
+            }
+        });
+    }
+
+    /// Sends `drop` to everyone and empties every room (portal stopping).
+    fn drop_all(&self) {
+        let participants: Vec<String> = self.lock().sessions.keys().cloned().collect();
+        for participant in participants {
+            let room = self.lock().sessions.get(&participant).map(|s| s.room_id.clone());
+            if let Some(room) = room {
+                self.drop_participant(&room, &participant);
+            }
+        }
+    }
+
+    fn conference_json<T>(&self, room: &str, f: impl FnOnce(&Conference) -> T) -> Option<T> {
+        self.lock().rooms.get(room).map(f)
+    }
+}
+
+fn socket_by_id(io: &SocketIo, id: &str) -> Option<SocketRef> {
+    let sid = id.parse().ok()?;
+    io.get_socket(sid)
+}
+
+impl LiveRooms for Hub {
+    fn participants(&self, room: &str) -> Vec<Value> {
+        self.conference_json(room, |c| c.participants().iter().map(|p| p.detail()).collect()).unwrap_or_default()
+    }
+
+    fn participant(&self, room: &str, participant: &str) -> Option<Value> {
+        self.conference_json(room, |c| c.participant(participant).map(|p| p.detail())).flatten()
+    }
+
+    fn update_participant(&self, room: &str, participant: &str, operations: &Value) -> Result<Value, String> {
+        let mut state = self.lock();
+        let conference = state.rooms.get_mut(room).ok_or("Participant not found")?;
+        conference.update_permission(participant, operations).map_err(|e| e.0)
+    }
+
+    fn drop_participant(&self, room: &str, participant: &str) -> bool {
+        let (outgoing, drops) = {
+            let mut state = self.lock();
+            let Some(conference) = state.rooms.get_mut(room) else { return false };
+            let Ok(effects) = conference.drop_participant(participant) else { return false };
+            let routed = Self::route(&mut state, room, effects);
+            if state.rooms.get(room).is_some_and(Conference::is_empty) {
+                state.rooms.remove(room);
+            }
+            routed
+        };
+        tracing::info!(room, participant, "participant dropped");
+        self.deliver(outgoing, drops);
+        true
+    }
+
+    fn streams(&self, room: &str) -> Vec<Value> {
+        self.conference_json(room, Conference::streams).unwrap_or_default()
+    }
+
+    fn stream(&self, room: &str, stream: &str) -> Option<Value> {
+        self.conference_json(room, |c| c.stream(stream)).flatten()
+    }
+
+    fn destroy_room(&self, room: &str) {
+        let participants: Vec<String> =
+            self.conference_json(room, |c| c.participants().iter().map(|p| p.id.clone()).collect()).unwrap_or_default();
+        for participant in participants {
+            self.drop_participant(room, &participant);
+        }
+    }
+}
+
+/// Sends an OWT ack: `("ok", data)`, `("ok")` or `("error", message)`.
+fn answer(ack: AckSender, result: Result<Option<Value>, String>) {
+    let sent = match result {
+        Ok(Some(data)) => ack.send(&("ok", data)),
+        Ok(None) => ack.send(&("ok",)),
+        Err(message) => ack.send(&("error", message)),
+    };
+    if let Err(err) = sent {
+        tracing::debug!("ack failed: {err}");
+    }
+}
+
+fn payload(data: TryData<Value>) -> Value {
+    data.0.unwrap_or(Value::Null)
+}
+
+fn on_connect(socket: SocketRef, hub: Arc<Hub>) {
+    let socket_id = socket.id.to_string();
+    tracing::debug!(socket = %socket_id, "socket connected");
+    {
+        let hub = hub.clone();
+        socket.on("login", move |socket: SocketRef, data: TryData<Value>, ack: AckSender| {
+            let hub = hub.clone();
+            async move {
+                let id = socket.id.to_string();
+                match hub.login(&id, &payload(data)) {
+                    Ok(result) => answer(ack, Ok(Some(result))),
+                    // A second login on a logged-in socket is refused but does not end the
+                    // session it already carries; any other refusal closes the socket, as OWT.
+                    Err(message) if message == IN_SERVICE => answer(ack, Err(message)),
+                    Err(message) => {
+                        tracing::info!(socket = %id, "login refused: {message}");
+                        answer(ack, Err(message));
+                        let _ = socket.disconnect();
+                    }
+                }
+            }
+        });
+    }
+    {
+        let hub = hub.clone();
+        socket.on("relogin", move |socket: SocketRef, data: TryData<Value>, ack: AckSender| {
+            let hub = hub.clone();
+            async move {
+                let id = socket.id.to_string();
+                match hub.relogin(&id, &payload(data)) {
+                    Ok((result, replay)) => {
+                        answer(ack, Ok(Some(result)));
+                        for (event, data) in replay {
+                            let _ = socket.emit(event, &data);
+                        }
+                    }
+                    Err(message) => {
+                        tracing::info!(socket = %id, "relogin refused: {message}");
+                        answer(ack, Err(message));
+                        let _ = socket.disconnect();
+                    }
+                }
+            }
+        });
+    }
+    {
+        let hub = hub.clone();
+        socket.on("logout", move |socket: SocketRef, ack: AckSender| {
+            let hub = hub.clone();
+            async move { answer(ack, hub.logout(&socket.id.to_string()).map(|()| None)) }
+        });
+    }
+    {
+        let hub = hub.clone();
+        socket.on("refreshReconnectionTicket", move |socket: SocketRef, ack: AckSender| {
+            let hub = hub.clone();
+            async move { answer(ack, hub.refresh_ticket(&socket.id.to_string()).map(|t| Some(Value::String(t)))) }
+        });
+    }
+    {
+        let hub = hub.clone();
+        socket.on("text", move |socket: SocketRef, data: TryData<Value>, ack: AckSender| {
+            let hub = hub.clone();
+            async move { answer(ack, hub.text(&socket.id.to_string(), &payload(data)).map(|()| None)) }
+        });
+    }
+    for event in ["publish", "subscribe", "soac", "unpublish", "unsubscribe", "stream-control", "subscription-control"]
+    {
+        let hub = hub.clone();
+        socket.on(event, move |socket: SocketRef, data: TryData<Value>, ack: AckSender| {
+            let hub = hub.clone();
+            async move { answer(ack, hub.media_request(&socket.id.to_string(), event, &payload(data)).await.map(Some)) }
+        });
+    }
+    {
+        let hub = hub.clone();
+        socket.on_disconnect(move |socket: SocketRef, reason: DisconnectReason| {
+            let hub = hub.clone();
+            async move {
+                tracing::debug!(socket = %socket.id, ?reason, "socket disconnected");
+                hub.disconnected(&socket.id.to_string());
+            }
+        });
+    }
+    // Sockets that never log in are closed after login_timeout.
+    let deadline = Duration::from_secs(hub.settings.login_timeout);
+    tokio::spawn(async move {
+        tokio::time::sleep(deadline).await;
+        let logged_in = hub.lock().by_socket.contains_key(&socket_id);
+        if !logged_in && socket.connected() {
+            tracing::info!(socket = %socket_id, "closing socket: no login within {}s", deadline.as_secs());
+            let _ = socket.disconnect();
+        }
+    });
+}
+
+/// The running Socket.IO server.
+pub struct Signaling {
+    hub: Arc<Hub>,
+    addr: SocketAddr,
+    accept_task: tokio::task::JoinHandle<()>,
+}
+
+impl Signaling {
+    pub async fn start(
+        config: &PortalConfig,
+        api: Arc<Api>,
+        cluster: Arc<owt_bus::Cluster>,
+    ) -> Result<Signaling, crate::PortalError> {
+        let settings = config.portal.clone();
+        let tls = if settings.ssl { Some(Arc::new(crate::http::tls_acceptor(config)?)) } else { None };
+        let hub = Arc::new(Hub {
+            api,
+            cluster,
+            state: Mutex::new(State::default()),
+            io: OnceLock::new(),
+            ticket_key: hex_key(),
+            settings: settings.clone(),
+        });
+        let (service, io) = SocketIo::builder()
+            .ping_interval(Duration::from_secs(settings.ping_interval))
+            .ping_timeout(Duration::from_secs(settings.ping_timeout))
+            .max_payload(settings.max_message_bytes)
+            .ws_max_message_size(settings.max_message_bytes as usize)
+            .build_svc();
+        {
+            let hub = hub.clone();
+            io.ns("/", move |socket: SocketRef| {
+                let hub = hub.clone();
+                async move { on_connect(socket, hub) }
+            });
+        }
+        let _ = hub.io.set(io);
+        let listen_error = |e: std::io::Error| crate::PortalError::Listen {
+            addr: format!("{}:{}", settings.bind_address, settings.port),
+            message: e.to_string(),
+        };
+        let ip: std::net::IpAddr = settings.bind_address.parse().map_err(|e| listen_error(std::io::Error::other(e)))?;
+        let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, settings.port)).await.map_err(listen_error)?;
+        let addr = listener.local_addr().map_err(listen_error)?;
+        let accept_task = tokio::spawn(async move {
+            loop {
+                let (stream, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        tracing::warn!("signaling accept: {err}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (service, tls) = (service.clone(), tls.clone());
+                tokio::spawn(async move {
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let served = match tls {
+                        None => http.serve_connection(TokioIo::new(stream), service).with_upgrades().await,
+                        Some(acceptor) => match crate::http::tls_handshake(&acceptor, stream, peer).await {
+                            Some(stream) => http.serve_connection(TokioIo::new(stream), service).with_upgrades().await,
+                            None => Ok(()),
+                        },
+                    };
+                    if let Err(err) = served {
+                        tracing::debug!("signaling connection: {err}");
+                    }
+                });
+            }
+        });
+        tracing::info!("Socket.IO signaling listening on {}://{addr}", if settings.ssl { "https" } else { "http" });
+        Ok(Signaling { hub, addr, accept_task })
+    }
+
+    pub fn hub(&self) -> Arc<Hub> {
+        self.hub.clone()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Drops every participant (they receive `drop`), closes sockets and the listener.
+    pub async fn stop(self) {
+        self.hub.drop_all();
+        if let Some(io) = self.hub.io.get() {
+            io.close().await;
+        }
+        self.accept_task.abort();
+    }
+}
+
+/// OWT's session ids: a v4-style UUID without dashes (32 hex digits).
+fn uuid_hex() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn hex_key() -> String {
+    (0..64).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+}

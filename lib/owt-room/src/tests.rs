@@ -1,0 +1,177 @@
+//! Deterministic tests of the conference core.
+
+use super::*;
+use owt_types::room::RoomConfig;
+use serde_json::json;
+
+fn room(options: Value) -> Conference {
+    Conference::new("r1", RoomConfig::create(&json!("room"), Some(&options)).unwrap())
+}
+
+fn origin() -> Value {
+    json!({"isp": "isp", "region": "region"})
+}
+
+#[test]
+fn join_lists_the_joiner_and_announces_it_to_others() {
+    let mut conference = room(json!({}));
+    let (first, effects) = conference.join("p1", "alice", "presenter", origin()).unwrap();
+    assert_eq!(first.room["participants"], json!([{"id": "p1", "user": "alice", "role": "presenter"}]));
+    assert_eq!(first.room["views"], json!(["common"]));
+    assert_eq!(first.room["streams"][0]["id"], "r1-common");
+    assert_eq!(effects.len(), 1);
+    let (second, effects) = conference.join("p2", "bob", "viewer", origin()).unwrap();
+    assert_eq!(second.room["participants"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        effects,
+        vec![Effect::Broadcast {
+            exclude: vec!["p2".into()],
+            event: "participant",
+            data: json!({"action": "join", "data": {"id": "p2", "user": "bob", "role": "viewer"}}),
+        }]
+    );
+    assert!(!second.participant.permission.publish.video);
+    assert!(second.participant.permission.subscribe.video);
+}
+
+#[test]
+fn limits_roles_and_duplicates_are_refused() {
+    let mut conference = room(json!({"participantLimit": 1}));
+    conference.join("p1", "a", "presenter", origin()).unwrap();
+    assert_eq!(conference.join("p2", "b", "presenter", origin()).unwrap_err().0, "Room is full");
+    let mut conference = room(json!({}));
+    assert_eq!(conference.join("p1", "a", "king", origin()).unwrap_err().0, "Invalid role");
+    conference.join("p1", "a", "presenter", origin()).unwrap();
+    assert!(conference.join("p1", "a", "presenter", origin()).is_err());
+    let mut unlimited = room(json!({"participantLimit": 0}));
+    for i in 0..5 {
+        unlimited.join(&format!("p{i}"), "u", "viewer", origin()).unwrap();
+    }
+}
+
+#[test]
+fn leave_is_announced_and_idempotent() {
+    let mut conference = room(json!({}));
+    conference.join("p1", "a", "presenter", origin()).unwrap();
+    let effects = conference.leave("p1");
+    assert_eq!(
+        effects[0],
+        Effect::Broadcast { exclude: vec![], event: "participant", data: json!({"action": "leave", "data": "p1"}) }
+    );
+    assert!(conference.is_empty());
+    assert!(conference.leave("p1").is_empty());
+}
+
+#[test]
+fn notifying_off_silences_participant_activities() {
+    let mut conference = room(json!({"notifying": {"participantActivities": false, "streamChange": true}}));
+    let (_, effects) = conference.join("p1", "a", "presenter", origin()).unwrap();
+    assert!(effects.is_empty());
+    assert!(conference.leave("p1").is_empty());
+}
+
+#[test]
+fn text_to_all_includes_sender_and_to_one_checks_the_target() {
+    let mut conference = room(json!({}));
+    conference.join("p1", "a", "presenter", origin()).unwrap();
+    conference.join("p2", "b", "presenter", origin()).unwrap();
+    let effects = conference.text("p1", "all", &json!("hi")).unwrap();
+    assert_eq!(
+        effects,
+        vec![Effect::Broadcast {
+            exclude: vec![],
+            event: "text",
+            data: json!({"from": "p1", "to": "all", "message": "hi"})
+        }]
+    );
+    let effects = conference.text("p1", "p2", &json!("psst")).unwrap();
+    assert_eq!(
+        effects,
+        vec![Effect::Notify {
+            to: "p2".into(),
+            event: "text",
+            data: json!({"from": "p1", "to": "me", "message": "psst"})
+        }]
+    );
+    assert_eq!(conference.text("p1", "p9", &json!("x")).unwrap_err().0, "Target participant does NOT exist: p9");
+    assert_eq!(conference.text("p1", "", &json!("x")).unwrap_err().0, "Invalid receiver");
+}
+
+#[test]
+fn permission_updates_are_all_or_nothing() {
+    let mut conference = room(json!({}));
+    conference.join("p1", "a", "presenter", origin()).unwrap();
+    let detail = conference
+        .update_permission("p1", &json!([{"op": "replace", "path": "/permission/publish/video", "value": false}]))
+        .unwrap();
+    assert_eq!(detail["permission"]["publish"], json!({"audio": true, "video": false}));
+    let detail = conference
+        .update_permission(
+            "p1",
+            &json!([{"op": "replace", "path": "/permission/subscribe", "value": {"audio": false, "video": false}}]),
+        )
+        .unwrap();
+    assert_eq!(detail["permission"]["subscribe"], json!({"audio": false, "video": false}));
+    let bad = json!([
+        {"op": "replace", "path": "/permission/publish/audio", "value": false},
+        {"op": "replace", "path": "/permission/publish/audio", "value": "no"}
+    ]);
+    assert!(conference.update_permission("p1", &bad).is_err());
+    assert!(conference.participant("p1").unwrap().permission.publish.audio, "first op not applied");
+    for bad in [
+        json!({}),
+        json!([{"op": "add", "path": "/permission/publish/audio", "value": true}]),
+        json!([{"op": "replace", "path": "/permission/record", "value": true}]),
+        json!([{"op": "replace", "path": "/permission/publish/data", "value": true}]),
+        json!([{"op": "replace", "path": "/permission/publish", "value": {"x": true}}]),
+    ] {
+        assert!(conference.update_permission("p1", &bad).is_err(), "{bad}");
+    }
+    assert_eq!(conference.update_permission("p9", &json!([])).unwrap_err().0, "Participant not found");
+}
+
+#[test]
+fn drop_tells_the_participant_then_it_leaves() {
+    let mut conference = room(json!({}));
+    conference.join("p1", "a", "presenter", origin()).unwrap();
+    let effects = conference.drop_participant("p1").unwrap();
+    assert_eq!(effects[0], Effect::Drop { participant: "p1".into() });
+    assert!(conference.is_empty());
+    assert!(conference.drop_participant("p1").is_err());
+}
+
+#[test]
+fn mixed_streams_follow_the_views_and_carry_all_optional_parameter_arrays() {
+    let conference = room(json!({}));
+    let stream = conference.stream("r1-common").unwrap();
+    assert_eq!(stream["type"], "mixed");
+    assert_eq!(stream["info"]["label"], "common");
+    let video = &stream["media"]["tracks"][1];
+    assert_eq!(video["format"], json!({"codec": "vp8"}));
+    assert_eq!(video["parameters"]["resolution"], json!({"width": 640, "height": 480}));
+    let parameters = &video["optional"]["parameters"];
+    for key in ["resolution", "framerate", "bitrate", "keyFrameInterval"] {
+        assert!(parameters[key].is_array(), "{key}");
+    }
+    assert!(parameters["framerate"].as_array().unwrap().iter().all(|f| f.as_u64().unwrap() < 24));
+    assert!(parameters["resolution"].as_array().unwrap().contains(&json!({"width": 320, "height": 240})));
+    assert!(!video["optional"]["format"].as_array().unwrap().contains(&json!({"codec": "vp8"})));
+    let no_views = room(json!({"views": []}));
+    assert!(no_views.streams().is_empty());
+    let audio_only = room(json!({"views": [{"label": "a", "video": false}]}));
+    assert_eq!(audio_only.stream("r1-a").unwrap()["media"]["tracks"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn rest_forms_of_a_mixed_stream() {
+    let conference = room(json!({}));
+    let info = conference.stream("r1-common").unwrap();
+    let v1 = rest_stream(&info, true);
+    assert_eq!(v1["media"]["video"]["format"], json!({"codec": "vp8"}));
+    assert_eq!(v1["media"]["video"]["parameters"]["resolution"], json!({"width": 640, "height": 480}));
+    assert_eq!(v1["media"]["audio"]["format"]["codec"], "opus");
+    assert!(v1["media"].get("tracks").is_none());
+    let v11 = rest_stream(&info, false);
+    assert_eq!(v11["media"]["video"]["original"][0]["format"], json!({"codec": "vp8"}));
+    assert!(v11["media"]["video"].get("format").is_none());
+}
