@@ -83,11 +83,7 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::E
 
 /// Sends a signal with the `kill` command (`TERM`, `HUP`, ...).
 pub fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(child.id().to_string())
-        .status()
-        .expect("run kill");
+    let status = Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status().expect("run kill");
     assert!(status.success(), "kill -{name} {} failed", child.id());
 }
 
@@ -216,7 +212,12 @@ pub struct Options {
 /// A running owt-portal in its own temporary directory.
 pub struct TestServer {
     pub dir: tempfile::TempDir,
+    /// The REST API port.
     pub port: u16,
+    /// The Socket.IO signaling port (`[portal] port`, announced in tokens).
+    pub signaling_port: u16,
+    /// The cluster bus port (`[cluster] bus`).
+    pub bus_port: u16,
     pub super_id: String,
     pub super_key: String,
     /// The default room `owtctl init` created for the super service.
@@ -245,6 +246,8 @@ impl TestServer {
         let mut server = TestServer {
             dir,
             port: free_port(),
+            signaling_port: free_port(),
+            bus_port: free_port(),
             super_id: String::new(),
             super_key: String::new(),
             default_room: String::new(),
@@ -302,7 +305,8 @@ impl TestServer {
         format!("{}://127.0.0.1:{}", self.scheme(), self.port)
     }
 
-    /// The portal.toml text for `port` with `extra` sections appended.
+    /// The portal.toml text for REST API port `port` with `extra` sections appended. Every
+    /// listener is on 127.0.0.1.
     pub fn config_text(&self, port: u16, extra: &str) -> String {
         let state = self.state_dir();
         let mut api = format!("ip_address = \"127.0.0.1\"\nport = {port}\n");
@@ -311,9 +315,18 @@ impl TestServer {
         }
         api.push_str(&self.options.management_api);
         format!(
-            "[state]\ndir = \"{}\"\n[management-api]\n{api}\n[portal]\nip_address = \"127.0.0.1\"\n{extra}\n",
-            state.display()
+            "[state]\ndir = \"{}\"\n[management-api]\n{api}\n\
+             [portal]\nip_address = \"127.0.0.1\"\nbind_address = \"127.0.0.1\"\nport = {}\n\
+             [cluster]\nbus = \"tcp://127.0.0.1:{}\"\n{extra}\n",
+            state.display(),
+            self.signaling_port,
+            self.bus_port,
         )
+    }
+
+    /// `host` of the tokens this portal issues.
+    pub fn token_host(&self) -> String {
+        format!("127.0.0.1:{}", self.signaling_port)
     }
 
     /// Rewrites portal.toml with the current port and `extra` sections.
@@ -326,11 +339,8 @@ impl TestServer {
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "portal already running");
         for attempt in 0..3 {
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.log_path())
-                .expect("open portal.log");
+            let log =
+                std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("open portal.log");
             let mut child = command("owt-portal")
                 .arg("--config-dir")
                 .arg(self.etc_dir())
@@ -345,8 +355,7 @@ impl TestServer {
                     exited = Some(status);
                     break;
                 }
-                if TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_millis(200)).is_ok()
-                {
+                if TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_millis(200)).is_ok() {
                     self.child = Some(child);
                     return;
                 }
@@ -356,6 +365,8 @@ impl TestServer {
                 Some(_) if attempt < 2 && self.log().contains("cannot listen") => {
                     // The port went to someone else between free_port() and bind: try another.
                     self.port = free_port();
+                    self.signaling_port = free_port();
+                    self.bus_port = free_port();
                     self.write_config(&self.options.extra.clone());
                 }
                 Some(status) => panic!("owt-portal exited with {status}; log:\n{}", self.log()),

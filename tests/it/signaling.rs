@@ -1,0 +1,544 @@
+//! Client signaling (spec/owt-compat.md §1) against the real owt-portal, with the real npm
+//! Socket.IO clients (socket.io-client 4.x/3.x over EIO=4, 2.x over EIO=3) driven through
+//! `tests/js/owt-client.js`: login and its refusals, participants and text, reconnection
+//! with tickets, media requests up to where a media node would be needed, the REST view of
+//! live rooms, hostile payloads, and 200 clients joining and leaving at once.
+
+use crate::support::{Auth, Options, TestServer};
+use base64::Engine;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn js_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js")
+}
+
+fn js_ua() -> Value {
+    json!({"sdk": {"version": "5.1", "type": "JavaScript"}})
+}
+
+/// One Socket.IO client process.
+struct Client {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<Value>,
+    /// Events seen while waiting for something else.
+    backlog: Vec<Value>,
+    next_ack: u64,
+}
+
+impl Client {
+    fn connect(version: u8, server: &TestServer) -> Client {
+        let mut client = Self::spawn(version, &format!("http://127.0.0.1:{}", server.signaling_port), "polling");
+        let connected = client.event("connect");
+        assert!(connected["id"].is_string(), "{connected}");
+        client
+    }
+
+    fn spawn(version: u8, url: &str, transport: &str) -> Client {
+        let mut child = Command::new("node")
+            .arg(js_dir().join("owt-client.js"))
+            .arg(version.to_string())
+            .arg(url)
+            .arg(transport)
+            .current_dir(js_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node (npm packages: make test-deps)");
+        let stdout = child.stdout.take().expect("stdout");
+        let stdin = child.stdin.take().expect("stdin");
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                    if tx.send(value).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Client { child, stdin, lines, backlog: Vec::new(), next_ack: 1 }
+    }
+
+    fn send(&mut self, command: Value) {
+        writeln!(self.stdin, "{command}").expect("write to client");
+        self.stdin.flush().expect("flush");
+    }
+
+    fn next(&mut self, what: &str) -> Value {
+        self.lines.recv_timeout(WAIT).unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    }
+
+    /// Emits with an ack and returns the ack arguments.
+    fn request(&mut self, event: &str, data: Option<Value>) -> Vec<Value> {
+        let id = self.next_ack;
+        self.next_ack += 1;
+        match data {
+            Some(data) => self.send(json!({"op": "emit", "event": event, "data": data, "id": id})),
+            None => self.send(json!({"op": "emit", "event": event, "noData": true, "id": id})),
+        }
+        loop {
+            let line = self.next(&format!("the ack of {event}"));
+            if line["ack"] == json!(id) {
+                return line["args"].as_array().cloned().unwrap_or_default();
+            }
+            self.backlog.push(line);
+        }
+    }
+
+    fn ok(&mut self, event: &str, data: Option<Value>) -> Value {
+        let args = self.request(event, data);
+        assert_eq!(args.first(), Some(&json!("ok")), "{event} answered {args:?}");
+        args.get(1).cloned().unwrap_or(Value::Null)
+    }
+
+    fn error(&mut self, event: &str, data: Option<Value>) -> String {
+        let args = self.request(event, data);
+        assert_eq!(args.first(), Some(&json!("error")), "{event} answered {args:?}");
+        args[1].as_str().unwrap_or_else(|| panic!("error message is a string: {args:?}")).to_string()
+    }
+
+    /// Waits for an event by name (notification args, or the connection line itself).
+    fn event(&mut self, name: &str) -> Value {
+        if let Some(index) = self.backlog.iter().position(|l| l["event"] == name) {
+            return self.backlog.remove(index);
+        }
+        loop {
+            let line = self.next(&format!("event {name}"));
+            if line["event"] == name {
+                return line;
+            }
+            self.backlog.push(line);
+        }
+    }
+
+    /// The first argument of the next `name` notification.
+    fn notification(&mut self, name: &str) -> Value {
+        self.event(name)["args"][0].clone()
+    }
+
+    fn no_event(&mut self, name: &str, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    assert_ne!(line["event"], name, "unexpected {line}");
+                    self.backlog.push(line);
+                }
+                Err(_) => break,
+            }
+        }
+        assert!(!self.backlog.iter().any(|l| l["event"] == name), "unexpected {name}: {:?}", self.backlog);
+    }
+
+    fn login(&mut self, token: &str) -> Value {
+        self.ok("login", Some(json!({"token": token, "userAgent": js_ua(), "protocol": "1.2"})))
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn token(server: &TestServer, room: &str, user: &str, role: &str) -> String {
+    let reply = server.call("POST", &format!("/v1/rooms/{room}/tokens"), Some(json!({"user": user, "role": role})), Auth::Super);
+    reply.ok_text().to_string()
+}
+
+fn start(extra: &str) -> TestServer {
+    TestServer::start_with(Options { extra: extra.into(), ..Options::default() })
+}
+
+fn decode_json(text: &str) -> Value {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text).expect("base64");
+    serde_json::from_slice(&bytes).expect("JSON")
+}
+
+#[test]
+fn login_result_has_the_shape_the_js_sdk_needs_for_every_client_version() {
+    let server = TestServer::start();
+    for version in [4u8, 3, 2] {
+        let mut client = Client::connect(version, &server);
+        let result = client.login(&token(&server, &server.default_room, "alice", "presenter"));
+        let id = result["id"].as_str().expect("id");
+        assert_eq!(result["user"], "alice");
+        assert_eq!(result["role"], "presenter");
+        assert_eq!(result["permission"]["publish"], json!({"audio": true, "video": true}));
+        assert_eq!(result["room"]["id"], server.default_room.as_str());
+        assert_eq!(result["room"]["views"], json!(["common"]));
+        let participants = result["room"]["participants"].as_array().unwrap();
+        assert!(participants.contains(&json!({"id": id, "user": "alice", "role": "presenter"})), "{participants:?}");
+        let mixed = &result["room"]["streams"][0];
+        assert_eq!(mixed["type"], "mixed");
+        assert_eq!(mixed["id"], format!("{}-common", server.default_room));
+        assert_eq!(mixed["info"]["label"], "common");
+        for track in mixed["media"]["tracks"].as_array().unwrap() {
+            if let Some(parameters) = track["optional"].get("parameters") {
+                for key in ["resolution", "bitrate", "framerate", "keyFrameInterval"] {
+                    assert!(parameters[key].is_array(), "v{version}: optional.parameters.{key}");
+                }
+            }
+        }
+        let ticket = decode_json(result["reconnectionTicket"].as_str().expect("reconnectionTicket"));
+        assert_eq!(ticket["participantId"], id);
+        assert!(ticket["notAfter"].as_i64().unwrap() > crate::support::now_ms() as i64);
+        client.ok("logout", None);
+    }
+}
+
+#[test]
+fn participants_text_and_leave_are_notified() {
+    let server = TestServer::start();
+    let room = server.default_room.clone();
+    let mut alice = Client::connect(4, &server);
+    let alice_id = alice.login(&token(&server, &room, "alice", "presenter"))["id"].as_str().unwrap().to_string();
+    let mut bob = Client::connect(2, &server);
+    let joined = bob.login(&token(&server, &room, "bob", "viewer"));
+    let bob_id = joined["id"].as_str().unwrap().to_string();
+    assert_eq!(joined["room"]["participants"].as_array().unwrap().len(), 2);
+    assert_eq!(alice.notification("participant"), json!({"action": "join", "data": {"id": bob_id, "user": "bob", "role": "viewer"}}));
+
+    bob.ok("text", Some(json!({"to": "all", "message": "hello"})));
+    let expected = json!({"from": bob_id, "to": "all", "message": "hello"});
+    assert_eq!(alice.notification("text"), expected);
+    assert_eq!(bob.notification("text"), expected, "the sender gets its broadcast too");
+    alice.ok("text", Some(json!({"to": bob_id, "message": {"any": "json"}})));
+    assert_eq!(bob.notification("text"), json!({"from": alice_id, "to": "me", "message": {"any": "json"}}));
+    assert_eq!(alice.error("text", Some(json!({"to": "nobody", "message": "x"}))), "Target participant does NOT exist: nobody");
+    assert_eq!(alice.error("text", Some(json!({"to": 5, "message": "x"}))), "Invalid receiver");
+
+    let listed = server.call("GET", &format!("/v1/rooms/{room}/participants"), None, Auth::Super).ok_json();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let one = server.call("GET", &format!("/v1/rooms/{room}/participants/{bob_id}"), None, Auth::Super).ok_json();
+    assert_eq!(one["permission"]["publish"], json!({"audio": false, "video": false}));
+
+    bob.ok("logout", None);
+    assert_eq!(alice.notification("participant"), json!({"action": "leave", "data": bob_id}));
+    let listed = server.call("GET", &format!("/v1/rooms/{room}/participants"), None, Auth::Super).ok_json();
+    assert_eq!(listed, json!([{"id": alice_id, "user": "alice", "role": "presenter",
+        "permission": {"publish": {"audio": true, "video": true}, "subscribe": {"audio": true, "video": true}}}]));
+}
+
+#[test]
+fn bad_logins_are_refused_with_owt_messages_and_the_socket_closed() {
+    let server = start("");
+    let room = server.default_room.clone();
+    let good = token(&server, &room, "u", "presenter");
+    let mut forged = decode_json(&good);
+    forged["host"] = json!("evil.example:8080");
+    let forged = base64::engine::general_purpose::STANDARD.encode(forged.to_string());
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"token": "not base64!", "userAgent": js_ua(), "protocol": "1.2"}), "Invalid token"),
+        (json!({"token": forged, "userAgent": js_ua(), "protocol": "1.2"}), "Invalid token signature"),
+        (json!({"token": good, "userAgent": {"sdk": {}}, "protocol": "1.2"}), "User agent info is incorrect"),
+        (json!({"token": good, "protocol": "1.2"}), "User agent info is incorrect"),
+        (json!({"token": good, "userAgent": js_ua()}), "Unknown client protocol: legacy clients are not supported"),
+        (json!({"token": good, "userAgent": js_ua(), "protocol": "9.9"}), "Unknown client protocol: 9.9 (owt-rs speaks 1.2)"),
+        (json!("a string"), "Invalid login request"),
+        (json!([1, 2, 3]), "Invalid login request"),
+        (json!({"token": 42, "userAgent": js_ua(), "protocol": "1.2"}), "Invalid token"),
+    ];
+    for (request, message) in cases {
+        let mut client = Client::connect(4, &server);
+        assert_eq!(client.error("login", Some(request.clone())), message, "{request}");
+        client.event("disconnect");
+    }
+    // The good token was never consumed by the refused attempts: it works once, then never.
+    let mut client = Client::connect(4, &server);
+    client.login(&good);
+    let mut again = Client::connect(4, &server);
+    assert_eq!(again.error("login", Some(json!({"token": good, "userAgent": js_ua(), "protocol": "1.2"}))), "Token does NOT exist");
+    // A token older than its lifetime.
+    let store = owt_store::Store::open(&server.db_path()).unwrap();
+    let key = store.token_key().unwrap();
+    let old = owt_store::TokenRecord {
+        id: "6b0000000000000000000001".into(),
+        room_id: room.clone(),
+        service_id: server.super_id.clone(),
+        user: "late".into(),
+        role: "presenter".into(),
+        origin: "{}".into(),
+        code: "12345678901".into(),
+        host: server.token_host(),
+        secure: false,
+        domain: None,
+        created_ms: crate::support::now_ms() as i64 - 181_000,
+    };
+    store.insert_token(&old).unwrap();
+    let expired = owt_auth::Token::new(&key, &old.id, &server.token_host(), false, None).encode();
+    let mut late = Client::connect(4, &server);
+    let message = late.error("login", Some(json!({"token": expired, "userAgent": js_ua(), "protocol": "1.2"})));
+    assert!(message == "Expired" || message == "Token does NOT exist", "{message}");
+    // The logged-in client was not disturbed by any of this.
+    client.ok("text", Some(json!({"to": "all", "message": "still here"})));
+    assert_eq!(client.notification("text")["message"], "still here");
+}
+
+#[test]
+fn room_limits_and_roles_are_enforced_at_login() {
+    let server = TestServer::start();
+    let room = server
+        .call("POST", "/v1/rooms", Some(json!({"name": "small", "options": {"participantLimit": 1}})), Auth::Super)
+        .ok_json()["_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut first = Client::connect(4, &server);
+    first.login(&token(&server, &room, "a", "presenter"));
+    let mut second = Client::connect(4, &server);
+    let message = second.error("login", Some(json!({"token": token(&server, &room, "b", "presenter"), "userAgent": js_ua(), "protocol": "1.2"})));
+    assert_eq!(message, "Room is full");
+    // A role removed from the room after the token was made.
+    let late_token = token(&server, &server.default_room, "c", "sip");
+    let roles = json!({"roles": [{"role": "presenter", "publish": {"audio": true, "video": true}, "subscribe": {"audio": true, "video": true}}]});
+    server.call("PUT", &format!("/v1/rooms/{}", server.default_room), Some(roles), Auth::Super).ok_json();
+    let mut third = Client::connect(4, &server);
+    assert_eq!(third.error("login", Some(json!({"token": late_token, "userAgent": js_ua(), "protocol": "1.2"}))), "Invalid role");
+}
+
+#[test]
+fn requests_before_login_and_malformed_requests_get_errors() {
+    let server = TestServer::start();
+    let mut client = Client::connect(4, &server);
+    for event in ["logout", "refreshReconnectionTicket"] {
+        assert_eq!(client.error(event, None), "Illegal request", "{event}");
+    }
+    for event in ["text", "publish", "subscribe", "soac", "unpublish", "unsubscribe", "stream-control", "subscription-control"] {
+        assert_eq!(client.error(event, Some(json!({"id": "x"}))), "Illegal request", "{event}");
+    }
+    client.login(&token(&server, &server.default_room, "p", "presenter"));
+    let malformed = [
+        ("publish", json!({"media": {"tracks": "none"}})),
+        ("publish", json!({"media": {"tracks": []}})),
+        ("publish", json!({"media": {"tracks": [{"type": "data", "mid": "0"}]}})),
+        ("subscribe", json!({"media": {"tracks": [{"type": "video", "mid": "0", "from": "nope"}]}})),
+        ("soac", json!({"signaling": {"type": "offer"}})),
+        ("unpublish", json!({"id": 7})),
+        ("unsubscribe", json!({})),
+        ("publish", json!(null)),
+    ];
+    for (event, data) in malformed {
+        let message = client.error(event, Some(data.clone()));
+        assert!(!message.is_empty(), "{event} {data}");
+    }
+    // Arbitrary argument shapes, without an ack: nothing breaks.
+    client.send(json!({"op": "raw", "event": "login", "args": [1, 2, 3]}));
+    client.send(json!({"op": "raw", "event": "no-such-event", "args": [{"a": 1}]}));
+    client.ok("text", Some(json!({"to": "all", "message": "alive"})));
+    // Media requests stop where a media node is needed, with an honest error.
+    let message = client.error(
+        "publish",
+        Some(json!({"media": {"tracks": [{"type": "audio", "mid": "0", "source": "mic"}]}, "transport": {"type": "webrtc"}})),
+    );
+    assert!(message.starts_with("No webrtc node available"), "{message}");
+    let mut viewer = Client::connect(4, &server);
+    viewer.login(&token(&server, &server.default_room, "v", "viewer"));
+    let message = viewer.error(
+        "publish",
+        Some(json!({"media": {"tracks": [{"type": "video", "mid": "0", "source": "camera"}]}, "transport": {"type": "webrtc"}})),
+    );
+    assert_eq!(message, "unauthorized");
+}
+
+#[test]
+fn oversized_messages_close_only_that_socket() {
+    let server = start("");
+    let mut big = Client::connect(4, &server);
+    let mut other = Client::connect(4, &server);
+    other.login(&token(&server, &server.default_room, "o", "presenter"));
+    big.send(json!({"op": "raw", "event": "text", "args": [{"to": "all", "message": "x".repeat(2_000_000)}]}));
+    big.event("disconnect");
+    other.ok("text", Some(json!({"to": "all", "message": "fine"})));
+    assert_eq!(other.notification("text")["message"], "fine");
+}
+
+#[test]
+fn sockets_that_never_log_in_are_closed() {
+    let mut server = TestServer::start();
+    set_portal_keys(&mut server, "login_timeout = 1\n");
+    let mut idle = Client::connect(4, &server);
+    let started = Instant::now();
+    idle.event("disconnect");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let mut busy = Client::connect(4, &server);
+    busy.login(&token(&server, &server.default_room, "b", "presenter"));
+    busy.no_event("disconnect", Duration::from_millis(1500));
+}
+
+fn set_portal_keys(server: &mut TestServer, keys: &str) {
+    let text = std::fs::read_to_string(server.config_path()).unwrap().replace("[portal]\n", &format!("[portal]\n{keys}"));
+    std::fs::write(server.config_path(), text).unwrap();
+    server.restart();
+}
+
+#[test]
+fn relogin_moves_the_participant_and_replays_what_it_missed() {
+    let mut server = TestServer::start();
+    set_portal_keys(&mut server, "reconnection_timeout = 2\n");
+    let room = server.default_room.clone();
+    let mut alice = Client::connect(4, &server);
+    let login = alice.login(&token(&server, &room, "alice", "presenter"));
+    let alice_id = login["id"].as_str().unwrap().to_string();
+    let ticket = alice.ok("refreshReconnectionTicket", None);
+    assert_eq!(decode_json(ticket.as_str().unwrap())["participantId"], alice_id.as_str());
+    let mut bob = Client::connect(4, &server);
+    bob.login(&token(&server, &room, "bob", "presenter"));
+    alice.notification("participant");
+
+    alice.send(json!({"op": "disconnect"}));
+    alice.event("disconnect");
+    std::thread::sleep(Duration::from_millis(200));
+    bob.ok("text", Some(json!({"to": "all", "message": "while you were away"})));
+    bob.no_event("participant", Duration::from_millis(300));
+
+    // JavaScript clients get the new ticket as a string, then the missed notifications.
+    let mut back = Client::connect(4, &server);
+    let new_ticket = back.ok("relogin", Some(ticket.clone()));
+    assert_eq!(decode_json(new_ticket.as_str().expect("JS clients get a string"))["participantId"], alice_id.as_str());
+    assert_eq!(back.notification("text")["message"], "while you were away");
+    bob.ok("text", Some(json!({"to": alice_id, "message": "welcome back"})));
+    assert_eq!(back.notification("text")["message"], "welcome back");
+
+    let mut thief = Client::connect(4, &server);
+    assert_eq!(thief.error("relogin", Some(json!("bm90IGEgdGlja2V0"))), "Invalid reconnection ticket");
+    let mut forged = decode_json(ticket.as_str().unwrap());
+    forged["notAfter"] = json!(forged["notAfter"].as_i64().unwrap() + 1);
+    let forged = base64::engine::general_purpose::STANDARD.encode(forged.to_string());
+    let mut thief = Client::connect(4, &server);
+    assert_eq!(thief.error("relogin", Some(json!(forged))), "Invalid reconnection ticket signature");
+
+    // Without relogin the participant leaves after reconnection_timeout.
+    back.send(json!({"op": "disconnect"}));
+    back.event("disconnect");
+    assert_eq!(bob.notification("participant"), json!({"action": "leave", "data": alice_id}));
+}
+
+#[test]
+fn native_clients_get_ticket_and_messages_on_relogin() {
+    let server = TestServer::start();
+    let room = server.default_room.clone();
+    let mut native = Client::connect(4, &server);
+    let ua = json!({"sdk": {"version": "5.1", "type": "C++"}});
+    let login = native.ok("login", Some(json!({"token": token(&server, &room, "n", "presenter"), "userAgent": ua, "protocol": "1.2"})));
+    let ticket = login["reconnectionTicket"].clone();
+    let mut other = Client::connect(4, &server);
+    other.login(&token(&server, &room, "o", "presenter"));
+    native.send(json!({"op": "disconnect"}));
+    native.event("disconnect");
+    std::thread::sleep(Duration::from_millis(200));
+    other.ok("text", Some(json!({"to": "all", "message": "m1"})));
+    let mut back = Client::connect(4, &server);
+    let result = back.ok("relogin", Some(ticket));
+    assert!(result["ticket"].is_string(), "{result}");
+    let messages = result["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["event"], "text");
+    assert_eq!(messages[0]["data"]["message"], "m1");
+    assert_eq!(messages[0]["seq"], 1);
+    // Browsers without reconnection support (unknown SDK type) get no ticket.
+    let mut other_sdk = Client::connect(4, &server);
+    let ua = json!({"sdk": {"version": "1", "type": "Python"}});
+    let login = other_sdk.ok("login", Some(json!({"token": token(&server, &room, "py", "presenter"), "userAgent": ua, "protocol": "1.2"})));
+    assert!(login.get("reconnectionTicket").is_none());
+    assert_eq!(other_sdk.error("refreshReconnectionTicket", None), "Reconnection is not enabled.");
+}
+
+#[test]
+fn rest_controls_live_participants_and_shows_streams() {
+    let server = TestServer::start();
+    let room = server.default_room.clone();
+    let mut alice = Client::connect(4, &server);
+    let alice_id = alice.login(&token(&server, &room, "alice", "presenter"))["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/rooms/{room}/participants/{alice_id}");
+    let patched = server
+        .call("PATCH", &path, Some(json!([{"op": "replace", "path": "/permission/publish/video", "value": false}])), Auth::Super)
+        .ok_json();
+    assert_eq!(patched["permission"]["publish"], json!({"audio": true, "video": false}));
+    let message = alice.error(
+        "publish",
+        Some(json!({"media": {"tracks": [{"type": "video", "mid": "0", "source": "camera"}]}, "transport": {"type": "webrtc"}})),
+    );
+    assert_eq!(message, "unauthorized", "the REST permission change is in force");
+    server.call("PATCH", &path, Some(json!([{"op": "replace", "path": "/permission/fly", "value": true}])), Auth::Super).expect_error(400, 1201);
+
+    let streams = server.call("GET", &format!("/v1/rooms/{room}/streams"), None, Auth::Super).ok_json();
+    assert_eq!(streams[0]["id"], format!("{room}-common"));
+    assert_eq!(streams[0]["media"]["video"]["format"], json!({"codec": "vp8"}), "v1 flattens video");
+    let streams = server.call("GET", &format!("/v1.1/rooms/{room}/streams"), None, Auth::Super).ok_json();
+    assert_eq!(streams[0]["media"]["video"]["original"][0]["format"], json!({"codec": "vp8"}));
+    let one = server.call("GET", &format!("/v1/rooms/{room}/streams/{room}-common"), None, Auth::Super).ok_json();
+    assert_eq!(one["info"]["label"], "common");
+    server.call("GET", &format!("/v1/rooms/{room}/streams/nope"), None, Auth::Super).expect_error(404, 1004);
+
+    server.call("DELETE", &path, None, Auth::Super).ok_text();
+    alice.event("drop");
+    alice.event("disconnect");
+    server.call("GET", &path, None, Auth::Super).expect_error(404, 1005);
+    server.call("DELETE", &path, None, Auth::Super).expect_error(404, 1005);
+
+    // Deleting a room drops everybody in it.
+    let mut bob = Client::connect(4, &server);
+    bob.login(&token(&server, &room, "bob", "presenter"));
+    server.call("DELETE", &format!("/v1/rooms/{room}"), None, Auth::Super).ok_text();
+    bob.event("drop");
+}
+
+/// 200 clients (Node, one process) join one room concurrently and leave; the portal keeps
+/// serving and the room is empty afterwards.
+#[test]
+fn two_hundred_clients_join_and_leave() {
+    let server = TestServer::start();
+    let room = server.default_room.clone();
+    let tokens: Vec<String> = (0..200).map(|i| token(&server, &room, &format!("user{i}"), "presenter")).collect();
+    let file = server.path().join("tokens.json");
+    std::fs::write(&file, serde_json::to_string(&tokens).unwrap()).unwrap();
+    let out = Command::new("node")
+        .arg(js_dir().join("join-load.js"))
+        .arg(format!("http://127.0.0.1:{}", server.signaling_port))
+        .arg(&file)
+        .current_dir(js_dir())
+        .output()
+        .expect("node");
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("join-load output: {} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["joined"], 200, "{report}");
+    assert_eq!(report["errors"], json!([]), "{report}");
+    assert_eq!(report["maxParticipantsSeen"], 200, "{report}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let listed = server.call("GET", &format!("/v1/rooms/{room}/participants"), None, Auth::Super).ok_json();
+        if listed == json!([]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "participants left behind: {}", listed.as_array().unwrap().len());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn signaling_over_tls_with_the_init_certificate() {
+    let mut server = TestServer::start();
+    set_portal_keys(&mut server, "ssl = true\n");
+    let token = token(&server, &server.default_room, "secure", "presenter");
+    assert_eq!(decode_json(&token)["secure"], true);
+    for version in [4u8, 2] {
+        let mut client = Client::spawn(version, &format!("https://127.0.0.1:{}", server.signaling_port), "polling");
+        client.event("connect");
+        let token = self::token(&server, &server.default_room, "secure", "presenter");
+        assert_eq!(client.login(&token)["user"], "secure");
+    }
+    let mut plain = Client::spawn(4, &format!("http://127.0.0.1:{}", server.signaling_port), "polling");
+    plain.event("connect_error");
+}
