@@ -516,6 +516,7 @@ fn two_hundred_clients_join_and_leave() {
     assert_eq!(report["joined"], 200, "{report}");
     assert_eq!(report["errors"], json!([]), "{report}");
     assert_eq!(report["maxParticipantsSeen"], 200, "{report}");
+    assert_eq!(report["loggedOut"], true, "every logout answered: {report}");
     let deadline = Instant::now() + WAIT;
     loop {
         let listed = server.call("GET", &format!("/v1/rooms/{room}/participants"), None, Auth::Super).ok_json();
@@ -541,4 +542,31 @@ fn signaling_over_tls_with_the_init_certificate() {
     }
     let mut plain = Client::spawn(4, &format!("http://127.0.0.1:{}", server.signaling_port), "polling");
     plain.event("connect_error");
+}
+
+#[test]
+fn owtctl_lists_permits_and_drops_live_participants() {
+    let server = TestServer::start();
+    let room = server.default_room.clone();
+    let mut alice = Client::connect(4, &server);
+    let id = alice.login(&token(&server, &room, "alice", "presenter"))["id"].as_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let out = server.owtctl_url(args);
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (code, listed) = run(&["participant", "list", &room, "--json"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(serde_json::from_str::<Value>(&listed).unwrap()[0]["id"], id.as_str());
+    let (_, table) = run(&["participant", "list", &room]);
+    assert!(table.starts_with("ID") && table.contains("alice"), "{table}");
+    let (code, permitted) = run(&["participant", "permit", &room, &id, "publish", "video", "false", "--json"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(serde_json::from_str::<Value>(&permitted).unwrap()["permission"]["publish"], json!({"audio": true, "video": false}));
+    let (_, streams) = run(&["stream", "list", &room]);
+    assert!(streams.contains("mixed") && streams.contains("640x480"), "{streams}");
+    let (code, _) = run(&["participant", "show", &room, "nobody"]);
+    assert_eq!(code, Some(3));
+    let (code, _) = run(&["participant", "drop", &room, &id]);
+    assert_eq!(code, Some(0));
+    alice.event("drop");
 }

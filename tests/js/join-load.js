@@ -14,12 +14,15 @@ let maxParticipantsSeen = 0;
 let answered = 0;
 const sockets = [];
 
+let logoutMs = null;
+let logoutStarted = 0;
 function finish() {
+  logoutStarted = Date.now();
   let loggedOut = 0;
   for (const s of sockets) {
     s.emit('logout', () => {
       s.disconnect();
-      if (++loggedOut === sockets.length) report();
+      if (++loggedOut === sockets.length) { logoutMs = Date.now() - logoutStarted; report(); }
     });
   }
   setTimeout(report, 5000);
@@ -34,7 +37,7 @@ function report() {
   console.log(JSON.stringify({
     joined: latencies.length, errors, maxParticipantsSeen,
     latencyMs: { p50: pick(0.5), p90: pick(0.9), p99: pick(0.99), max: latencies[latencies.length - 1] },
-    wallMs: Date.now() - started,
+    wallMs: Date.now() - started, logoutMs, loggedOut: logoutMs !== null,
   }));
   process.exit(errors.length ? 1 : 0);
 }

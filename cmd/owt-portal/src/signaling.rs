@@ -127,7 +127,7 @@ impl Hub {
         for message in outgoing {
             if let Some(socket) = socket_by_id(io, &message.socket) {
                 if let Err(err) = socket.emit(message.event, &message.data) {
-                    tracing::debug!(socket = %message.socket, "emit {} failed: {err}", message.event);
+                    tracing::warn!(socket = %message.socket, "emit {} failed: {err}", message.event);
                 }
             }
         }
@@ -527,7 +527,7 @@ fn answer(ack: AckSender, result: Result<Option<Value>, String>) {
         Err(message) => ack.send(&("error", message)),
     };
     if let Err(err) = sent {
-        tracing::debug!("ack failed: {err}");
+        tracing::warn!("ack failed: {err}");
     }
 }
 
@@ -658,6 +658,9 @@ impl Signaling {
             .ping_interval(Duration::from_secs(settings.ping_interval))
             .ping_timeout(Duration::from_secs(settings.ping_timeout))
             .max_payload(settings.max_message_bytes)
+            // Packets queued per socket before emits fail. A join into a big room sends one
+            // notification to everybody at once, so bursts of hundreds are normal.
+            .max_buffer_size(8192)
             .ws_max_message_size(settings.max_message_bytes as usize)
             .build_svc();
         {

@@ -89,6 +89,44 @@ pub enum Command {
     Cert(cert::CertCommand),
     /// Live workers registered with the portal (super service only).
     Cluster,
+    /// Participants of a running room.
+    #[command(subcommand)]
+    Participant(ParticipantCommand),
+    /// Streams of a running room (forward and mixed).
+    #[command(subcommand)]
+    Stream(StreamCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ParticipantCommand {
+    /// List the participants of a room.
+    List { room: String },
+    /// Show one participant with its permissions.
+    Show { room: String, id: String },
+    /// Change what a participant may publish or subscribe (takes effect at once).
+    Permit {
+        room: String,
+        id: String,
+        /// `publish` or `subscribe`.
+        #[arg(value_parser = ["publish", "subscribe"])]
+        action: String,
+        /// `audio`, `video` or `both`.
+        #[arg(value_parser = ["audio", "video", "both"])]
+        media: String,
+        /// Allow (true) or forbid (false).
+        #[arg(action = clap::ArgAction::Set)]
+        allow: bool,
+    },
+    /// Remove a participant from its room (it receives `drop`).
+    Drop { room: String, id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StreamCommand {
+    /// List the streams of a room.
+    List { room: String },
+    /// Show one stream.
+    Show { room: String, id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -247,6 +285,43 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 (true, Value::String(token)) => println!("{}", serde_json::json!({"token": token})),
                 (_, Value::String(token)) => println!("{token}"),
                 (_, other) => println!("{other}"),
+            }
+            Ok(())
+        }
+        Command::Participant(command) => {
+            let client = rest::Client::new(global)?;
+            match command {
+                ParticipantCommand::List { room } => {
+                    output::participants(global, &client.call("GET", &format!("/v1/rooms/{room}/participants"), None)?)
+                }
+                ParticipantCommand::Show { room, id } => {
+                    output::room(global, &client.call("GET", &format!("/v1/rooms/{room}/participants/{id}"), None)?)
+                }
+                ParticipantCommand::Permit { room, id, action, media, allow } => {
+                    let (path, value) = match media.as_str() {
+                        "both" => (format!("/permission/{action}"), serde_json::json!({"audio": allow, "video": allow})),
+                        kind => (format!("/permission/{action}/{kind}"), Value::Bool(*allow)),
+                    };
+                    let body = serde_json::json!([{"op": "replace", "path": path, "value": value}]);
+                    let path = format!("/v1/rooms/{room}/participants/{id}");
+                    output::room(global, &client.call("PATCH", &path, Some(&body))?);
+                }
+                ParticipantCommand::Drop { room, id } => {
+                    client.call("DELETE", &format!("/v1/rooms/{room}/participants/{id}"), None)?;
+                    output::done(global, &format!("participant {id} dropped"));
+                }
+            }
+            Ok(())
+        }
+        Command::Stream(command) => {
+            let client = rest::Client::new(global)?;
+            match command {
+                StreamCommand::List { room } => {
+                    output::streams(global, &client.call("GET", &format!("/v1/rooms/{room}/streams"), None)?)
+                }
+                StreamCommand::Show { room, id } => {
+                    output::room(global, &client.call("GET", &format!("/v1/rooms/{room}/streams/{id}"), None)?)
+                }
             }
             Ok(())
         }

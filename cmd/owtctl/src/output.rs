@@ -118,3 +118,54 @@ pub fn workers(global: &Global, list: &Value) {
         .collect();
     table(&["KIND", "NODE", "LOAD", "AGE", "TASKS", "HOST:PID", "MEDIA ENDPOINT"], rows);
 }
+
+pub fn participants(global: &Global, list: &Value) {
+    if global.json {
+        println!("{list}");
+        return;
+    }
+    let flags = |p: &Value| {
+        let yes = |v: &Value| if v.as_bool() == Some(true) { "y" } else { "-" };
+        format!("{}{}", yes(&p["audio"]), yes(&p["video"]))
+    };
+    let rows = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            vec![
+                text(&p["id"]),
+                text(&p["user"]),
+                text(&p["role"]),
+                flags(&p["permission"]["publish"]),
+                flags(&p["permission"]["subscribe"]),
+            ]
+        })
+        .collect();
+    table(&["ID", "USER", "ROLE", "PUBLISH(AV)", "SUBSCRIBE(AV)"], rows);
+}
+
+pub fn streams(global: &Global, list: &Value) {
+    if global.json {
+        println!("{list}");
+        return;
+    }
+    let rows = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let video = &s["media"]["video"];
+            let resolution = &video["parameters"]["resolution"];
+            vec![
+                text(&s["id"]),
+                text(&s["type"]),
+                text(&s["media"]["audio"]["format"]["codec"]),
+                text(&video["format"]["codec"]),
+                if resolution.is_object() { format!("{}x{}", resolution["width"], resolution["height"]) } else { "-".into() },
+                text(s["info"].get("owner").or(s["info"].get("label")).unwrap_or(&Value::Null)),
+            ]
+        })
+        .collect();
+    table(&["ID", "TYPE", "AUDIO", "VIDEO", "RESOLUTION", "OWNER/VIEW"], rows);
+}
