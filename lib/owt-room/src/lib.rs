@@ -93,6 +93,31 @@ pub struct Conference {
     participants: Vec<Participant>,
     /// Mixed streams of the views, by stream id, built once when the room starts.
     mixed: BTreeMap<String, Value>,
+    /// Forward streams (publications) in publish order: id, owner and StreamInfo.
+    forward: Vec<Publication>,
+    /// Publications accepted but not yet ready (they count against inputLimit).
+    pending: Vec<(String, String)>,
+}
+
+/// A forward stream published by a participant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publication {
+    pub id: String,
+    pub owner: String,
+    pub info: Value,
+}
+
+/// A track of a publication as the media node negotiated it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishedTrack {
+    /// `<transportId>-<mid>`.
+    pub id: String,
+    /// `audio` or `video`.
+    pub kind: String,
+    pub mid: String,
+    pub source: String,
+    /// `{codec, ...}` as clients name formats.
+    pub format: Value,
 }
 
 impl Conference {
@@ -105,7 +130,14 @@ impl Conference {
                 (info["id"].as_str().unwrap_or_default().to_string(), info)
             })
             .collect();
-        Conference { room_id: room_id.into(), config, participants: Vec::new(), mixed }
+        Conference {
+            room_id: room_id.into(),
+            config,
+            participants: Vec::new(),
+            mixed,
+            forward: Vec::new(),
+            pending: Vec::new(),
+        }
     }
 
     pub fn room_id(&self) -> &str {
@@ -128,13 +160,133 @@ impl Conference {
         &self.participants
     }
 
-    /// Every stream of the room in the Socket.IO StreamInfo form.
+    /// Every stream of the room in the Socket.IO StreamInfo form: mixed streams of the
+    /// views, then forward streams in publish order.
     pub fn streams(&self) -> Vec<Value> {
-        self.mixed.values().cloned().collect()
+        self.mixed.values().cloned().chain(self.forward.iter().map(|p| p.info.clone())).collect()
     }
 
     pub fn stream(&self, id: &str) -> Option<Value> {
-        self.mixed.get(id).cloned()
+        self.mixed.get(id).cloned().or_else(|| self.publication(id).map(|p| p.info.clone()))
+    }
+
+    pub fn publication(&self, id: &str) -> Option<&Publication> {
+        self.forward.iter().find(|p| p.id == id)
+    }
+
+    pub fn is_mixed(&self, id: &str) -> bool {
+        self.mixed.contains_key(id)
+    }
+
+    /// Ids of the publications (ready or pending) of a participant.
+    pub fn publications_of(&self, owner: &str) -> Vec<String> {
+        self.forward
+            .iter()
+            .filter(|p| p.owner == owner)
+            .map(|p| p.id.clone())
+            .chain(self.pending.iter().filter(|(_, o)| o == owner).map(|(id, _)| id.clone()))
+            .collect()
+    }
+
+    /// Accepts a publish request before media flows: the participant may publish these
+    /// kinds and the room has room for another input (OWT: "Too many inputs").
+    pub fn reserve_publication(&mut self, id: &str, owner: &str, kinds: &[&str]) -> Result<(), ConferenceError> {
+        let Some(participant) = self.participant(owner) else { return refuse("Participant does NOT exist") };
+        for kind in kinds {
+            let allowed = match *kind {
+                "audio" => participant.permission.publish.audio,
+                "video" => participant.permission.publish.video,
+                _ => false,
+            };
+            if !allowed {
+                return refuse("unauthorized");
+            }
+        }
+        if self.stream(id).is_some() || self.pending.iter().any(|(p, _)| p == id) {
+            return refuse("Stream exists");
+        }
+        let limit = self.config.input_limit;
+        if limit >= 0 && (self.forward.len() + self.pending.len()) as i64 >= limit {
+            return refuse("Too many inputs");
+        }
+        self.pending.push((id.into(), owner.into()));
+        Ok(())
+    }
+
+    /// The media node has the publication's tracks: it becomes a forward stream, announced
+    /// to everybody (the publisher too) when the room notifies stream changes.
+    pub fn add_publication(&mut self, id: &str, tracks: &[PublishedTrack], attributes: Value) -> Vec<Effect> {
+        let Some(index) = self.pending.iter().position(|(p, _)| p == id) else { return Vec::new() };
+        let (_, owner) = self.pending.remove(index);
+        let builder = StreamInfoBuilder::new(&self.config);
+        let tracks: Vec<Value> = tracks
+            .iter()
+            .map(|track| {
+                let optional = if track.kind == "audio" {
+                    builder.audio_optional(&serde_json::from_value(track.format.clone()).unwrap_or_else(|_| {
+                        owt_types::room::AudioFormat { codec: String::new(), sample_rate: None, channel_num: None }
+                    }))
+                } else {
+                    let format = serde_json::from_value(track.format.clone())
+                        .unwrap_or(owt_types::room::VideoFormat { codec: String::new(), profile: None });
+                    builder.video_optional(&format, 640, 480, 30)
+                };
+                json!({
+                    "id": track.id,
+                    "type": track.kind,
+                    "source": track.source,
+                    "format": track.format,
+                    "optional": optional,
+                    "status": "active",
+                    "mid": track.mid,
+                })
+            })
+            .collect();
+        let attributes = if attributes.is_object() { attributes } else { json!({}) };
+        let info = json!({
+            "id": id,
+            "type": "forward",
+            "media": {"tracks": tracks},
+            "info": {"owner": owner, "type": "webrtc", "inViews": [], "attributes": attributes},
+        });
+        self.forward.push(Publication { id: id.into(), owner, info: info.clone() });
+        self.stream_change(json!({"id": id, "status": "add", "data": info}))
+    }
+
+    /// A publication ends (unpublish, failure, its owner left). Unknown ids change nothing.
+    pub fn remove_publication(&mut self, id: &str) -> Vec<Effect> {
+        self.pending.retain(|(p, _)| p != id);
+        let Some(index) = self.forward.iter().position(|p| p.id == id) else { return Vec::new() };
+        self.forward.remove(index);
+        self.stream_change(json!({"id": id, "status": "remove"}))
+    }
+
+    /// stream-control pause/play: marks the publication's tracks of `kind` active or
+    /// inactive and tells everybody (`audio.status` / `video.status`).
+    pub fn set_publication_status(&mut self, id: &str, kind: &str, active: bool) -> Result<Vec<Effect>, ConferenceError> {
+        let Some(publication) = self.forward.iter_mut().find(|p| p.id == id) else {
+            return refuse("Stream does NOT exist");
+        };
+        let status = if active { "active" } else { "inactive" };
+        let mut changed = false;
+        for track in publication.info["media"]["tracks"].as_array_mut().into_iter().flatten() {
+            if track["type"] == kind {
+                track["status"] = json!(status);
+                changed = true;
+            }
+        }
+        if !changed {
+            return refuse(format!("Stream has no {kind} track"));
+        }
+        Ok(self.stream_change(json!({"id": id, "status": "update", "data": {"field": format!("{kind}.status"), "value": status}})))
+    }
+
+    fn stream_change(&self, data: Value) -> Vec<Effect> {
+        if self.config.notifying.stream_change {
+            vec![Effect::Broadcast { exclude: vec![], event: "stream", data }]
+        } else {
+            Vec::new()
+        }
     }
 
     /// Adds a participant: checks participantLimit (as OWT: only a positive limit counts) and
@@ -179,21 +331,25 @@ impl Conference {
         Ok((Joined { participant, room }, effects))
     }
 
-    /// Removes a participant (logout, disconnect, drop). Unknown ids change nothing.
+    /// Removes a participant (logout, disconnect, drop) with its publications. Unknown ids
+    /// change nothing.
     pub fn leave(&mut self, id: &str) -> Vec<Effect> {
         let Some(index) = self.participants.iter().position(|p| p.id == id) else {
             return Vec::new();
         };
+        let mut effects = Vec::new();
+        for publication in self.publications_of(id) {
+            effects.extend(self.remove_publication(&publication));
+        }
         self.participants.remove(index);
         if self.config.notifying.participant_activities {
-            vec![Effect::Broadcast {
+            effects.push(Effect::Broadcast {
                 exclude: vec![],
                 event: "participant",
                 data: json!({"action": "leave", "data": id}),
-            }]
-        } else {
-            Vec::new()
+            });
         }
+        effects
     }
 
     /// REST `DELETE …/participants/{id}`: the participant leaves and is told `drop`.

@@ -175,3 +175,60 @@ fn rest_forms_of_a_mixed_stream() {
     assert_eq!(v11["media"]["video"]["original"][0]["format"], json!({"codec": "vp8"}));
     assert!(v11["media"]["video"].get("format").is_none());
 }
+
+fn track(id: &str, kind: &str, mid: &str, codec: &str) -> PublishedTrack {
+    PublishedTrack {
+        id: id.into(),
+        kind: kind.into(),
+        mid: mid.into(),
+        source: if kind == "audio" { "mic".into() } else { "camera".into() },
+        format: json!({"codec": codec}),
+    }
+}
+
+#[test]
+fn publications_are_reserved_then_announced_and_removed() {
+    let mut conference = room(json!({"inputLimit": 1}));
+    conference.join("p1", "a", "presenter", origin()).unwrap();
+    conference.join("v1", "b", "viewer", origin()).unwrap();
+    assert_eq!(conference.reserve_publication("s0", "v1", &["video"]).unwrap_err().0, "unauthorized");
+    conference.reserve_publication("s1", "p1", &["audio", "video"]).unwrap();
+    assert_eq!(conference.reserve_publication("s2", "p1", &["audio"]).unwrap_err().0, "Too many inputs");
+    assert_eq!(conference.publications_of("p1"), vec!["s1".to_string()]);
+    let effects = conference.add_publication("s1", &[track("t-0", "audio", "0", "opus"), track("t-1", "video", "1", "vp8")], json!({"a": 1}));
+    let Effect::Broadcast { event, data, .. } = &effects[0] else { panic!("{effects:?}") };
+    assert_eq!(*event, "stream");
+    assert_eq!(data["status"], "add");
+    let info = &data["data"];
+    assert_eq!(info["type"], "forward");
+    assert_eq!(info["info"], json!({"owner": "p1", "type": "webrtc", "inViews": [], "attributes": {"a": 1}}));
+    assert_eq!(info["media"]["tracks"][1]["id"], "t-1");
+    assert_eq!(info["media"]["tracks"][1]["mid"], "1");
+    for key in ["resolution", "framerate", "bitrate", "keyFrameInterval"] {
+        assert!(info["media"]["tracks"][1]["optional"]["parameters"][key].is_array(), "{key}");
+    }
+    assert_eq!(conference.streams().len(), 2, "mixed + forward");
+    let effects = conference.set_publication_status("s1", "video", false).unwrap();
+    let Effect::Broadcast { data, .. } = &effects[0] else { panic!() };
+    assert_eq!(data["data"], json!({"field": "video.status", "value": "inactive"}));
+    assert_eq!(conference.stream("s1").unwrap()["media"]["tracks"][1]["status"], "inactive");
+    assert!(conference.set_publication_status("nope", "video", false).is_err());
+    let effects = conference.remove_publication("s1");
+    let Effect::Broadcast { data, .. } = &effects[0] else { panic!() };
+    assert_eq!(*data, json!({"id": "s1", "status": "remove"}));
+    assert!(conference.remove_publication("s1").is_empty());
+    conference.reserve_publication("s3", "p1", &["audio"]).unwrap();
+}
+
+#[test]
+fn leaving_removes_the_participants_publications_first() {
+    let mut conference = room(json!({}));
+    conference.join("p1", "a", "presenter", origin()).unwrap();
+    conference.reserve_publication("s1", "p1", &["audio"]).unwrap();
+    conference.add_publication("s1", &[track("t-0", "audio", "0", "opus")], json!(null));
+    let effects = conference.leave("p1");
+    assert_eq!(effects.len(), 2);
+    let Effect::Broadcast { event, data, .. } = &effects[0] else { panic!() };
+    assert_eq!((*event, data["status"].as_str()), ("stream", Some("remove")));
+    assert!(conference.stream("s1").is_none());
+}

@@ -6,6 +6,8 @@
 //! effects it returns. All room and session state sits behind one lock, [`Hub::state`], so
 //! a request sees and changes a consistent picture; nothing blocks while it is held.
 
+mod media;
+
 use crate::api::{Api, LiveRooms};
 use owt_auth::{ReconnectionTicket, Token};
 use owt_config::PortalConfig;
@@ -43,6 +45,10 @@ struct Session {
 #[derive(Default)]
 struct State {
     rooms: HashMap<String, Conference>,
+    /// Client peer connections by transport id, with the webrtc node that owns each.
+    transports: HashMap<String, media::Transport>,
+    /// Publications and subscriptions by session id.
+    media: HashMap<String, media::MediaSession>,
     /// Participant id -> session.
     sessions: HashMap<String, Session>,
     /// Socket id -> participant id, for logged-in sockets.
@@ -146,6 +152,7 @@ impl Hub {
             if let Some(socket) = &session.socket {
                 state.by_socket.remove(socket);
             }
+            self.close_transports_of(&mut state, participant);
             let effects = match state.rooms.get_mut(&session.room_id) {
                 Some(conference) => conference.leave(participant),
                 None => Vec::new(),
@@ -278,98 +285,6 @@ impl Hub {
         Ok(())
     }
 
-    /// Checks a media request against what the conference alone decides (login, request
-    /// shape, permissions, stream existence). For publish/subscribe returns what the media
-    /// node needs: the participant, its origin and the tracks.
-    fn check_media_request(&self, socket_id: &str, event: &str, data: &Value) -> Result<(String, Value), String> {
-        let (participant, room_id) = self.participant_of(socket_id).ok_or("Illegal request")?;
-        let state = self.lock();
-        let conference = state.rooms.get(&room_id).ok_or("Illegal request")?;
-        let me = conference.participant(&participant).ok_or("Illegal request")?;
-        match event {
-            "publish" | "subscribe" => {
-                let tracks = data["media"]["tracks"].as_array().ok_or("Invalid request: media.tracks must be an array")?;
-                if tracks.is_empty() {
-                    return Err("Invalid request: no tracks".into());
-                }
-                let rights = if event == "publish" { me.permission.publish } else { me.permission.subscribe };
-                for track in tracks {
-                    let allowed = match track["type"].as_str() {
-                        Some("audio") => rights.audio,
-                        Some("video") => rights.video,
-                        _ => return Err("Invalid request: track type must be audio or video".into()),
-                    };
-                    if !allowed {
-                        return Err("unauthorized".into());
-                    }
-                    if track.get("mid").is_some_and(|mid| !mid.is_string()) {
-                        return Err("Invalid request: track.mid must be a string".into());
-                    }
-                }
-                if event == "subscribe" {
-                    for track in tracks {
-                        let from = track["from"].as_str().ok_or("Invalid request: track.from must be a string")?;
-                        if conference.stream(from).is_none() {
-                            return Err(format!("Stream does NOT exist: {from}"));
-                        }
-                    }
-                }
-                if let Some(transport) = data.get("transport").filter(|t| !t.is_null()) {
-                    if transport.get("id").is_some_and(|id| !id.is_string()) || !transport.is_object() {
-                        return Err("Invalid request: transport must be {type, id}".into());
-                    }
-                }
-                Ok((participant, me.origin.clone()))
-            }
-            "soac" => {
-                let id = data.get("id").and_then(Value::as_str).ok_or("Invalid soac id")?;
-                Err(format!("Transport {id} does NOT exist"))
-            }
-            "unpublish" | "stream-control" => {
-                data.get("id").and_then(Value::as_str).ok_or("Invalid stream id")?;
-                Err("Stream does NOT exist".into())
-            }
-            _ => {
-                data.get("id").and_then(Value::as_str).ok_or("Invalid subscription id")?;
-                Err("Subscription does NOT exist".into())
-            }
-        }
-    }
-
-    /// publish/subscribe: after the conference's checks, a webrtc node is scheduled on the
-    /// bus for the transport (OWT: one task per transport) and asked to take the session.
-    async fn media_request(&self, socket_id: &str, event: &str, data: &Value) -> Result<Value, String> {
-        let (participant, origin) = self.check_media_request(socket_id, event, data)?;
-        let session_id = uuid_hex();
-        let given_transport = data["transport"]["id"].as_str().map(str::to_owned);
-        let transport_id = given_transport.clone().unwrap_or_else(|| session_id.clone());
-        let preference = owt_bus::registry::Preference {
-            isp: origin["isp"].as_str().filter(|s| !s.is_empty()).map(str::to_owned),
-            region: origin["region"].as_str().filter(|s| !s.is_empty()).map(str::to_owned),
-        };
-        let node = self.cluster.schedule("webrtc", &transport_id, &preference).await.map_err(|err| match err {
-            owt_bus::ClusterError::NoWorker { .. } => "No webrtc node available".to_string(),
-            other => format!("Failed to schedule a webrtc node: {other}"),
-        })?;
-        let params = json!({
-            "sessionId": session_id,
-            "transportId": transport_id,
-            "owner": participant,
-            "media": data["media"],
-        });
-        let reply = self.cluster.request(&node, event, params, Duration::from_secs(6)).await;
-        match reply {
-            Ok(_) => Ok(json!({"id": session_id, "transportId": transport_id})),
-            Err(err) => {
-                if given_transport.is_none() {
-                    let _ = self.cluster.release("webrtc", &transport_id).await;
-                }
-                tracing::info!(node, event, "media node refused: {err}");
-                Err(format!("{event} failed on {node}: {err}"))
-            }
-        }
-    }
-
     fn logout(&self, socket_id: &str) -> Result<(), String> {
         let (participant, _) = self.participant_of(socket_id).ok_or("Illegal request")?;
         self.leave(&participant);
@@ -491,6 +406,7 @@ impl LiveRooms for Hub {
             let mut state = self.lock();
             let Some(conference) = state.rooms.get_mut(room) else { return false };
             let Ok(effects) = conference.drop_participant(participant) else { return false };
+            self.close_transports_of(&mut state, participant);
             let routed = Self::route(&mut state, room, effects);
             if state.rooms.get(room).is_some_and(Conference::is_empty) {
                 state.rooms.remove(room);
@@ -606,7 +522,7 @@ fn on_connect(socket: SocketRef, hub: Arc<Hub>) {
         let hub = hub.clone();
         socket.on(event, move |socket: SocketRef, data: TryData<Value>, ack: AckSender| {
             let hub = hub.clone();
-            async move { answer(ack, hub.media_request(&socket.id.to_string(), event, &payload(data)).await.map(Some)) }
+            async move { answer(ack, hub.media_request(&socket.id.to_string(), event, &payload(data)).await) }
         });
     }
     {
@@ -671,6 +587,7 @@ impl Signaling {
             });
         }
         let _ = hub.io.set(io);
+        tokio::spawn(media::follow_nodes(hub.clone()));
         let listen_error = |e: std::io::Error| crate::PortalError::Listen {
             addr: format!("{}:{}", settings.bind_address, settings.port),
             message: e.to_string(),

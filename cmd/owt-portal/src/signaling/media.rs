@@ -1,0 +1,567 @@
+//! Media sessions of client signaling (spec §1.7-§1.12): publish, subscribe, soac,
+//! unpublish, unsubscribe, stream-control and subscription-control. The conference core
+//! decides what it can alone (permissions, inputLimit, which stream a track comes from);
+//! the media work goes to the webrtc node that owns the client's transport, scheduled on
+//! the bus per transport as OWT does, with the typed messages of `owt_proto::webrtc`. What
+//! the node reports back (answers, readiness, failures) becomes `progress` and `stream`
+//! notifications. A node that dies fails every session it carried (user guide Table 2-6).
+
+use super::{uuid_hex, Hub, State};
+use owt_bus::ClusterEvent;
+use owt_proto::webrtc::{
+    events, methods, Format, Kind, PublishRequest, PublishTrack, SessionFailed, SessionReady, SessionRequest,
+    SetActiveRequest, SignalingRequest, SubscribeRequest, SubscribeTrack, TransportProgress, TransportRequest,
+    TransportStatus,
+};
+use owt_room::{Effect, PublishedTrack};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+const NODE_DEADLINE: Duration = Duration::from_secs(6);
+const SOURCES: [&str; 5] = ["mic", "camera", "screen-cast", "raw-file", "encoded-file"];
+
+/// A client peer connection.
+pub(super) struct Transport {
+    pub owner: String,
+    pub room: String,
+    pub node: String,
+    pub sessions: Vec<String>,
+}
+
+/// A publication or subscription riding on a transport.
+pub(super) struct MediaSession {
+    pub transport: String,
+    pub owner: String,
+    pub room: String,
+    pub publish: bool,
+    /// Published tracks as requested (mid, kind, source).
+    pub tracks: Vec<PublishTrack>,
+    pub attributes: Value,
+}
+
+fn kind_of(value: &Value) -> Result<Kind, String> {
+    match value.as_str() {
+        Some("audio") => Ok(Kind::Audio),
+        Some("video") => Ok(Kind::Video),
+        _ => Err("Invalid request: track type must be audio or video".into()),
+    }
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Audio => "audio",
+        Kind::Video => "video",
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+fn kinds_of(data: &Value) -> Result<Vec<Kind>, String> {
+    match data.as_str() {
+        Some("audio") => Ok(vec![Kind::Audio]),
+        Some("video") => Ok(vec![Kind::Video]),
+        Some("av") => Ok(vec![Kind::Audio, Kind::Video]),
+        _ => Err("Invalid track kind: data must be audio, video or av".into()),
+    }
+}
+
+impl Hub {
+    /// Answers a media request: `Some(data)` for `("ok", data)`, `None` for `("ok")`.
+    pub(super) async fn media_request(&self, socket_id: &str, event: &str, data: &Value) -> Result<Option<Value>, String> {
+        let (participant, room) = self.participant_of(socket_id).ok_or("Illegal request")?;
+        match event {
+            "publish" => self.publish(&participant, &room, data).await.map(Some),
+            "subscribe" => self.subscribe(&participant, &room, data).await.map(Some),
+            "soac" => self.soac(&participant, data).await.map(|()| None),
+            "unpublish" => self.end_session(&participant, data, true).await.map(|()| None),
+            "unsubscribe" => self.end_session(&participant, data, false).await.map(|()| None),
+            "stream-control" => self.stream_control(&participant, data).await.map(|()| Some(json!("ok"))),
+            "subscription-control" => self.subscription_control(&participant, data).await.map(|()| None),
+            _ => Err("Illegal request".into()),
+        }
+    }
+
+    /// The transport a request names (it must belong to the participant), or a new one.
+    async fn transport_for(&self, participant: &str, data: &Value, session_id: &str, origin: &Value) -> Result<(String, String, bool), String> {
+        match data.get("transport").filter(|t| !t.is_null()) {
+            Some(transport) if !transport.is_object() => return Err("Invalid request: transport must be {type, id}".into()),
+            Some(transport) if transport.get("id").is_some_and(|id| !id.is_string() && !id.is_null()) => {
+                return Err("Invalid request: transport.id must be a string".into())
+            }
+            _ => {}
+        }
+        if let Some(id) = data["transport"]["id"].as_str() {
+            let state = self.lock();
+            let transport = state.transports.get(id).filter(|t| t.owner == participant);
+            return transport.map(|t| (id.to_string(), t.node.clone(), false)).ok_or(format!("Transport {id} does NOT exist"));
+        }
+        let preference = owt_bus::Preference {
+            isp: origin["isp"].as_str().filter(|s| !s.is_empty()).map(str::to_owned),
+            region: origin["region"].as_str().filter(|s| !s.is_empty()).map(str::to_owned),
+        };
+        let node = self.cluster.schedule("webrtc", session_id, &preference).await.map_err(|err| match err {
+            owt_bus::ClusterError::NoWorker { .. } => "No webrtc node available".to_string(),
+            other => format!("Failed to schedule a webrtc node: {other}"),
+        })?;
+        Ok((session_id.to_string(), node, true))
+    }
+
+    async fn ask_node(&self, node: &str, method: &str, params: Value) -> Result<Value, String> {
+        self.cluster.request(node, method, params, NODE_DEADLINE).await.map_err(|err| {
+            tracing::info!(node, method, "webrtc node refused: {err}");
+            format!("{method} failed on {node}: {err}")
+        })
+    }
+
+    async fn publish(&self, participant: &str, room: &str, data: &Value) -> Result<Value, String> {
+        let requested = data["media"]["tracks"].as_array().ok_or("Invalid request: media.tracks must be an array")?;
+        if requested.is_empty() || requested.len() > 16 {
+            return Err("Invalid request: between 1 and 16 tracks".into());
+        }
+        let mut tracks = Vec::new();
+        for track in requested {
+            let kind = kind_of(&track["type"])?;
+            let mid = track["mid"].as_str().ok_or("Invalid request: track.mid must be a string")?;
+            let source = track["source"].as_str().unwrap_or(if kind == Kind::Audio { "mic" } else { "camera" });
+            if !SOURCES.contains(&source) {
+                return Err(format!("Invalid request: track source {source:?}"));
+            }
+            tracks.push(PublishTrack { kind, mid: mid.into(), source: source.into() });
+        }
+        let attributes = data.get("attributes").cloned().unwrap_or(Value::Null);
+        let session_id = uuid_hex();
+        let (origin, audio_formats, video_formats) = {
+            let mut state = self.lock();
+            let conference = state.rooms.get_mut(room).ok_or("Illegal request")?;
+            let kinds: Vec<&str> = tracks.iter().map(|t| kind_name(t.kind)).collect();
+            conference.reserve_publication(&session_id, participant, &kinds).map_err(|e| e.0)?;
+            let config = conference.config();
+            let audio: Vec<Format> = config
+                .media_in
+                .audio
+                .iter()
+                .map(|f| Format { codec: f.codec.clone(), sample_rate: f.sample_rate, channel_num: f.channel_num, profile: None })
+                .collect();
+            let video: Vec<Format> = config
+                .media_in
+                .video
+                .iter()
+                .map(|f| Format { codec: f.codec.clone(), profile: f.profile.clone(), ..Format::default() })
+                .collect();
+            let origin = conference.participant(participant).map(|p| p.origin.clone()).unwrap_or(Value::Null);
+            (origin, audio, video)
+        };
+        let unreserve = |hub: &Hub| {
+            if let Some(conference) = hub.lock().rooms.get_mut(room) {
+                conference.remove_publication(&session_id);
+            }
+        };
+        let (transport_id, node, new_transport) = match self.transport_for(participant, data, &session_id, &origin).await {
+            Ok(found) => found,
+            Err(err) => {
+                unreserve(self);
+                return Err(err);
+            }
+        };
+        let request = PublishRequest {
+            session_id: session_id.clone(),
+            transport_id: transport_id.clone(),
+            owner: participant.into(),
+            tracks: tracks.clone(),
+            audio_formats,
+            video_formats,
+        };
+        if let Err(err) = self.ask_node(&node, methods::PUBLISH, json!(request)).await {
+            unreserve(self);
+            if new_transport {
+                let _ = self.cluster.release("webrtc", &transport_id).await;
+            }
+            return Err(err);
+        }
+        self.record_session(&transport_id, &node, &session_id, MediaSession {
+            transport: transport_id.clone(),
+            owner: participant.into(),
+            room: room.into(),
+            publish: true,
+            tracks,
+            attributes,
+        });
+        tracing::info!(participant, session = %session_id, transport = %transport_id, %node, "publication accepted");
+        Ok(json!({"id": session_id, "transportId": transport_id}))
+    }
+
+    fn record_session(&self, transport_id: &str, node: &str, session_id: &str, session: MediaSession) {
+        let mut state = self.lock();
+        let transport = state.transports.entry(transport_id.to_string()).or_insert_with(|| Transport {
+            owner: session.owner.clone(),
+            room: session.room.clone(),
+            node: node.to_string(),
+            sessions: Vec::new(),
+        });
+        transport.sessions.push(session_id.to_string());
+        state.media.insert(session_id.to_string(), session);
+    }
+
+    async fn subscribe(&self, participant: &str, room: &str, data: &Value) -> Result<Value, String> {
+        let requested = data["media"]["tracks"].as_array().ok_or("Invalid request: media.tracks must be an array")?;
+        if requested.is_empty() || requested.len() > 16 {
+            return Err("Invalid request: between 1 and 16 tracks".into());
+        }
+        let session_id = uuid_hex();
+        let (tracks, source_nodes, origin) = {
+            let state = self.lock();
+            let conference = state.rooms.get(room).ok_or("Illegal request")?;
+            let me = conference.participant(participant).ok_or("Illegal request")?;
+            let mut tracks = Vec::new();
+            let mut source_nodes = Vec::new();
+            for track in requested {
+                let kind = kind_of(&track["type"])?;
+                let allowed = if kind == Kind::Audio { me.permission.subscribe.audio } else { me.permission.subscribe.video };
+                if !allowed {
+                    return Err("unauthorized".into());
+                }
+                let mid = track["mid"].as_str().ok_or("Invalid request: track.mid must be a string")?;
+                let from = track["from"].as_str().ok_or("Invalid request: track.from must be a string")?;
+                if conference.is_mixed(from) {
+                    return Err(format!("Target stream {from} is mixed: mixing needs owt-mixer, which this release does not have"));
+                }
+                if track.get("parameters").is_some_and(|p| !p.is_null()) {
+                    return Err("Target video stream does NOT satisfy: transcoding needs owt-mixer, which this release does not have".into());
+                }
+                // `from` is a stream id, or a track id of one.
+                let publication = conference
+                    .streams()
+                    .into_iter()
+                    .find(|s| s["id"] == from || s["media"]["tracks"].as_array().into_iter().flatten().any(|t| t["id"] == from))
+                    .ok_or(format!("Stream does NOT exist: {from}"))?;
+                let source = publication["media"]["tracks"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|t| t["type"] == kind_name(kind) && (publication["id"] == from || t["id"] == from))
+                    .ok_or(format!("Target {} stream does NOT exist: {from}", kind_name(kind)))?;
+                let source_track_id = source["id"].as_str().unwrap_or_default().to_string();
+                let stream_id = publication["id"].as_str().unwrap_or_default();
+                let node = state
+                    .media
+                    .get(stream_id)
+                    .and_then(|s| state.transports.get(&s.transport))
+                    .map(|t| t.node.clone())
+                    .ok_or(format!("Stream does NOT exist: {from}"))?;
+                source_nodes.push(node);
+                tracks.push(SubscribeTrack { kind, mid: mid.into(), source_track_id });
+            }
+            (tracks, source_nodes, me.origin.clone())
+        };
+        let (transport_id, node, new_transport) = self.transport_for(participant, data, &session_id, &origin).await?;
+        if let Some(other) = source_nodes.iter().find(|n| **n != node) {
+            if new_transport {
+                let _ = self.cluster.release("webrtc", &transport_id).await;
+            }
+            return Err(format!(
+                "the stream is on webrtc node {other} and this client's transport on {node}: forwarding between nodes is not implemented yet"
+            ));
+        }
+        let request = SubscribeRequest {
+            session_id: session_id.clone(),
+            transport_id: transport_id.clone(),
+            owner: participant.into(),
+            tracks: tracks.clone(),
+        };
+        if let Err(err) = self.ask_node(&node, methods::SUBSCRIBE, json!(request)).await {
+            if new_transport {
+                let _ = self.cluster.release("webrtc", &transport_id).await;
+            }
+            return Err(err);
+        }
+        self.record_session(&transport_id, &node, &session_id, MediaSession {
+            transport: transport_id.clone(),
+            owner: participant.into(),
+            room: room.into(),
+            publish: false,
+            tracks: Vec::new(),
+            attributes: Value::Null,
+        });
+        tracing::info!(participant, session = %session_id, transport = %transport_id, %node, "subscription accepted");
+        Ok(json!({"id": session_id, "transportId": transport_id}))
+    }
+
+    async fn soac(&self, participant: &str, data: &Value) -> Result<(), String> {
+        let id = data.get("id").and_then(Value::as_str).ok_or("Invalid soac id")?;
+        let signaling = data.get("signaling").filter(|s| s.is_object()).ok_or("Invalid signaling message")?;
+        match signaling["type"].as_str() {
+            Some("offer" | "answer" | "candidate" | "removed-candidates") => {}
+            _ => return Err("Invalid signaling type".into()),
+        }
+        let node = {
+            let state = self.lock();
+            state.transports.get(id).filter(|t| t.owner == participant).map(|t| t.node.clone())
+        }
+        .ok_or(format!("Transport {id} does NOT exist"))?;
+        let request = SignalingRequest { transport_id: id.into(), signaling: signaling.clone() };
+        self.ask_node(&node, methods::SIGNALING, json!(request)).await.map(|_| ())
+    }
+
+    /// unpublish / unsubscribe.
+    async fn end_session(&self, participant: &str, data: &Value, publish: bool) -> Result<(), String> {
+        let (invalid, missing) = if publish {
+            ("Invalid stream id", "Stream does NOT exist")
+        } else {
+            ("Invalid subscription id", "Subscription does NOT exist")
+        };
+        let id = data.get("id").and_then(Value::as_str).filter(|id| valid_id(id)).ok_or(invalid)?;
+        let (node, room, outgoing) = {
+            let mut state = self.lock();
+            let session = state.media.get(id).filter(|s| s.owner == participant && s.publish == publish).ok_or(missing)?;
+            let (transport, room) = (session.transport.clone(), session.room.clone());
+            state.media.remove(id);
+            let node = state.transports.get_mut(&transport).map(|t| {
+                t.sessions.retain(|s| s != id);
+                t.node.clone()
+            });
+            let effects = match state.rooms.get_mut(&room) {
+                Some(conference) if publish => conference.remove_publication(id),
+                _ => Vec::new(),
+            };
+            (node, room.clone(), Self::route(&mut state, &room, effects))
+        };
+        self.deliver(outgoing.0, outgoing.1);
+        if let Some(node) = node {
+            let method = if publish { methods::UNPUBLISH } else { methods::UNSUBSCRIBE };
+            if let Err(err) = self.ask_node(&node, method, json!(SessionRequest { session_id: id.into() })).await {
+                tracing::warn!(room, session = id, "{err}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn stream_control(&self, participant: &str, data: &Value) -> Result<(), String> {
+        let id = data.get("id").and_then(Value::as_str).filter(|id| valid_id(id)).ok_or("Invalid stream id")?;
+        let active = match data["operation"].as_str() {
+            Some("pause") => false,
+            Some("play") => true,
+            Some("mix" | "unmix" | "get-region" | "set-region") => {
+                return Err("Mixing needs owt-mixer, which this release does not have".into())
+            }
+            _ => return Err("Invalid stream-control operation".into()),
+        };
+        let kinds = kinds_of(&data["data"])?;
+        let (node, room) = {
+            let state = self.lock();
+            let session = state.media.get(id).filter(|s| s.publish).ok_or("Stream does NOT exist")?;
+            let is_admin = state.rooms.get(&session.room).and_then(|c| c.participant(participant)).is_some_and(|p| p.role == "admin");
+            if session.owner != participant && !is_admin {
+                return Err("unauthorized".into());
+            }
+            let node = state.transports.get(&session.transport).map(|t| t.node.clone()).ok_or("Stream does NOT exist")?;
+            (node, session.room.clone())
+        };
+        for kind in &kinds {
+            let request = SetActiveRequest { session_id: id.into(), kind: *kind, active };
+            self.ask_node(&node, methods::SET_ACTIVE, json!(request)).await?;
+        }
+        let outgoing = {
+            let mut state = self.lock();
+            let mut effects = Vec::new();
+            if let Some(conference) = state.rooms.get_mut(&room) {
+                for kind in &kinds {
+                    effects.extend(conference.set_publication_status(id, kind_name(*kind), active).unwrap_or_default());
+                }
+            }
+            Self::route(&mut state, &room, effects)
+        };
+        self.deliver(outgoing.0, outgoing.1);
+        Ok(())
+    }
+
+    async fn subscription_control(&self, participant: &str, data: &Value) -> Result<(), String> {
+        let id = data.get("id").and_then(Value::as_str).filter(|id| valid_id(id)).ok_or("Invalid subscription id")?;
+        let active = match data["operation"].as_str() {
+            Some("pause") => false,
+            Some("play") => true,
+            Some("update") => {
+                return Err("Subscription update needs owt-mixer (transcoding), which this release does not have".into())
+            }
+            _ => return Err("Invalid subscription-control operation".into()),
+        };
+        let kinds = kinds_of(&data["data"])?;
+        let node = {
+            let state = self.lock();
+            let session = state.media.get(id).filter(|s| !s.publish && s.owner == participant).ok_or("Subscription does NOT exist")?;
+            state.transports.get(&session.transport).map(|t| t.node.clone()).ok_or("Subscription does NOT exist")?
+        };
+        for kind in kinds {
+            self.ask_node(&node, methods::SET_ACTIVE, json!(SetActiveRequest { session_id: id.into(), kind, active })).await?;
+        }
+        Ok(())
+    }
+
+    /// The participant is gone: its transports are closed on their nodes (publications
+    /// were removed from the conference by `leave`).
+    pub(super) fn close_transports_of(&self, state: &mut State, participant: &str) {
+        let ids: Vec<String> = state.transports.iter().filter(|(_, t)| t.owner == participant).map(|(id, _)| id.clone()).collect();
+        for id in ids {
+            let Some(transport) = state.transports.remove(&id) else { continue };
+            for session in &transport.sessions {
+                state.media.remove(session);
+            }
+            let cluster = self.cluster.clone();
+            tokio::spawn(async move {
+                let request = json!(TransportRequest { transport_id: id.clone() });
+                if let Err(err) = cluster.request(&transport.node, methods::DESTROY_TRANSPORT, request, NODE_DEADLINE).await {
+                    tracing::debug!(transport = %id, "destroy-transport: {err}");
+                }
+                let _ = cluster.release("webrtc", &id).await;
+            });
+        }
+    }
+
+    /// A transport is gone (failed, or its node died): every session on it fails.
+    fn fail_transport(&self, transport_id: &str, reason: &str) {
+        let routed = {
+            let mut state = self.lock();
+            let Some(transport) = state.transports.remove(transport_id) else { return };
+            let mut effects = Vec::new();
+            for session_id in &transport.sessions {
+                let Some(session) = state.media.remove(session_id) else { continue };
+                effects.push(Effect::Notify {
+                    to: transport.owner.clone(),
+                    event: "progress",
+                    data: json!({"id": transport_id, "sessionId": session_id, "status": "error", "data": reason}),
+                });
+                if session.publish {
+                    if let Some(conference) = state.rooms.get_mut(&transport.room) {
+                        effects.extend(conference.remove_publication(session_id));
+                    }
+                }
+            }
+            Self::route(&mut state, &transport.room, effects)
+        };
+        tracing::warn!(transport = transport_id, "transport failed: {reason}");
+        self.deliver(routed.0, routed.1);
+    }
+
+    fn on_node_event(&self, node: &str, method: &str, params: Value) {
+        match method {
+            events::TRANSPORT_PROGRESS => {
+                let Ok(progress) = serde_json::from_value::<TransportProgress>(params) else { return };
+                let owner_room = {
+                    let state = self.lock();
+                    state.transports.get(&progress.transport_id).filter(|t| t.node == node).map(|t| (t.owner.clone(), t.room.clone()))
+                };
+                let Some((owner, room)) = owner_room else { return };
+                let id = progress.transport_id.clone();
+                let data = match progress.status {
+                    TransportStatus::Answer => {
+                        json!({"id": id, "status": "soac", "data": {"type": "answer", "sdp": progress.sdp.unwrap_or_default()}})
+                    }
+                    TransportStatus::Candidate => json!({"id": id, "status": "soac",
+                        "data": {"type": "candidate", "candidate": progress.candidate.unwrap_or_default()}}),
+                    TransportStatus::Ready => json!({"id": id, "status": "ready"}),
+                    TransportStatus::Failed => {
+                        return self.fail_transport(&id, progress.reason.as_deref().unwrap_or("transport failed"));
+                    }
+                };
+                self.notify(&room, &owner, "progress", data);
+            }
+            events::SESSION_READY => {
+                let Ok(ready) = serde_json::from_value::<SessionReady>(params) else { return };
+                let routed = {
+                    let mut state = self.lock();
+                    let Some(session) = state.media.get(&ready.session_id) else { return };
+                    if state.transports.get(&session.transport).is_none_or(|t| t.node != node) {
+                        return;
+                    }
+                    let (owner, room, publish) = (session.owner.clone(), session.room.clone(), session.publish);
+                    let requested = session.tracks.clone();
+                    let attributes = session.attributes.clone();
+                    let mut effects = vec![Effect::Notify {
+                        to: owner,
+                        event: "progress",
+                        data: json!({"id": ready.transport_id, "sessionId": ready.session_id, "status": "ready"}),
+                    }];
+                    if publish {
+                        let tracks: Vec<PublishedTrack> = ready
+                            .tracks
+                            .iter()
+                            .map(|t| PublishedTrack {
+                                id: t.track_id.clone(),
+                                kind: kind_name(t.kind).into(),
+                                mid: t.mid.clone(),
+                                source: requested.iter().find(|r| r.mid == t.mid).map(|r| r.source.clone()).unwrap_or_default(),
+                                format: serde_json::to_value(&t.format).unwrap_or(Value::Null),
+                            })
+                            .collect();
+                        if let Some(conference) = state.rooms.get_mut(&room) {
+                            effects.extend(conference.add_publication(&ready.session_id, &tracks, attributes));
+                        }
+                    }
+                    Self::route(&mut state, &room, effects)
+                };
+                self.deliver(routed.0, routed.1);
+            }
+            events::SESSION_FAILED => {
+                let Ok(failed) = serde_json::from_value::<SessionFailed>(params) else { return };
+                let routed = {
+                    let mut state = self.lock();
+                    let Some(session) = state.media.get(&failed.session_id) else { return };
+                    if state.transports.get(&session.transport).is_none_or(|t| t.node != node) {
+                        return;
+                    }
+                    let session = state.media.remove(&failed.session_id).expect("checked above");
+                    if let Some(transport) = state.transports.get_mut(&session.transport) {
+                        transport.sessions.retain(|s| *s != failed.session_id);
+                    }
+                    let mut effects = vec![Effect::Notify {
+                        to: session.owner.clone(),
+                        event: "progress",
+                        data: json!({"id": failed.transport_id, "sessionId": failed.session_id, "status": "error", "data": failed.reason}),
+                    }];
+                    if session.publish {
+                        if let Some(conference) = state.rooms.get_mut(&session.room) {
+                            effects.extend(conference.remove_publication(&failed.session_id));
+                        }
+                    }
+                    Self::route(&mut state, &session.room, effects)
+                };
+                self.deliver(routed.0, routed.1);
+            }
+            _ => tracing::debug!(node, method, "unhandled webrtc node event"),
+        }
+    }
+
+    fn notify(&self, room: &str, to: &str, event: &'static str, data: Value) {
+        let routed = {
+            let mut state = self.lock();
+            Self::route(&mut state, room, vec![Effect::Notify { to: to.into(), event, data }])
+        };
+        self.deliver(routed.0, routed.1);
+    }
+
+    fn node_died(&self, node: &str) {
+        let transports: Vec<String> =
+            self.lock().transports.iter().filter(|(_, t)| t.node == node).map(|(id, _)| id.clone()).collect();
+        for transport in transports {
+            self.fail_transport(&transport, &format!("webrtc node {node} failed"));
+        }
+    }
+}
+
+/// Follows the cluster: node events and node deaths reach the hub.
+pub(super) async fn follow_nodes(hub: Arc<Hub>) {
+    let mut events = hub.cluster.subscribe_events();
+    loop {
+        match events.recv().await {
+            Ok(ClusterEvent::WorkerEvent { node_id, method, params }) => hub.on_node_event(&node_id, &method, params),
+            Ok(ClusterEvent::WorkerDied { node_id, kind, .. }) if kind == "webrtc" => hub.node_died(&node_id),
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!("signaling missed {missed} cluster events");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        }
+    }
+}
