@@ -28,11 +28,13 @@ endif
 
 # Debian packages the build and the tests need.
 DEB_PACKAGES := pkg-config libssl-dev libsystemd-dev systemd groff-base
+# Debian packages only the tests need: Socket.IO clients from npm run on node, WebRTC peers in Chromium.
+TEST_DEB_PACKAGES := nodejs npm chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 RUN_DIR := $(CURDIR)/run
 
-.PHONY: help all deps build test unit-test lint fmt man man-check units-check run install uninstall bench clean
+.PHONY: help all deps test-deps build test unit-test lint fmt man man-check units-check run install uninstall bench bench-peer clean
 
 all: build
 
@@ -44,7 +46,7 @@ help:
 	@echo "make uninstall  remove what install installed (configuration is kept)"
 	@echo "make man        regenerate man/*.1 and man/owt-*.8 from the clap definitions"
 	@echo "make deps       install missing Debian build packages"
-	@echo "make bench      benchmarks (none yet in this release)"
+	@echo "make bench      benchmarks: bench-peer (owt-peer against a Node.js socket.io relay; bench/peer.json)"
 	@echo "make lint       cargo fmt --check and clippy -D warnings"
 
 deps:
@@ -67,7 +69,23 @@ lint: deps
 fmt:
 	$(CARGO) fmt --all
 
-unit-test: build
+# npm packages of tests/js (socket.io-client 2/3/4, socket.io, playwright-core) go to
+# tests/js/node_modules. A package counts as present when dpkg has it or its command is on
+# PATH: nodesource's nodejs brings npm and conflicts with Debian's npm package.
+test-deps:
+	@missing=""; for p in $(TEST_DEB_PACKAGES); do \
+	  case $$p in nodejs) c=node;; *) c=$$p;; esac; \
+	  command -v $$c >/dev/null 2>&1 || dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+	@if [ ! -d tests/js/node_modules ] || [ tests/js/package-lock.json -nt tests/js/node_modules ]; then \
+	  npm ci --prefix tests/js --no-audit --no-fund && touch tests/js/node_modules; \
+	fi
+
+unit-test: build test-deps
 	$(CARGO) test $(CARGO_PROFILE) --workspace
 
 units-check: deps
@@ -129,8 +147,13 @@ uninstall:
 	for f in man/*.[1578]; do s=$${f##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$$(basename $$f); done
 	@echo "configuration in $(DESTDIR)$(SYSCONFDIR)/owt and state in /var/lib/owt are kept"
 
-bench:
-	@echo "no benchmarks in this release: the admin plane has no speed target; media benchmarks arrive with owt-webrtc and owt-mixer"
+bench: bench-peer
+
+# owt-peer against a minimal Node.js relay on npm socket.io 4, 1000 clients; prints a table
+# and writes bench/peer.json.
+bench-peer: deps test-deps
+	$(CARGO) build --release -p owt-peer
+	node tests/js/bench-peer.js $(TARGET_DIR)/release/owt-peer --out bench/peer.json
 
 clean:
 	$(CARGO) clean

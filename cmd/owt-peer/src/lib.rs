@@ -1,10 +1,50 @@
-//! owt-peer: owt-rs P2P signaling server for OWT P2P clients.
+//! owt-peer: the P2P signaling server of owt-rs, wire-compatible with the OWT reference peer
+//! server (open-webrtc-toolkit/owt-server-p2p; spec/owt-compat.md §5).
 //!
-//! In this release the daemon validates its configuration (peer.toml), reports readiness and
-//! a status saying that P2P signaling is not implemented yet, and stops cleanly on SIGTERM. It does
-//! no media work and does not pretend to.
+//! Layout: [`core`] is the sans-IO registry (logins, relay decisions, rate limits, metrics),
+//! [`signaling`] binds it to socketioxide, [`http`] serves the listeners (plain, TLS, metrics)
+//! around it, and this file is the daemon: configuration, start, reload, stop.
 
+pub mod core;
+pub mod http;
+pub mod signaling;
+
+use crate::core::{Limits, Origins};
+use crate::http::{Front, FrontState, TlsSlot};
+use crate::signaling::Shared;
 use owt_config::PeerConfig;
+use socketioxide::SocketIo;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+const LONG_ABOUT: &str = "\
+owt-peer is the P2P signaling server of owt-rs: OWT P2P clients (JavaScript, Android, iOS, Windows SDKs) \
+exchange their WebRTC offers, answers and candidates through it, as with the reference peer server. \
+It reads /etc/owt/peer.toml (see owt.toml(5)) and is normally started by systemd as owt-peer.service.
+
+Listeners: Socket.IO (Engine.IO 3 and 4, so socket.io-client 2.x to 4.x) on peer.port (8095, http/ws) and, \
+with peer.ssl = true, on peer.ssl_port (8096, https/wss, TLS 1.2 or newer) with the PEM certificate and key \
+at peer.keystorePath and peer.keyPath (default /var/lib/owt/cert/certificate.pem and key.pem, as made by \
+`owtctl cert`). Any other HTTP request gets 405. Browser origins are checked against peer.cors_origins.
+
+Protocol (namespace /): the client emits `authentication` {token} with an ack; the server answers \
+{uid: token}, or {uid: <32 hex digits>@anonymous} when the token is empty, and also emits \
+`server-authenticated` {uid}. A second login with the same uid closes the first connection after sending it \
+`server-disconnect`. `owt-message` {to, data} (data a string) is forwarded to the user `to` as \
+`owt-message` {from, data} and acked with no arguments. Error acks: '2201' target not online, 2120 (a number, \
+then disconnect) not authenticated, '2110' malformed payload or data larger than peer.max_message_bytes, \
+'2102' over peer.messages_per_second (bursts of twice that pass) or the target's queue full, \
+{error: '2121'} (then disconnect) a token that is not a string. Beyond peer.max_clients connections the \
+client gets a connect_error '2102'; a client that does not authenticate within peer.login_timeout is \
+disconnected. On SIGTERM every client gets `server-disconnect` before the server closes. SIGHUP reloads \
+cors_origins, the limits and the certificate files.
+
+Metrics: with metrics.port set, Prometheus text at http://127.0.0.1:<port>/metrics (owt_peer_users, \
+owt_peer_connections, owt_peer_messages_relayed_total, owt_peer_messages_refused_total{reason}, ...); \
+the same figures are logged every 60 s when they change.";
 
 /// Command line of owt-peer.
 #[derive(Debug, clap::Parser)]
@@ -12,13 +52,229 @@ use owt_config::PeerConfig;
     name = "owt-peer",
     version,
     about = "owt-rs P2P signaling server for OWT P2P clients",
-    long_about = "owt-peer: owt-rs P2P signaling server for OWT P2P clients. Reads /etc/owt/peer.toml (see owt.toml(5)); normally started by                   systemd as owt-peer.service. In this release it validates its configuration and reports                   to systemd, but P2P signaling is not implemented yet."
+    long_about = LONG_ABOUT
 )]
 pub struct Cli {
     #[command(flatten)]
     pub daemon: owt_daemon::DaemonArgs,
 }
 
-pub fn start(_config: &PeerConfig) -> Result<owt_daemon::Idle, std::convert::Infallible> {
-    Ok(owt_daemon::Idle { what: "P2P signaling" })
+/// Why owt-peer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] http::TlsError),
+    #[error("cannot listen on {what} {addr}: {source}")]
+    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("peer.ip_address {0:?} is not an IP address")]
+    Address(String),
+}
+
+/// Keys that need a restart to change.
+fn restart_keys(old: &PeerConfig, new: &PeerConfig) -> Vec<&'static str> {
+    let (a, b) = (&old.peer, &new.peer);
+    let mut keys = Vec::new();
+    if a.ip_address != b.ip_address {
+        keys.push("peer.ip_address");
+    }
+    if a.port != b.port {
+        keys.push("peer.port");
+    }
+    if a.ssl_port != b.ssl_port {
+        keys.push("peer.ssl_port");
+    }
+    if a.ssl != b.ssl {
+        keys.push("peer.ssl");
+    }
+    if a.max_message_bytes != b.max_message_bytes {
+        keys.push("peer.max_message_bytes");
+    }
+    if old.metrics.port != new.metrics.port {
+        keys.push("metrics.port");
+    }
+    keys
+}
+
+fn tls_enabled(config: &PeerConfig) -> bool {
+    config.peer.ssl && config.peer.ssl_port != 0
+}
+
+/// Simultaneous TCP connections allowed: every client may hold a long-poll and a send
+/// request at once, plus some room for new arrivals.
+fn connection_slots(max_clients: usize) -> usize {
+    max_clients.saturating_mul(2).saturating_add(64)
+}
+
+/// The running server.
+pub struct PeerService {
+    runtime: Option<tokio::runtime::Runtime>,
+    shared: Arc<Shared>,
+    io: SocketIo,
+    front: Arc<FrontState>,
+    tls: Option<TlsSlot>,
+    stop: watch::Sender<bool>,
+    slots: Arc<Semaphore>,
+    slot_count: usize,
+    config: PeerConfig,
+    listening: Vec<String>,
+}
+
+/// Starts owt-peer: binds its listeners and serves until [`owt_daemon::Service::stop`].
+pub fn start(config: &PeerConfig) -> Result<PeerService, StartError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("owt-peer")
+        .build()
+        .map_err(StartError::Runtime)?;
+    let ip: std::net::IpAddr =
+        config.peer.ip_address.parse().map_err(|_| StartError::Address(config.peer.ip_address.clone()))?;
+    let tls = if tls_enabled(config) {
+        Some(Arc::new(RwLock::new(http::tls_context(&config.certificate_path(), &config.key_path())?)))
+    } else {
+        None
+    };
+    let bind = |what: &'static str, addr: SocketAddr| {
+        runtime.block_on(TcpListener::bind(addr)).map_err(|source| StartError::Bind { what, addr, source })
+    };
+    let plain = match config.peer.port {
+        0 => None,
+        port => Some(bind("peer.port", SocketAddr::new(ip, port))?),
+    };
+    let secure = match &tls {
+        Some(_) => Some(bind("peer.ssl_port", SocketAddr::new(ip, config.peer.ssl_port))?),
+        None => None,
+    };
+    let metrics = match config.metrics.port {
+        0 => None,
+        port => Some(bind("metrics.port", SocketAddr::from(([127, 0, 0, 1], port)))?),
+    };
+
+    // socketioxide and the listeners need the runtime's context.
+    let entered = runtime.enter();
+    let shared = Shared::new(Limits::from_config(&config.peer));
+    // Frames may carry escaped data; data itself is checked against max_message_bytes.
+    let frame_limit = config.peer.max_message_bytes.saturating_mul(2).saturating_add(16 * 1024);
+    let (sio, io) = SocketIo::builder()
+        .max_payload(frame_limit as u64)
+        .ws_max_message_size(frame_limit)
+        .ws_max_frame_size(frame_limit)
+        // Packets queued per client before emits to it fail (answered with 2102).
+        .max_buffer_size(1024)
+        // 1 KiB reads: 3 KiB less per idle connection than the 4 KiB default; larger frames
+        // still grow the buffer as needed.
+        .ws_read_buffer_size(1024)
+        .build_svc();
+    signaling::attach(&io, shared.clone());
+    let front = Arc::new(FrontState { origins: RwLock::new(Origins::new(&config.peer.cors_origins)) });
+    let (stop, stopped) = watch::channel(false);
+    let slot_count = connection_slots(config.peer.max_clients);
+    let slots = Arc::new(Semaphore::new(slot_count));
+
+    let mut listening = Vec::new();
+    for (listener, tls, scheme) in [(plain, None, "http"), (secure, tls.clone(), "https")] {
+        let Some(listener) = listener else { continue };
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!("Socket.IO listening on {scheme}://{addr}");
+        listening.push(format!("{scheme}://{addr}"));
+        let front = Front { sio: sio.clone(), state: front.clone() };
+        tokio::spawn(http::accept_loop(listener, tls, front, slots.clone(), stopped.clone()));
+    }
+    if let Some(listener) = metrics {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("metrics on http://{addr}/metrics");
+        }
+        tokio::spawn(http::metrics_loop(listener, shared.clone(), stopped.clone()));
+    }
+    tokio::spawn(housekeeping(shared.clone(), stopped));
+    drop(entered);
+    Ok(PeerService {
+        runtime: Some(runtime),
+        shared,
+        io,
+        front,
+        tls,
+        stop,
+        slots,
+        slot_count,
+        config: config.clone(),
+        listening,
+    })
+}
+
+/// Every second: close clients past the login deadline; every minute: log the figures if
+/// they changed.
+async fn housekeeping(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_log = Instant::now();
+    let mut logged = shared.stats();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        shared.close_overdue();
+        if last_log.elapsed() >= Duration::from_secs(60) {
+            last_log = Instant::now();
+            let stats = shared.stats();
+            if stats != logged {
+                tracing::info!("{}", stats.summary());
+                logged = stats;
+            }
+        }
+    }
+}
+
+impl owt_daemon::Service<PeerConfig> for PeerService {
+    fn status(&self) -> String {
+        format!("P2P signaling on {}; {}", self.listening.join(", "), self.shared.stats().summary())
+    }
+
+    fn reload(&mut self, config: &PeerConfig) -> Result<(), String> {
+        let keys = restart_keys(&self.config, config);
+        if !keys.is_empty() {
+            return Err(format!("changing {} needs a restart of owt-peer", keys.join(", ")));
+        }
+        if let Some(slot) = &self.tls {
+            let context =
+                http::tls_context(&config.certificate_path(), &config.key_path()).map_err(|e| e.to_string())?;
+            *slot.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = context;
+        }
+        *self.front.origins.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Origins::new(&config.peer.cors_origins);
+        self.shared.set_limits(Limits::from_config(&config.peer));
+        let slot_count = connection_slots(config.peer.max_clients);
+        if slot_count > self.slot_count {
+            self.slots.add_permits(slot_count - self.slot_count);
+            self.slot_count = slot_count;
+        } else if slot_count < self.slot_count {
+            self.slot_count -= self.slots.forget_permits(self.slot_count - slot_count);
+        }
+        self.config = config.clone();
+        Ok(())
+    }
+
+    fn stop(mut self) {
+        let Some(runtime) = self.runtime.take() else { return };
+        let (shared, io, slots, slot_count) =
+            (self.shared.clone(), self.io.clone(), self.slots.clone(), self.slot_count);
+        let stop = self.stop.clone();
+        runtime.block_on(async move {
+            // The listeners stay open meanwhile: a long-polling client fetches the notice
+            // with a new request. New clients are refused (2101).
+            let notified = shared.disconnect_all();
+            tracing::info!("sent server-disconnect to {notified} clients");
+            // Give clients a moment to read it and close their connections. A long-polling
+            // client has no connection open between two polls, so wait a little in any case.
+            let start = Instant::now();
+            let (grace, deadline) = (start + Duration::from_millis(300), start + Duration::from_millis(2000));
+            while (Instant::now() < grace || slots.available_permits() < slot_count) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = stop.send(true);
+            io.close().await;
+        });
+        runtime.shutdown_timeout(Duration::from_secs(1));
+    }
 }

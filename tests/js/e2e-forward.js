@@ -1,0 +1,54 @@
+// End-to-end forward-stream test in headless Chromium (run inside `unshare -n`, see
+// tests/e2e/forward.sh): one page publishes camera+mic through owt-portal and owt-webrtc,
+// another subscribes the forward stream. Prints one JSON line with what the subscriber saw
+// over time, then after unpublish; exits non-zero on a failure it can name.
+//   node e2e-forward.js <signaling url> <publisher token> <subscriber token> [VP8|H264|VP9]
+const http = require('http');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { chromium } = require('playwright-core');
+const [url, pubToken, subToken, codec = 'VP8'] = process.argv.slice(2);
+
+const bundle = path.join(path.dirname(require.resolve('socket.io-client/package.json')), 'dist', 'socket.io.min.js');
+const page = fs.readFileSync(path.join(__dirname, 'e2e-page.html'));
+const server = http.createServer((req, res) => {
+  if (req.url === '/socket.io.js') { res.setHeader('Content-Type', 'text/javascript'); return res.end(fs.readFileSync(bundle)); }
+  res.setHeader('Content-Type', 'text/html'); res.end(page);
+});
+
+const out = (obj, code) => { console.log(JSON.stringify(obj)); process.exit(code); };
+setTimeout(() => out({ error: 'timeout after 60 s' }, 2), 60000);
+
+server.listen(0, '127.0.0.1', async () => {
+  const origin = `http://localhost:${server.address().port}/`;
+  const context = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(os.tmpdir(), 'owt-e2e-')), {
+    executablePath: '/usr/bin/chromium', headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
+      '--disable-quic', '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
+      '--autoplay-policy=no-user-gesture-required',
+      ...(process.env.OWT_FAKE_AUDIO ? [`--use-file-for-fake-audio-capture=${process.env.OWT_FAKE_AUDIO}`] : [])],
+  });
+  try {
+    const [pub, sub] = [await context.newPage(), await context.newPage()];
+    await pub.goto(origin); await sub.goto(origin);
+    const published = await pub.evaluate(([u, t, c]) => window.publish(u, t, c).then((r) => { window.publishedId = r.id; return r; }), [url, pubToken, codec]);
+    await sub.evaluate(([u, t, s]) => window.subscribe(u, t, s), [url, subToken, published.id]);
+    const samples = [];
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      const p = await sub.evaluate(() => window.probe());
+      samples.push({ width: p.width, height: p.height, frames: p.frames, rms: p.rms, peakHz: p.peakHz, codecs: p.codecs, state: p.state });
+    }
+    await pub.evaluate(() => window.unpublish());
+    await new Promise((r) => setTimeout(r, 1500));
+    const after = await sub.evaluate(() => window.probe());
+    const streamLog = after.log.filter((l) => l[0] === 'stream');
+    await context.close();
+    out({ codec, published, samples, streamLog, framesAfterUnpublish: after.frames }, 0);
+  } catch (err) {
+    await context.close().catch(() => {});
+    out({ error: String(err && err.stack || err) }, 1);
+  }
+});
