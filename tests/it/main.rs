@@ -4,6 +4,7 @@
 
 mod support;
 
+mod browser;
 mod cluster;
 mod daemons;
 mod owtctl;

@@ -1,9 +1,24 @@
 //! owt-webrtc: owt-rs WebRTC access node (ICE, DTLS-SRTP, SFU forwarding).
 //!
-//! In this release the daemon validates its configuration (webrtc.toml), joins the cluster: it
-//! registers with the portal's bus as a `webrtc` worker, sends heartbeats with its CPU load and
-//! answers `status`; its status says that WebRTC media is not implemented yet. It does no media work
-//! and does not pretend to. SIGTERM sends `quit` to the portal and stops it cleanly.
+//! Registers with the portal's bus as a `webrtc` worker (heartbeats with its CPU load) and
+//! serves the portal's requests of lib/owt-proto/src/webrtc.rs: one server-side peer
+//! connection per client transport, sessions by mid, the answer to every client offer, and
+//! packet-level forwarding of published tracks to subscribers on this node.
+//!
+//! Built on the webrtc crate 0.21 (async layer over the sans-IO `rtc` core). What 0.21 does
+//! not offer and what that means here: no UDP mux (`SettingEngine::with_udp_network` is a
+//! todo upstream), so every peer connection binds its own UDP socket per address, taken from
+//! `webrtc.minport..maxport` when set; `with_nat_1to1_ips` is not applied by the stack, so
+//! `replaced_ip_address` is applied by rewriting the answer's candidates.
+//!
+//! Modules: [`sdp`] (offer checks, candidate rewriting; pure), [`interceptor`] (keyframe
+//! requests to the application), [`node`] (the requests, peer connections, forwarding),
+//! [`service`] (bus registration and the daemon's service).
+
+pub mod interceptor;
+pub mod node;
+pub mod sdp;
+pub mod service;
 
 use owt_config::WebrtcConfig;
 
@@ -13,7 +28,7 @@ use owt_config::WebrtcConfig;
     name = "owt-webrtc",
     version,
     about = "owt-rs WebRTC access node (ICE, DTLS-SRTP, SFU forwarding)",
-    long_about = "owt-webrtc: owt-rs WebRTC access node (ICE, DTLS-SRTP, SFU forwarding). Reads /etc/owt/webrtc.toml (see owt.toml(5)); normally started by systemd as owt-webrtc.service. In this release it registers with the portal (see [cluster] in webrtc.toml) and reports its load, but WebRTC media is not implemented yet."
+    long_about = "owt-webrtc: owt-rs WebRTC access node (ICE, DTLS-SRTP, SFU forwarding). Reads /etc/owt/webrtc.toml (see owt.toml(5)); normally started by systemd as owt-webrtc.service. It registers with the portal (see [cluster] in webrtc.toml), answers the WebRTC offers of clients the portal sends it and forwards published streams to subscribers."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -22,6 +37,6 @@ pub struct Cli {
 
 /// Joins the cluster at `[cluster] portal`; returns at once (registration follows in the
 /// background, retried while the portal is away).
-pub fn start(config: &WebrtcConfig) -> Result<owt_bus::worker::WorkerService, owt_bus::BusError> {
-    owt_bus::worker::WorkerService::start(config, "WebRTC media")
+pub fn start(config: &WebrtcConfig) -> Result<service::WebrtcService, service::StartError> {
+    service::WebrtcService::start(config)
 }

@@ -229,6 +229,9 @@ pub struct PortalSection {
     pub ping_timeout: u64,
     /// Largest Socket.IO message accepted, in bytes.
     pub max_message_bytes: u64,
+    /// Web origins allowed to use signaling from a browser (`*`: any), answered with CORS
+    /// headers as OWT's portal does.
+    pub cors: Vec<String>,
 }
 
 impl Default for PortalSection {
@@ -247,6 +250,7 @@ impl Default for PortalSection {
             ping_interval: 25,
             ping_timeout: 20,
             max_message_bytes: 1_000_000,
+            cors: vec!["*".into()],
         }
     }
 }
@@ -424,6 +428,48 @@ impl SchedulingSection {
     }
 }
 
+/// `[app]` of portal.toml: the sample web application server (OWT's `samplertcservice.js`,
+/// spec §7), served by owt-portal beside the REST API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppSection {
+    /// Serve the sample application at all.
+    pub enabled: bool,
+    /// Address and TCP port it listens on (OWT: 3004).
+    pub ip_address: String,
+    pub port: u16,
+    /// Serve HTTPS with the certificate files of `[management-api]`.
+    pub ssl: bool,
+    /// Directory of the page's static files (index.html, app.js, ...).
+    pub share_dir: PathBuf,
+    /// The socket.io browser client served at `/socket.io.js`; empty:
+    /// `<share_dir>/vendor/socket.io.min.js`.
+    pub socketio_client: String,
+}
+
+impl Default for AppSection {
+    fn default() -> Self {
+        AppSection {
+            enabled: true,
+            ip_address: "0.0.0.0".into(),
+            port: 3004,
+            ssl: false,
+            share_dir: "/usr/local/share/owt/app".into(),
+            socketio_client: String::new(),
+        }
+    }
+}
+
+impl AppSection {
+    /// The socket.io browser client file to serve.
+    pub fn socketio_client_path(&self) -> PathBuf {
+        match self.socketio_client.as_str() {
+            "" => self.share_dir.join("vendor").join("socket.io.min.js"),
+            path => path.into(),
+        }
+    }
+}
+
 /// `portal.toml`: owt-portal, the control plane.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -436,6 +482,7 @@ pub struct PortalConfig {
     pub portal: PortalSection,
     pub cluster: ClusterSection,
     pub scheduling: SchedulingSection,
+    pub app: AppSection,
 }
 
 impl DaemonConfig for PortalConfig {
@@ -480,6 +527,22 @@ impl DaemonConfig for PortalConfig {
         }
         self.cluster.validate()?;
         self.scheduling.validate()?;
+        let app = &self.app;
+        validate_ip("app.ip_address", &app.ip_address, false)?;
+        validate_port("app.port", app.port, true)?;
+        if app.share_dir.as_os_str().is_empty() {
+            return Err(key_error("app.share_dir", "must not be empty"));
+        }
+        if app.socketio_client.contains('\0') {
+            return Err(key_error("app.socketio_client", "must be a file path"));
+        }
+        if app.enabled && app.port != 0 {
+            for (key, port) in [("management-api.port", api.port), ("portal.port", portal.port)] {
+                if port == app.port {
+                    return Err(key_error("app.port", format!("{} is already {key}", app.port)));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -525,6 +588,8 @@ pub struct WebrtcSection {
     /// UDP port range for ICE; 0/0 means one port chosen by the system.
     pub minport: u16,
     pub maxport: u16,
+    /// Offer 127.0.0.1 host candidates (loopback-only tests, one-host setups).
+    pub loopback_candidates: bool,
 }
 
 /// `[cluster]` of a worker's file: how it joins the portal's bus.
@@ -871,6 +936,27 @@ mod tests {
         check_shipped::<StreamConfig>();
         check_shipped::<SipConfig>();
         check_shipped::<PeerConfig>();
+    }
+
+    #[test]
+    fn app_section_is_checked() {
+        let config = PortalConfig::default();
+        assert_eq!(config.app.socketio_client_path(), Path::new("/usr/local/share/owt/app/vendor/socket.io.min.js"));
+        let ok = parse::<PortalConfig>(Path::new("p.toml"), "[app]\nport = 0\nsocketio_client = \"/x/io.js\"\n").unwrap();
+        assert_eq!(ok.app.socketio_client_path(), Path::new("/x/io.js"));
+        for (text, key) in [
+            ("[app]\nip_address = \"localhost\"\n", "app.ip_address"),
+            ("[app]\nshare_dir = \"\"\n", "app.share_dir"),
+            ("[app]\nport = 3000\n", "app.port"),
+            ("[app]\nport = 8080\n", "app.port"),
+        ] {
+            match parse::<PortalConfig>(Path::new("p.toml"), text) {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        // A disabled app may share a port number with anything.
+        assert!(parse::<PortalConfig>(Path::new("p.toml"), "[app]\nenabled = false\nport = 3000\n").is_ok());
     }
 
     #[test]

@@ -595,6 +595,7 @@ impl Signaling {
         let ip: std::net::IpAddr = settings.bind_address.parse().map_err(|e| listen_error(std::io::Error::other(e)))?;
         let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, settings.port)).await.map_err(listen_error)?;
         let addr = listener.local_addr().map_err(listen_error)?;
+        let cors: Arc<Vec<String>> = Arc::new(settings.cors.clone());
         let accept_task = tokio::spawn(async move {
             loop {
                 let (stream, peer) = match listener.accept().await {
@@ -605,8 +606,9 @@ impl Signaling {
                         continue;
                     }
                 };
-                let (service, tls) = (service.clone(), tls.clone());
+                let (service, tls, cors) = (service.clone(), tls.clone(), cors.clone());
                 tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| with_cors(service.clone(), cors.clone(), request));
                     let http = hyper::server::conn::http1::Builder::new();
                     let served = match tls {
                         None => http.serve_connection(TokioIo::new(stream), service).with_upgrades().await,
@@ -641,6 +643,45 @@ impl Signaling {
         }
         self.accept_task.abort();
     }
+}
+
+/// Browsers on other origins (the application's pages) reach signaling with long-polling
+/// XHRs: answer preflights and add CORS headers for allowed origins, reflecting the origin
+/// with credentials as OWT's socket.io server does.
+async fn with_cors<S, B>(
+    service: S,
+    allowed: Arc<Vec<String>>,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<http_body_util::Either<B, http_body_util::Empty<bytes::Bytes>>>, S::Error>
+where
+    S: hyper::service::Service<hyper::Request<hyper::body::Incoming>, Response = hyper::Response<B>>,
+{
+    use hyper::header::{HeaderValue, ACCESS_CONTROL_REQUEST_HEADERS, ORIGIN};
+    let origin = request.headers().get(ORIGIN).cloned();
+    let permitted = origin.as_ref().and_then(|o| o.to_str().ok()).is_some_and(|o| allowed.iter().any(|a| a == "*" || a == o));
+    let add_headers = |headers: &mut hyper::HeaderMap| {
+        if let (true, Some(origin)) = (permitted, origin.clone()) {
+            headers.insert("access-control-allow-origin", origin);
+            headers.insert("access-control-allow-credentials", HeaderValue::from_static("true"));
+            headers.append("vary", HeaderValue::from_static("Origin"));
+        }
+    };
+    if request.method() == hyper::Method::OPTIONS {
+        let mut response = hyper::Response::new(http_body_util::Either::Right(http_body_util::Empty::new()));
+        *response.status_mut() = if permitted { hyper::StatusCode::NO_CONTENT } else { hyper::StatusCode::FORBIDDEN };
+        add_headers(response.headers_mut());
+        if permitted {
+            response.headers_mut().insert("access-control-allow-methods", HeaderValue::from_static("GET, POST"));
+            if let Some(requested) = request.headers().get(ACCESS_CONTROL_REQUEST_HEADERS).cloned() {
+                response.headers_mut().insert("access-control-allow-headers", requested);
+            }
+        }
+        return Ok(response);
+    }
+    let response = service.call(request).await?;
+    let (mut parts, body) = response.into_parts();
+    add_headers(&mut parts.headers);
+    Ok(hyper::Response::from_parts(parts, http_body_util::Either::Left(body)))
 }
 
 /// OWT's session ids: a v4-style UUID without dashes (32 hex digits).

@@ -1,0 +1,1133 @@
+//! The WebRTC node: the bus requests of lib/owt-proto/src/webrtc.rs on top of the webrtc
+//! crate. One server-side peer connection per client transport; sessions own m-lines by mid
+//! (owt_media::TransportSessions); published tracks live in a node-wide map by track id
+//! `<transportId>-<mid>` and forward every RTP packet to their subscribers' local tracks,
+//! rewritten (owt_media::StreamRewriter). Keyframe requests of subscribers go upstream
+//! through a per-track rate limit (owt_media::KeyframeLimiter). NACKs from subscribers are
+//! answered by the stack's NACK responder interceptor (its own packet cache per sender).
+
+use crate::interceptor::{self, KeyframeRequestForwarder};
+use crate::sdp;
+use owt_bus::message::codes;
+use owt_bus::RemoteError;
+use owt_media::sessions::track_id;
+use owt_media::{KeyframeLimiter, RateMeter, Role, StreamRewriter, TransportSessions};
+use owt_proto::webrtc::{
+    events, methods, Format, Kind, PublishRequest, ReadyTrack, SessionFailed, SessionReady, SessionRequest,
+    SessionStats, SetActiveRequest, SignalingRequest, SubscribeRequest, TrackStats, TransportProgress,
+    TransportRequest, TransportStatus,
+};
+use rtc::interceptor::{Registry, Slot};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
+    SettingEngineBuilder,
+};
+
+/// Keyframe requests go upstream at most this often per published track.
+const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
+/// The first answer waits this long at most for ICE gathering.
+const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Transports a node serves at most.
+const MAX_TRANSPORTS: usize = 4096;
+
+/// How the node binds and announces its ICE candidates.
+#[derive(Debug, Clone, Default)]
+pub struct NetSettings {
+    /// Addresses to bind per peer connection; port 0 = ephemeral.
+    pub bind_ips: Vec<IpAddr>,
+    /// Port range (0, 0 = ephemeral).
+    pub ports: (u16, u16),
+    /// Bound address -> announced address (1:1 NAT).
+    pub replace: Vec<(String, String)>,
+    pub loopback: bool,
+}
+
+impl NetSettings {
+    /// From `[webrtc]` of webrtc.toml.
+    pub fn from_config(section: &owt_config::WebrtcSection) -> Result<NetSettings, String> {
+        let mut settings = NetSettings {
+            ports: (section.minport, section.maxport),
+            loopback: section.loopback_candidates,
+            ..NetSettings::default()
+        };
+        for interface in &section.network_interfaces {
+            let ips = interface_ipv4(&interface.name);
+            if ips.is_empty() {
+                return Err(format!("webrtc.network_interfaces: interface {} has no IPv4 address", interface.name));
+            }
+            for ip in ips {
+                if !interface.replaced_ip_address.is_empty() {
+                    settings.replace.push((ip.to_string(), interface.replaced_ip_address.clone()));
+                }
+                settings.bind_ips.push(ip);
+            }
+        }
+        if section.network_interfaces.is_empty() {
+            settings.bind_ips.push(IpAddr::from([0, 0, 0, 0]));
+        }
+        if settings.loopback && !settings.bind_ips.iter().any(|ip| ip.is_loopback()) {
+            settings.bind_ips.push(IpAddr::from([127, 0, 0, 1]));
+        }
+        Ok(settings)
+    }
+
+    /// Socket addresses for a new peer connection: a free port of the range for each IP.
+    fn addrs(&self) -> Vec<String> {
+        self.bind_ips
+            .iter()
+            .map(|ip| {
+                let port = if self.ports.0 == 0 { 0 } else { free_port(*ip, self.ports).unwrap_or(0) };
+                SocketAddr::new(*ip, port).to_string()
+            })
+            .collect()
+    }
+}
+
+/// A UDP port of `range` that can be bound on `ip` now (the peer connection binds it next).
+fn free_port(ip: IpAddr, range: (u16, u16)) -> Option<u16> {
+    let span = u32::from(range.1 - range.0) + 1;
+    let start = rand::random::<u32>() % span;
+    (0..span).map(|i| range.0 + ((start + i) % span) as u16).find(|port| UdpSocket::bind((ip, *port)).is_ok())
+}
+
+/// The IPv4 addresses of the interface `name`.
+fn interface_ipv4(name: &str) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list we only read and then free.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return out;
+        }
+        let mut cur = list;
+        while !cur.is_null() {
+            let entry = &*cur;
+            if !entry.ifa_addr.is_null()
+                && i32::from((*entry.ifa_addr).sa_family) == libc::AF_INET
+                && std::ffi::CStr::from_ptr(entry.ifa_name).to_str() == Ok(name)
+            {
+                let sin = &*(entry.ifa_addr as *const libc::sockaddr_in);
+                out.push(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+            }
+            cur = entry.ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    out
+}
+
+fn bad_params(method: &str, err: impl std::fmt::Display) -> RemoteError {
+    RemoteError::new(codes::BAD_PARAMS, format!("{method}: {err}"))
+}
+
+fn failed(message: impl Into<String>) -> RemoteError {
+    RemoteError::new(codes::FAILED, message)
+}
+
+fn parse<T: DeserializeOwned>(method: &str, params: Value) -> Result<T, RemoteError> {
+    serde_json::from_value(params).map_err(|err| bad_params(method, err))
+}
+
+/// A published track on this node.
+struct Published {
+    track_id: String,
+    session_id: String,
+    kind: Kind,
+    codec: RTCRtpCodec,
+    format: Format,
+    remote: Arc<dyn TrackRemote>,
+    media_ssrc: AtomicU32,
+    subscribers: RwLock<Vec<Arc<Subscriber>>>,
+    active: AtomicBool,
+    ended: AtomicBool,
+    keyframe: Mutex<KeyframeLimiter>,
+    meter: Mutex<RateMeter>,
+    plis: AtomicU64,
+}
+
+impl Published {
+    /// A keyframe request from a subscriber (or a new subscriber): upstream if the limit allows.
+    async fn request_keyframe(&self) {
+        let allowed = self.keyframe.lock().map(|mut k| k.request(Instant::now())).unwrap_or(false);
+        if allowed {
+            self.send_pli().await;
+        }
+    }
+
+    async fn send_pli(&self) {
+        self.plis.fetch_add(1, Ordering::Relaxed);
+        let media_ssrc = self.media_ssrc.load(Ordering::Relaxed);
+        let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
+        if let Err(err) = self.remote.write_rtcp(vec![Box::new(pli)]).await {
+            tracing::debug!("{}: PLI not sent: {err}", self.track_id);
+        }
+    }
+}
+
+/// A subscriber's m-line: a local track fed by a published track.
+struct Subscriber {
+    track_id: String,
+    session_id: String,
+    kind: Kind,
+    source: String,
+    local: Arc<TrackLocalStaticRTP>,
+    /// Negotiated payload type; above 127 = not negotiated yet.
+    payload_type: AtomicU32,
+    rewriter: Mutex<StreamRewriter>,
+    active: AtomicBool,
+    meter: Mutex<RateMeter>,
+    plis: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// What one transport knows outside of its peer connection.
+#[derive(Default)]
+struct TransportState {
+    sessions: TransportSessions,
+    publish: HashMap<String, PublishRequest>,
+    /// Subscribers by mid, until and after they are bound to a transceiver.
+    subscribers: HashMap<String, Arc<Subscriber>>,
+    /// Mids whose local track was added to the peer connection.
+    added: std::collections::HashSet<String>,
+    answered: bool,
+    ready: bool,
+    closed: bool,
+}
+
+struct Transport {
+    id: String,
+    pc: Arc<dyn PeerConnection>,
+    /// Serializes offers of this transport.
+    negotiation: tokio::sync::Mutex<()>,
+    state: Mutex<TransportState>,
+    gathered: watch::Receiver<bool>,
+}
+
+struct Inner {
+    net: NetSettings,
+    transports: Mutex<HashMap<String, Arc<Transport>>>,
+    /// session id -> transport id.
+    sessions: Mutex<HashMap<String, String>>,
+    tracks: RwLock<HashMap<String, Arc<Published>>>,
+    events: mpsc::UnboundedSender<(String, Value)>,
+}
+
+/// The node; cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn codec_format(codec: &RTCRtpCodec) -> Format {
+    let mime = codec.mime_type.to_ascii_lowercase();
+    let name = mime.split('/').nth(1).unwrap_or_default().to_string();
+    match name.as_str() {
+        "opus" => Format { codec: name, sample_rate: Some(48_000), channel_num: Some(2), profile: None },
+        "pcmu" | "pcma" => Format { codec: name, sample_rate: Some(8_000), channel_num: Some(1), profile: None },
+        "g722" => Format { codec: name, sample_rate: Some(16_000), channel_num: Some(1), profile: None },
+        "h264" => {
+            let profile =
+                codec.sdp_fmtp_line.split(';').find_map(|kv| kv.trim().strip_prefix("profile-level-id=")).map(|id| {
+                    match &id.to_ascii_lowercase()[..4.min(id.len())] {
+                        "42e0" | "4200" if id.len() >= 4 && &id[2..4] == "e0" => "CB".to_string(),
+                        "4200" => "B".to_string(),
+                        p if p.starts_with("42") => "CB".to_string(),
+                        p if p.starts_with("4d") => "M".to_string(),
+                        p if p.starts_with("64") => "H".to_string(),
+                        _ => "B".to_string(),
+                    }
+                });
+            Format { codec: name, profile, ..Format::default() }
+        }
+        _ => Format { codec: name, ..Format::default() },
+    }
+}
+
+fn kind_of(kind: RtpCodecKind) -> Option<Kind> {
+    match kind {
+        RtpCodecKind::Audio => Some(Kind::Audio),
+        RtpCodecKind::Video => Some(Kind::Video),
+        _ => None,
+    }
+}
+
+impl Node {
+    /// A node that sends its events to `events` (forwarded to the portal).
+    pub fn new(net: NetSettings, events: mpsc::UnboundedSender<(String, Value)>) -> Node {
+        Node {
+            inner: Arc::new(Inner {
+                net,
+                transports: Mutex::new(HashMap::new()),
+                sessions: Mutex::new(HashMap::new()),
+                tracks: RwLock::new(HashMap::new()),
+                events,
+            }),
+        }
+    }
+
+    /// Transports open now.
+    pub fn transport_count(&self) -> usize {
+        lock(&self.inner.transports).len()
+    }
+
+    /// Answers one bus request.
+    pub async fn request(&self, method: &str, params: Value) -> Result<Value, RemoteError> {
+        match method {
+            methods::PUBLISH => self.publish(parse(method, params)?).await,
+            methods::SUBSCRIBE => self.subscribe(parse(method, params)?).await,
+            methods::SIGNALING => self.signaling(parse(method, params)?).await,
+            methods::UNPUBLISH | methods::UNSUBSCRIBE => {
+                let request: SessionRequest = parse(method, params)?;
+                self.end_session(&request.session_id, method == methods::UNPUBLISH)
+            }
+            methods::SET_ACTIVE => self.set_active(parse(method, params)?),
+            methods::DESTROY_TRANSPORT => {
+                let request: TransportRequest = parse(method, params)?;
+                match self.transport(&request.transport_id) {
+                    Ok(transport) => {
+                        self.inner.destroy(&transport, None).await;
+                        Ok(json!({}))
+                    }
+                    Err(err) => Err(err),
+                }
+            }
+            methods::STATS => self.stats(parse(method, params)?),
+            "status" => Ok(json!({
+                "kind": "webrtc",
+                "implemented": true,
+                "transports": self.transport_count(),
+                "tracks": self.inner.tracks.read().map(|t| t.len()).unwrap_or(0),
+            })),
+            _ => Err(RemoteError::new(codes::UNKNOWN_METHOD, format!("unknown method {method}"))),
+        }
+    }
+
+    fn transport(&self, id: &str) -> Result<Arc<Transport>, RemoteError> {
+        lock(&self.inner.transports).get(id).cloned().ok_or_else(|| failed(format!("Transport {id} does NOT exist")))
+    }
+
+    async fn transport_or_create(&self, id: &str) -> Result<Arc<Transport>, RemoteError> {
+        if let Ok(transport) = self.transport(id) {
+            return Ok(transport);
+        }
+        if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(bad_params("transportId", format!("invalid transport id {id:?}")));
+        }
+        if self.transport_count() >= MAX_TRANSPORTS {
+            return Err(failed(format!("this node serves {MAX_TRANSPORTS} transports already")));
+        }
+        let transport = self.inner.create_transport(id).await?;
+        let mut transports = lock(&self.inner.transports);
+        // Another request may have created it meanwhile: keep that one.
+        let kept = transports.entry(id.to_string()).or_insert_with(|| transport.clone()).clone();
+        drop(transports);
+        if !Arc::ptr_eq(&kept, &transport) {
+            let pc = transport.pc.clone();
+            tokio::spawn(async move {
+                let _ = pc.close().await;
+            });
+        }
+        Ok(kept)
+    }
+
+    fn check_session_free(&self, session_id: &str) -> Result<(), RemoteError> {
+        if session_id.is_empty() || session_id.len() > 128 {
+            return Err(bad_params("sessionId", format!("invalid session id {session_id:?}")));
+        }
+        if lock(&self.inner.sessions).contains_key(session_id) {
+            return Err(failed(format!("session {session_id} already exists")));
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, request: PublishRequest) -> Result<Value, RemoteError> {
+        self.check_session_free(&request.session_id)?;
+        let transport = self.transport_or_create(&request.transport_id).await?;
+        let mids: Vec<String> = request.tracks.iter().map(|t| t.mid.clone()).collect();
+        {
+            let mut state = lock(&transport.state);
+            state.sessions.add(&request.session_id, Role::Publish, &mids).map_err(|e| failed(e.to_string()))?;
+            state.publish.insert(request.session_id.clone(), request.clone());
+        }
+        lock(&self.inner.sessions).insert(request.session_id.clone(), transport.id.clone());
+        Ok(json!({}))
+    }
+
+    async fn subscribe(&self, request: SubscribeRequest) -> Result<Value, RemoteError> {
+        self.check_session_free(&request.session_id)?;
+        // Every source must be here first.
+        let mut sources = Vec::new();
+        for track in &request.tracks {
+            let source = self
+                .inner
+                .tracks
+                .read()
+                .ok()
+                .and_then(|t| t.get(&track.source_track_id).cloned())
+                .ok_or_else(|| failed(format!("track {} is not published on this node", track.source_track_id)))?;
+            if source.kind != track.kind {
+                return Err(failed(format!(
+                    "track {} is {:?}, not {:?}",
+                    track.source_track_id, source.kind, track.kind
+                )));
+            }
+            sources.push(source);
+        }
+        let transport = self.transport_or_create(&request.transport_id).await?;
+        let mids: Vec<String> = request.tracks.iter().map(|t| t.mid.clone()).collect();
+        let mut state = lock(&transport.state);
+        state.sessions.add(&request.session_id, Role::Subscribe, &mids).map_err(|e| failed(e.to_string()))?;
+        for (track, source) in request.tracks.iter().zip(sources) {
+            let ssrc = rand::random::<u32>() | 1;
+            let kind = match track.kind {
+                Kind::Audio => RtpCodecKind::Audio,
+                Kind::Video => RtpCodecKind::Video,
+            };
+            let media = MediaStreamTrack::new(
+                // One msid per subscription: the browser groups its audio and video.
+                request.session_id.clone(),
+                track_id(&transport.id, &track.mid),
+                format!("{}-{}", request.session_id, track.mid),
+                kind,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                    codec: source.codec.clone(),
+                    ..Default::default()
+                }],
+            );
+            let subscriber = Arc::new(Subscriber {
+                track_id: track_id(&transport.id, &track.mid),
+                session_id: request.session_id.clone(),
+                kind: track.kind,
+                source: track.source_track_id.clone(),
+                local: Arc::new(TrackLocalStaticRTP::new(media)),
+                payload_type: AtomicU32::new(u32::MAX),
+                rewriter: Mutex::new(StreamRewriter::new(ssrc, source.codec.clock_rate)),
+                active: AtomicBool::new(true),
+                meter: Mutex::new(RateMeter::new()),
+                plis: AtomicU64::new(0),
+                errors: AtomicU64::new(0),
+            });
+            state.subscribers.insert(track.mid.clone(), subscriber);
+        }
+        drop(state);
+        lock(&self.inner.sessions).insert(request.session_id.clone(), transport.id.clone());
+        Ok(json!({}))
+    }
+
+    async fn signaling(&self, request: SignalingRequest) -> Result<Value, RemoteError> {
+        let transport = self.transport(&request.transport_id)?;
+        let kind = request.signaling.get("type").and_then(Value::as_str).unwrap_or_default();
+        match kind {
+            "offer" => {
+                let sdp = request
+                    .signaling
+                    .get("sdp")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad_params("signaling", "offer without sdp"))?;
+                self.inner.offer(&transport, sdp).await
+            }
+            "candidate" => {
+                let candidate = &request.signaling["candidate"];
+                let text = match candidate {
+                    Value::String(s) => s.as_str(),
+                    Value::Object(_) => candidate.get("candidate").and_then(Value::as_str).unwrap_or_default(),
+                    _ => return Err(bad_params("signaling", "candidate without candidate")),
+                };
+                let text = sdp::bare_candidate(text).map_err(|e| bad_params("signaling", e))?;
+                let init = RTCIceCandidateInit {
+                    candidate: text,
+                    sdp_mid: candidate.get("sdpMid").and_then(Value::as_str).map(str::to_string),
+                    sdp_mline_index: candidate
+                        .get("sdpMLineIndex")
+                        .and_then(Value::as_u64)
+                        .and_then(|i| u16::try_from(i).ok()),
+                    ..Default::default()
+                };
+                if init.candidate.is_empty() {
+                    return Ok(json!({}));
+                }
+                transport
+                    .pc
+                    .add_ice_candidate(init)
+                    .await
+                    .map_err(|err| failed(format!("candidate refused: {err}")))?;
+                Ok(json!({}))
+            }
+            "removed-candidates" => Ok(json!({})),
+            other => Err(bad_params("signaling", format!("unknown signaling type {other:?}"))),
+        }
+    }
+
+    fn end_session(&self, session_id: &str, publish: bool) -> Result<Value, RemoteError> {
+        let transport_id = lock(&self.inner.sessions)
+            .get(session_id)
+            .cloned()
+            .ok_or_else(|| failed(format!("session {session_id} does not exist")))?;
+        let transport = self.transport(&transport_id)?;
+        let role = lock(&transport.state).sessions.role(session_id);
+        let expected = if publish { Role::Publish } else { Role::Subscribe };
+        if role != Some(expected) {
+            return Err(failed(format!("session {session_id} is not a {expected:?} session")));
+        }
+        self.inner.remove_session(&transport, session_id);
+        Ok(json!({}))
+    }
+
+    fn set_active(&self, request: SetActiveRequest) -> Result<Value, RemoteError> {
+        let transport_id = lock(&self.inner.sessions)
+            .get(&request.session_id)
+            .cloned()
+            .ok_or_else(|| failed(format!("session {} does not exist", request.session_id)))?;
+        let transport = self.transport(&transport_id)?;
+        let state = lock(&transport.state);
+        let role = state.sessions.role(&request.session_id);
+        let mids = state.sessions.mids(&request.session_id).map(<[String]>::to_vec).unwrap_or_default();
+        let mut touched = 0;
+        for mid in mids {
+            match role {
+                Some(Role::Subscribe) => {
+                    if let Some(sub) = state.subscribers.get(&mid).filter(|s| s.kind == request.kind) {
+                        sub.active.store(request.active, Ordering::Relaxed);
+                        if request.active {
+                            lock(&sub.rewriter).rebase();
+                        }
+                        touched += 1;
+                    }
+                }
+                _ => {
+                    let id = track_id(&transport.id, &mid);
+                    if let Some(track) = self.inner.tracks.read().ok().and_then(|t| t.get(&id).cloned()) {
+                        if track.kind == request.kind {
+                            track.active.store(request.active, Ordering::Relaxed);
+                            touched += 1;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(json!({ "tracks": touched }))
+    }
+
+    fn stats(&self, request: SessionRequest) -> Result<Value, RemoteError> {
+        let transport_id = lock(&self.inner.sessions)
+            .get(&request.session_id)
+            .cloned()
+            .ok_or_else(|| failed(format!("session {} does not exist", request.session_id)))?;
+        let transport = self.transport(&transport_id)?;
+        let state = lock(&transport.state);
+        let now = Instant::now();
+        let mut stats = SessionStats { session_id: request.session_id.clone(), tracks: vec![] };
+        for mid in state.sessions.mids(&request.session_id).unwrap_or_default() {
+            let id = track_id(&transport.id, mid);
+            if let Some(sub) = state.subscribers.get(mid) {
+                let mut meter = lock(&sub.meter);
+                stats.tracks.push(TrackStats {
+                    track_id: id,
+                    kind: Some(sub.kind),
+                    packets: meter.packets,
+                    bytes: meter.bytes,
+                    bitrate_kbps: meter.bitrate_bps(now) / 1000.0,
+                    packets_lost: 0,
+                    nacks: 0,
+                    plis: sub.plis.load(Ordering::Relaxed),
+                    rtt_ms: None,
+                });
+            } else if let Some(track) = self.inner.tracks.read().ok().and_then(|t| t.get(&id).cloned()) {
+                let mut meter = lock(&track.meter);
+                stats.tracks.push(TrackStats {
+                    track_id: id,
+                    kind: Some(track.kind),
+                    packets: meter.packets,
+                    bytes: meter.bytes,
+                    bitrate_kbps: meter.bitrate_bps(now) / 1000.0,
+                    packets_lost: 0,
+                    nacks: 0,
+                    plis: track.plis.load(Ordering::Relaxed),
+                    rtt_ms: None,
+                });
+            }
+        }
+        serde_json::to_value(stats).map_err(|e| failed(e.to_string()))
+    }
+
+    /// Closes every transport (daemon stop).
+    pub async fn shutdown(&self) {
+        let all: Vec<Arc<Transport>> = lock(&self.inner.transports).values().cloned().collect();
+        for transport in all {
+            self.inner.destroy(&transport, None).await;
+        }
+    }
+}
+
+impl Inner {
+    fn emit<T: serde::Serialize>(&self, method: &str, value: &T) {
+        match serde_json::to_value(value) {
+            Ok(v) => {
+                let _ = self.events.send((method.to_string(), v));
+            }
+            Err(err) => tracing::error!("event {method} not encoded: {err}"),
+        }
+    }
+
+    async fn create_transport(self: &Arc<Self>, id: &str) -> Result<Arc<Transport>, RemoteError> {
+        let mut media = MediaEngine::default();
+        media.register_default_codecs().map_err(|e| failed(format!("media engine: {e}")))?;
+        let registry = register_default_interceptors(Registry::new(), &mut media)
+            .map_err(|e| failed(format!("interceptors: {e}")))?;
+        let registry = registry.with(Slot::from(interceptor::SLOT), KeyframeRequestForwarder::default());
+        let settings = SettingEngineBuilder::new()
+            .with_include_loopback_candidate(self.net.loopback)
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .build();
+        let (gathered_tx, gathered) = watch::channel(false);
+        let handler =
+            Arc::new(PcHandler { node: Arc::downgrade(self), transport_id: id.to_string(), gathered: gathered_tx });
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(media)
+            .with_setting_engine(settings)
+            .with_interceptor_registry(registry)
+            .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
+            .with_udp_addrs(self.net.addrs())
+            .build()
+            .await
+            .map_err(|e| failed(format!("cannot create the peer connection: {e}")))?;
+        tracing::info!("transport {id}: peer connection created");
+        Ok(Arc::new(Transport {
+            id: id.to_string(),
+            pc: Arc::new(pc),
+            negotiation: tokio::sync::Mutex::new(()),
+            state: Mutex::new(TransportState::default()),
+            gathered,
+        }))
+    }
+
+    async fn offer(self: &Arc<Self>, transport: &Arc<Transport>, offer: &str) -> Result<Value, RemoteError> {
+        let lines = sdp::m_lines(offer).map_err(|e| bad_params("offer", e))?;
+        let _negotiating = transport.negotiation.lock().await;
+        // Local tracks of new subscribe m-lines go in before the offer is applied, in m-line
+        // order: the stack pairs each recvonly m-line with the first free sending transceiver
+        // of its kind.
+        let to_add: Vec<(String, Arc<Subscriber>)> = {
+            let mut state = lock(&transport.state);
+            let mut list = Vec::new();
+            for line in &lines {
+                let Some(mid) = &line.mid else { continue };
+                if line.is_closed() || state.added.contains(mid) {
+                    continue;
+                }
+                if line.direction != "recvonly" {
+                    continue;
+                }
+                if let Some(sub) = state.subscribers.get(mid).cloned() {
+                    if line.kind != format!("{:?}", sub.kind).to_ascii_lowercase() {
+                        return Err(bad_params(
+                            "offer",
+                            format!("m-line {mid} is {}, the subscription says {:?}", line.kind, sub.kind),
+                        ));
+                    }
+                    state.added.insert(mid.clone());
+                    list.push((mid.clone(), sub));
+                }
+            }
+            list
+        };
+        for (mid, sub) in &to_add {
+            if let Err(err) = transport.pc.add_track(sub.local.clone() as Arc<dyn TrackLocal>).await {
+                lock(&transport.state).added.remove(mid);
+                return Err(failed(format!("cannot add the track of mid {mid}: {err}")));
+            }
+        }
+        let description = RTCSessionDescription::offer(offer.to_string()).map_err(|e| bad_params("offer", e))?;
+        transport.pc.set_remote_description(description).await.map_err(|e| bad_params("offer", e))?;
+        let answer = transport.pc.create_answer(None).await.map_err(|e| failed(format!("create answer: {e}")))?;
+        transport.pc.set_local_description(answer).await.map_err(|e| failed(format!("set answer: {e}")))?;
+        let first = !lock(&transport.state).answered;
+        if first {
+            let mut gathered = transport.gathered.clone();
+            let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered.wait_for(|done| *done)).await;
+        }
+        let mut answer_sdp = transport
+            .pc
+            .local_description()
+            .await
+            .map(|d| d.sdp)
+            .ok_or_else(|| failed("no local description after answering"))?;
+        for (from, to) in &self.net.replace {
+            answer_sdp = sdp::replace_candidate_address(&answer_sdp, from, to);
+        }
+        lock(&transport.state).answered = true;
+        self.emit(
+            events::TRANSPORT_PROGRESS,
+            &TransportProgress {
+                transport_id: transport.id.clone(),
+                status: TransportStatus::Answer,
+                sdp: Some(answer_sdp),
+                candidate: None,
+                reason: None,
+            },
+        );
+        // After the answer, bind the new subscribers (their session-ready follows it):
+        // payload type of their codec, forwarding, RTCP.
+        if !to_add.is_empty() {
+            let senders = transport.pc.get_senders().await;
+            for (mid, sub) in &to_add {
+                self.bind_subscriber(transport, mid, sub, &senders).await;
+            }
+        }
+        Ok(json!({}))
+    }
+
+    async fn bind_subscriber(
+        self: &Arc<Self>,
+        transport: &Arc<Transport>,
+        mid: &str,
+        sub: &Arc<Subscriber>,
+        senders: &[Arc<dyn webrtc::rtp_transceiver::RtpSender>],
+    ) {
+        let source = self.tracks.read().ok().and_then(|t| t.get(&sub.source).cloned());
+        let Some(source) = source else {
+            self.fail_session(&transport.id, &sub.session_id, format!("track {} is gone", sub.source));
+            return;
+        };
+        let own_id = sub.track_id.clone();
+        let mut payload_type = None;
+        for sender in senders {
+            let track_id = webrtc::media_stream::Track::track_id(sender.track().as_ref()).await;
+            if track_id != own_id {
+                continue;
+            }
+            if let Ok(parameters) = sender.get_parameters().await {
+                let codecs = parameters.rtp_parameters.codecs;
+                let same_mime = |c: &&rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters| {
+                    c.rtp_codec.mime_type.eq_ignore_ascii_case(&source.codec.mime_type)
+                };
+                payload_type = codecs
+                    .iter()
+                    .filter(same_mime)
+                    .find(|c| c.rtp_codec.sdp_fmtp_line == source.codec.sdp_fmtp_line)
+                    .or_else(|| codecs.iter().find(same_mime))
+                    .map(|c| c.payload_type);
+            }
+        }
+        let Some(payload_type) = payload_type else {
+            self.fail_session(
+                &transport.id,
+                &sub.session_id,
+                format!("the client cannot receive {} on mid {mid}", source.codec.mime_type),
+            );
+            return;
+        };
+        sub.payload_type.store(u32::from(payload_type), Ordering::Relaxed);
+        if let Ok(mut list) = source.subscribers.write() {
+            list.push(sub.clone());
+        }
+        // Keyframe requests of this subscriber go to the source.
+        let weak_source = Arc::downgrade(&source);
+        let local = sub.local.clone();
+        let subscriber = sub.clone();
+        tokio::spawn(async move {
+            while let Some(event) = local.poll().await {
+                let TrackLocalEvent::OnRtcpPacket(packets) = event else { continue };
+                let Some(source) = weak_source.upgrade() else { break };
+                if packets.iter().any(|p| interceptor::is_keyframe_request(p.as_ref())) {
+                    subscriber.plis.fetch_add(1, Ordering::Relaxed);
+                    source.request_keyframe().await;
+                }
+            }
+        });
+        source.request_keyframe().await;
+        let ready = lock(&transport.state).sessions.satisfy(mid);
+        if let Some(session) = ready {
+            self.session_ready(transport, &session);
+        }
+    }
+
+    fn fail_session(&self, transport_id: &str, session_id: &str, reason: String) {
+        tracing::warn!("session {session_id} failed: {reason}");
+        self.emit(
+            events::SESSION_FAILED,
+            &SessionFailed { transport_id: transport_id.to_string(), session_id: session_id.to_string(), reason },
+        );
+    }
+
+    /// Reports a ready session with its tracks' formats.
+    fn session_ready(&self, transport: &Transport, session_id: &str) {
+        let state = lock(&transport.state);
+        let mut tracks = Vec::new();
+        for mid in state.sessions.mids(session_id).unwrap_or_default() {
+            let id = track_id(&transport.id, mid);
+            let (kind, format) = if let Some(sub) = state.subscribers.get(mid) {
+                let format = self.tracks.read().ok().and_then(|t| t.get(&sub.source).map(|s| s.format.clone()));
+                (sub.kind, format.unwrap_or_default())
+            } else if let Some(track) = self.tracks.read().ok().and_then(|t| t.get(&id).cloned()) {
+                (track.kind, track.format.clone())
+            } else {
+                continue;
+            };
+            tracks.push(ReadyTrack { kind, mid: mid.clone(), track_id: id, format });
+        }
+        drop(state);
+        tracing::info!("session {session_id} ready on transport {}", transport.id);
+        self.emit(
+            events::SESSION_READY,
+            &SessionReady { transport_id: transport.id.clone(), session_id: session_id.to_string(), tracks },
+        );
+    }
+
+    fn remove_session(&self, transport: &Transport, session_id: &str) {
+        let mut state = lock(&transport.state);
+        let mids = state.sessions.remove(session_id).unwrap_or_default();
+        state.publish.remove(session_id);
+        let mut subs = Vec::new();
+        for mid in &mids {
+            if let Some(sub) = state.subscribers.remove(mid) {
+                subs.push(sub);
+            }
+        }
+        drop(state);
+        lock(&self.sessions).remove(session_id);
+        for sub in subs {
+            sub.active.store(false, Ordering::Relaxed);
+            if let Some(source) = self.tracks.read().ok().and_then(|t| t.get(&sub.source).cloned()) {
+                if let Ok(mut list) = source.subscribers.write() {
+                    list.retain(|s| !Arc::ptr_eq(s, &sub));
+                }
+            }
+        }
+        for mid in &mids {
+            let id = track_id(&transport.id, mid);
+            let track = self.tracks.write().ok().and_then(|mut t| t.remove(&id));
+            if let Some(track) = track {
+                track.ended.store(true, Ordering::Relaxed);
+                if let Ok(mut list) = track.subscribers.write() {
+                    list.clear();
+                }
+            }
+        }
+        tracing::info!("session {session_id} ended on transport {}", transport.id);
+    }
+
+    /// Closes a transport and ends its sessions; `reason` set = report it failed.
+    async fn destroy(&self, transport: &Arc<Transport>, reason: Option<String>) {
+        let removed = lock(&self.transports).remove(&transport.id).is_some();
+        let sessions: Vec<String> = {
+            let mut state = lock(&transport.state);
+            if state.closed {
+                return;
+            }
+            state.closed = true;
+            state.sessions.session_ids().map(str::to_string).collect()
+        };
+        for session in &sessions {
+            self.remove_session(transport, session);
+        }
+        if let Err(err) = transport.pc.close().await {
+            tracing::debug!("transport {}: close: {err}", transport.id);
+        }
+        if let (true, Some(reason)) = (removed, reason) {
+            self.emit(
+                events::TRANSPORT_PROGRESS,
+                &TransportProgress {
+                    transport_id: transport.id.clone(),
+                    status: TransportStatus::Failed,
+                    sdp: None,
+                    candidate: None,
+                    reason: Some(reason),
+                },
+            );
+        }
+        tracing::info!("transport {} closed", transport.id);
+    }
+
+    async fn on_connection(self: Arc<Self>, transport_id: String, state: RTCPeerConnectionState) {
+        let Some(transport) = lock(&self.transports).get(&transport_id).cloned() else { return };
+        match state {
+            RTCPeerConnectionState::Connected => {
+                let ready = {
+                    let mut s = lock(&transport.state);
+                    if s.ready {
+                        return;
+                    }
+                    s.ready = true;
+                    s.sessions.set_transport_ready()
+                };
+                self.emit(
+                    events::TRANSPORT_PROGRESS,
+                    &TransportProgress {
+                        transport_id: transport_id.clone(),
+                        status: TransportStatus::Ready,
+                        sdp: None,
+                        candidate: None,
+                        reason: None,
+                    },
+                );
+                for session in ready {
+                    self.session_ready(&transport, &session);
+                }
+            }
+            RTCPeerConnectionState::Failed => {
+                self.destroy(&transport, Some("ICE/DTLS failed".into())).await;
+            }
+            RTCPeerConnectionState::Closed => {
+                self.destroy(&transport, Some("peer connection closed".into())).await;
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_track(self: Arc<Self>, transport_id: String, track: Arc<dyn TrackRemote>) {
+        let Some(transport) = lock(&self.transports).get(&transport_id).cloned() else { return };
+        let remote_id = webrtc::media_stream::Track::track_id(track.as_ref()).await;
+        let mut mid = None;
+        for transceiver in transport.pc.get_transceivers().await {
+            if let Ok(Some(receiver)) = transceiver.receiver().await {
+                if webrtc::media_stream::Track::track_id(receiver.track().as_ref()).await == remote_id {
+                    mid = transceiver.mid().await.ok().flatten();
+                    break;
+                }
+            }
+        }
+        let Some(mid) = mid else {
+            tracing::warn!("transport {transport_id}: a track without a mid");
+            return;
+        };
+        let session = lock(&transport.state).sessions.session_of(&mid).map(|(id, role)| (id.to_string(), role));
+        let Some((session_id, Role::Publish)) = session else {
+            tracing::warn!("transport {transport_id}: track on mid {mid} that no publication owns; ignored");
+            return;
+        };
+        let ssrc = track.ssrcs().await.first().copied().unwrap_or_default();
+        let Some(codec) = track.codec(ssrc).await else {
+            self.fail_session(&transport_id, &session_id, format!("no codec on mid {mid}"));
+            return;
+        };
+        let Some(kind) = kind_of(track.kind().await) else { return };
+        let format = codec_format(&codec);
+        let accepted = {
+            let state = lock(&transport.state);
+            state.publish.get(&session_id).map(|request| {
+                let formats = match kind {
+                    Kind::Audio => &request.audio_formats,
+                    Kind::Video => &request.video_formats,
+                };
+                formats.is_empty() || formats.iter().any(|f| f.codec.eq_ignore_ascii_case(&format.codec))
+            })
+        };
+        if accepted == Some(false) {
+            let what = if kind == Kind::Audio { "Audio" } else { "Video" };
+            self.fail_session(&transport_id, &session_id, format!("{what} format unacceptable"));
+            return;
+        }
+        let id = track_id(&transport_id, &mid);
+        let published = Arc::new(Published {
+            track_id: id.clone(),
+            session_id: session_id.clone(),
+            kind,
+            codec,
+            format,
+            remote: track.clone(),
+            media_ssrc: AtomicU32::new(ssrc),
+            subscribers: RwLock::new(Vec::new()),
+            active: AtomicBool::new(true),
+            ended: AtomicBool::new(false),
+            keyframe: Mutex::new(KeyframeLimiter::new(KEYFRAME_INTERVAL)),
+            meter: Mutex::new(RateMeter::new()),
+            plis: AtomicU64::new(0),
+        });
+        if let Ok(mut tracks) = self.tracks.write() {
+            tracks.insert(id.clone(), published.clone());
+        }
+        tracing::info!("track {id} ({}) published by session {session_id}", published.codec.mime_type);
+        tokio::spawn(forward(published));
+        let ready = lock(&transport.state).sessions.satisfy(&mid);
+        if let Some(session) = ready {
+            self.session_ready(&transport, &session);
+        }
+    }
+}
+
+/// Forwards every packet of a published track to its subscribers until it ends.
+async fn forward(track: Arc<Published>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        let event = tokio::select! {
+            event = track.remote.poll() => event,
+            _ = tick.tick() => {
+                let due = track.keyframe.lock().map(|mut k| k.due(Instant::now())).unwrap_or(false);
+                if due {
+                    track.send_pli().await;
+                }
+                if track.ended.load(Ordering::Relaxed) {
+                    break;
+                }
+                continue;
+            }
+        };
+        let Some(event) = event else { break };
+        let TrackRemoteEvent::OnRtpPacket(packet) = event else {
+            if matches!(event, TrackRemoteEvent::OnEnded) {
+                break;
+            }
+            continue;
+        };
+        if track.ended.load(Ordering::Relaxed) {
+            break;
+        }
+        let now = Instant::now();
+        if let Ok(mut meter) = track.meter.lock() {
+            meter.record(packet.payload.len() + 12, now);
+        }
+        track.media_ssrc.store(packet.header.ssrc, Ordering::Relaxed);
+        if !track.active.load(Ordering::Relaxed) {
+            continue;
+        }
+        let subscribers: Vec<Arc<Subscriber>> = match track.subscribers.read() {
+            Ok(list) => list.clone(),
+            Err(_) => continue,
+        };
+        for sub in subscribers {
+            if !sub.active.load(Ordering::Relaxed) {
+                lock(&sub.rewriter).rebase();
+                continue;
+            }
+            let Ok(payload_type) = u8::try_from(sub.payload_type.load(Ordering::Relaxed)) else { continue };
+            let rewritten = lock(&sub.rewriter).rewrite(
+                packet.header.ssrc,
+                packet.header.sequence_number,
+                packet.header.timestamp,
+                now,
+            );
+            let Some(rewritten) = rewritten else { continue };
+            let mut out = packet.clone();
+            out.header.ssrc = rewritten.ssrc;
+            out.header.sequence_number = rewritten.sequence_number;
+            out.header.timestamp = rewritten.timestamp;
+            out.header.payload_type = payload_type;
+            // Extension ids are per leg: the sender adds its own.
+            out.header.extension = false;
+            out.header.extensions.clear();
+            out.header.extensions_padding = 0;
+            let size = out.payload.len() + 12;
+            match sub.local.write_rtp(out).await {
+                Ok(()) => {
+                    if let Ok(mut meter) = sub.meter.lock() {
+                        meter.record(size, now);
+                    }
+                }
+                Err(err) => {
+                    if sub.errors.fetch_add(1, Ordering::Relaxed) % 500 == 0 {
+                        tracing::debug!("{}: packet not forwarded: {err}", sub.track_id);
+                    }
+                }
+            }
+        }
+    }
+    tracing::debug!("forwarding of {} (session {}) ended", track.track_id, track.session_id);
+}
+
+/// Peer connection events of one transport. The stack awaits these callbacks in its driver
+/// loop, so anything that talks to the peer connection runs in a task of its own.
+struct PcHandler {
+    node: Weak<Inner>,
+    transport_id: String,
+    gathered: watch::Sender<bool>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for PcHandler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(true);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        tracing::debug!("transport {}: {state}", self.transport_id);
+        if let Some(node) = self.node.upgrade() {
+            tokio::spawn(node.on_connection(self.transport_id.clone(), state));
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        if let Some(node) = self.node.upgrade() {
+            tokio::spawn(node.on_track(self.transport_id.clone(), track));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_of_codecs() {
+        let codec = |mime: &str, fmtp: &str| RTCRtpCodec {
+            mime_type: mime.into(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: fmtp.into(),
+            rtcp_feedback: vec![],
+        };
+        assert_eq!(codec_format(&codec("audio/opus", "")).sample_rate, Some(48_000));
+        assert_eq!(codec_format(&codec("video/VP8", "")).codec, "vp8");
+        let h264 = codec_format(&codec(
+            "video/H264",
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+        ));
+        assert_eq!((h264.codec.as_str(), h264.profile.as_deref()), ("h264", Some("CB")));
+        let b = codec_format(&codec("video/H264", "profile-level-id=42001f"));
+        assert_eq!(b.profile.as_deref(), Some("B"));
+        let h = codec_format(&codec("video/H264", "profile-level-id=640032"));
+        assert_eq!(h.profile.as_deref(), Some("H"));
+    }
+
+    #[test]
+    fn net_settings() {
+        let section = owt_config::WebrtcSection { loopback_candidates: true, ..Default::default() };
+        let net = NetSettings::from_config(&section).unwrap();
+        assert_eq!(net.bind_ips, vec![IpAddr::from([0, 0, 0, 0]), IpAddr::from([127, 0, 0, 1])]);
+        let lo = owt_config::WebrtcSection {
+            network_interfaces: vec![owt_config::NetworkInterface {
+                name: "lo".into(),
+                replaced_ip_address: "203.0.113.9".into(),
+            }],
+            minport: 40_000,
+            maxport: 40_100,
+            ..Default::default()
+        };
+        let net = NetSettings::from_config(&lo).unwrap();
+        assert_eq!(net.bind_ips, vec![IpAddr::from([127, 0, 0, 1])]);
+        assert_eq!(net.replace, vec![("127.0.0.1".to_string(), "203.0.113.9".to_string())]);
+        let addr: SocketAddr = net.addrs()[0].parse().unwrap();
+        assert!((40_000..=40_100).contains(&addr.port()));
+        let missing = owt_config::WebrtcSection {
+            network_interfaces: vec![owt_config::NetworkInterface {
+                name: "nope0".into(),
+                replaced_ip_address: String::new(),
+            }],
+            ..Default::default()
+        };
+        assert!(NetSettings::from_config(&missing).is_err());
+    }
+}

@@ -1,0 +1,163 @@
+//! The little SDP reading the node does itself, before handing an offer to the WebRTC stack:
+//! size limit, the m-lines (kind, mid, port, direction) in order, and the rewriting of host
+//! candidates to the announced (replaced) addresses. Pure functions, tested here.
+
+/// Offers larger than this are refused.
+pub const MAX_SDP_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MLine {
+    /// `audio`, `video`, `application`, ...
+    pub kind: String,
+    pub mid: Option<String>,
+    pub port: u16,
+    /// `sendrecv` (default), `sendonly`, `recvonly`, `inactive`.
+    pub direction: String,
+}
+
+impl MLine {
+    /// The m-line is closed (port 0) or carries no media.
+    pub fn is_closed(&self) -> bool {
+        self.port == 0 || self.direction == "inactive"
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdpError {
+    #[error("the SDP is {0} bytes, above the limit of {MAX_SDP_BYTES}")]
+    TooLarge(usize),
+    #[error("the SDP does not start with v=0")]
+    NotSdp,
+    #[error("bad m-line {0:?}")]
+    BadMLine(String),
+    #[error("m-line {0} has no a=mid")]
+    NoMid(usize),
+    #[error("mid {0:?} appears twice")]
+    DuplicateMid(String),
+}
+
+/// The m-lines of `sdp`, in order. Every m-line must carry a unique mid (the client is a
+/// unified-plan browser SDK).
+pub fn m_lines(sdp: &str) -> Result<Vec<MLine>, SdpError> {
+    if sdp.len() > MAX_SDP_BYTES {
+        return Err(SdpError::TooLarge(sdp.len()));
+    }
+    if !sdp.trim_start().starts_with("v=0") {
+        return Err(SdpError::NotSdp);
+    }
+    let mut lines: Vec<MLine> = Vec::new();
+    for raw in sdp.lines() {
+        let line = raw.trim_end_matches('\r');
+        if let Some(rest) = line.strip_prefix("m=") {
+            let mut parts = rest.split(' ');
+            let kind = parts.next().unwrap_or_default().to_string();
+            let port = parts
+                .next()
+                .and_then(|p| p.split('/').next())
+                .and_then(|p| p.parse::<u16>().ok())
+                .ok_or_else(|| SdpError::BadMLine(line.chars().take(80).collect()))?;
+            if kind.is_empty() {
+                return Err(SdpError::BadMLine(line.chars().take(80).collect()));
+            }
+            lines.push(MLine { kind, mid: None, port, direction: "sendrecv".into() });
+        } else if let Some(current) = lines.last_mut() {
+            if let Some(mid) = line.strip_prefix("a=mid:") {
+                current.mid = Some(mid.trim().to_string());
+            } else if let Some(dir) = line.strip_prefix("a=") {
+                if matches!(dir, "sendrecv" | "sendonly" | "recvonly" | "inactive") {
+                    current.direction = dir.to_string();
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, line) in lines.iter().enumerate() {
+        let mid = line.mid.as_ref().ok_or(SdpError::NoMid(i))?;
+        if !seen.insert(mid.clone()) {
+            return Err(SdpError::DuplicateMid(mid.clone()));
+        }
+    }
+    Ok(lines)
+}
+
+/// Replaces, in every candidate line, the connection address `from` with `to` (the public
+/// address announced for an interface behind 1:1 NAT).
+pub fn replace_candidate_address(sdp: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("a=candidate:") {
+            let fields: Vec<&str> = line.trim_end().split(' ').collect();
+            if fields.len() > 5 && fields[4] == from {
+                let mut fields: Vec<String> = fields.iter().map(|s| s.to_string()).collect();
+                fields[4] = to.to_string();
+                out.push_str(&fields.join(" "));
+                out.push_str("\r\n");
+                continue;
+            }
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// A client candidate as OWT's JS SDK sends it (`a=candidate:...`) or bare (`candidate:...`):
+/// the bare form. Empty means end of candidates.
+pub fn bare_candidate(candidate: &str) -> Result<String, String> {
+    let c = candidate.trim();
+    let c = c.strip_prefix("a=").unwrap_or(c);
+    if c.len() > 1024 {
+        return Err("candidate longer than 1024 bytes".into());
+    }
+    if !c.is_empty() && !c.starts_with("candidate:") {
+        return Err(format!("not an ICE candidate: {:?}", c.chars().take(60).collect::<String>()));
+    }
+    Ok(c.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendonly\r\n\
+m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=inactive\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=recvonly\r\n";
+
+    #[test]
+    fn reads_m_lines() {
+        let lines = m_lines(OFFER).unwrap();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(
+            lines[0],
+            MLine { kind: "audio".into(), mid: Some("0".into()), port: 9, direction: "sendonly".into() }
+        );
+        assert!(lines[1].is_closed());
+        assert_eq!(lines[2].direction, "recvonly");
+    }
+
+    #[test]
+    fn refuses_bad_sdp() {
+        assert_eq!(m_lines("hello"), Err(SdpError::NotSdp));
+        assert!(matches!(m_lines(&"v=0\r\n".repeat(60_000)), Err(SdpError::TooLarge(_))));
+        assert!(matches!(m_lines("v=0\r\nm=audio x RTP\r\n"), Err(SdpError::BadMLine(_))));
+        assert_eq!(m_lines("v=0\r\nm=audio 9 RTP 0\r\n"), Err(SdpError::NoMid(0)));
+        assert_eq!(
+            m_lines("v=0\r\nm=audio 9 RTP 0\r\na=mid:a\r\nm=video 9 RTP 0\r\na=mid:a\r\n"),
+            Err(SdpError::DuplicateMid("a".into()))
+        );
+    }
+
+    #[test]
+    fn candidates() {
+        assert_eq!(
+            bare_candidate("a=candidate:1 1 udp 2 127.0.0.1 5000 typ host").unwrap(),
+            "candidate:1 1 udp 2 127.0.0.1 5000 typ host"
+        );
+        assert_eq!(bare_candidate("candidate:1 1 udp 2 ::1 5 typ host").unwrap(), "candidate:1 1 udp 2 ::1 5 typ host");
+        assert_eq!(bare_candidate("").unwrap(), "");
+        assert!(bare_candidate("a=foo").is_err());
+        let sdp = "a=candidate:1 1 udp 2130706431 10.0.0.5 40000 typ host\r\nc=IN IP4 0.0.0.0\r\n";
+        let out = replace_candidate_address(sdp, "10.0.0.5", "203.0.113.7");
+        assert_eq!(out, "a=candidate:1 1 udp 2130706431 203.0.113.7 40000 typ host\r\nc=IN IP4 0.0.0.0\r\n");
+    }
+}

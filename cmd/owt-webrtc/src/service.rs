@@ -1,0 +1,152 @@
+//! The daemon service of owt-webrtc: a tokio runtime, the bus connection to the portal
+//! (registration and heartbeats through owt_bus::BusClient) with the node as its request
+//! handler, and the task that sends the node's events to the portal.
+
+use crate::node::{NetSettings, Node};
+use owt_bus::client::BoxFuture;
+use owt_bus::load::CpuLoad;
+use owt_bus::{BusClient, ClientOptions, ClientState, Handler, RemoteError};
+use owt_config::{WebrtcConfig, WorkerConfig};
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Bus(#[from] owt_bus::BusError),
+}
+
+struct BusHandler {
+    node: Node,
+    load: Mutex<CpuLoad>,
+}
+
+impl Handler for BusHandler {
+    fn request(&self, method: &str, params: Value) -> BoxFuture<Result<Value, RemoteError>> {
+        let node = self.node.clone();
+        let method = method.to_string();
+        Box::pin(async move { node.request(&method, params).await })
+    }
+
+    fn load(&self) -> f64 {
+        self.load.lock().map(|mut load| load.sample()).unwrap_or(0.0)
+    }
+}
+
+/// The running node.
+pub struct WebrtcService {
+    runtime: Option<tokio::runtime::Runtime>,
+    client: Option<Arc<BusClient>>,
+    node: Node,
+    endpoint: String,
+    events: Option<tokio::task::JoinHandle<()>>,
+    applied: WebrtcConfig,
+}
+
+impl WebrtcService {
+    pub fn start(config: &WebrtcConfig) -> Result<WebrtcService, StartError> {
+        let net = NetSettings::from_config(&config.webrtc).map_err(StartError::Config)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("webrtc")
+            .enable_all()
+            .build()
+            .map_err(StartError::Runtime)?;
+        let (events_tx, mut events_rx) = mpsc::unbounded_channel::<(String, Value)>();
+        let node = Node::new(net, events_tx);
+        let cluster = config.cluster();
+        let info = owt_bus::worker::worker_info(WebrtcConfig::KIND, cluster, config.capacity());
+        tracing::info!("joining the cluster at {} as {} (webrtc)", cluster.portal, info.node_id);
+        let handler = Arc::new(BusHandler { node: node.clone(), load: Mutex::new(CpuLoad::new()) });
+        let client =
+            Arc::new(BusClient::connect(&cluster.portal, info, handler, ClientOptions::default(), runtime.handle())?);
+        let sender = client.clone();
+        let events = runtime.spawn(async move {
+            while let Some((method, params)) = events_rx.recv().await {
+                if let Err(err) = sender.event(&method, params).await {
+                    tracing::warn!("event {method} not sent to the portal: {err}");
+                }
+            }
+        });
+        let mut state = client.watch();
+        let endpoint = cluster.portal.clone();
+        let status_endpoint = endpoint.clone();
+        runtime.spawn(async move {
+            while state.changed().await.is_ok() {
+                let current = *state.borrow_and_update();
+                owt_daemon::notify(&[("STATUS", &status_line(current, &status_endpoint, 0))]);
+            }
+        });
+        Ok(WebrtcService {
+            runtime: Some(runtime),
+            client: Some(client),
+            node,
+            endpoint,
+            events: Some(events),
+            applied: config.clone(),
+        })
+    }
+}
+
+fn status_line(state: ClientState, endpoint: &str, transports: usize) -> String {
+    match state {
+        ClientState::Registered => format!("registered with portal at {endpoint}; {transports} transports"),
+        ClientState::Stopped => "stopped".to_string(),
+        ClientState::Connecting | ClientState::Registering => format!("waiting for portal at {endpoint}"),
+    }
+}
+
+impl owt_daemon::Service<WebrtcConfig> for WebrtcService {
+    fn status(&self) -> String {
+        let state = self.client.as_ref().map(|c| c.state()).unwrap_or(ClientState::Stopped);
+        status_line(state, &self.endpoint, self.node.transport_count())
+    }
+
+    fn reload(&mut self, config: &WebrtcConfig) -> Result<(), String> {
+        if (config.cluster(), config.capacity(), &config.webrtc)
+            != (self.applied.cluster(), self.applied.capacity(), &self.applied.webrtc)
+        {
+            return Err("[webrtc], [cluster] and [capacity] take effect on restart".to_string());
+        }
+        Ok(())
+    }
+
+    fn stop(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            let node = self.node.clone();
+            runtime.block_on(async {
+                let _ = tokio::time::timeout(Duration::from_secs(2), node.shutdown()).await;
+            });
+            if let Some(events) = self.events.take() {
+                events.abort();
+            }
+            if let Some(client) = self.client.take() {
+                match Arc::try_unwrap(client) {
+                    Ok(client) => runtime.block_on(client.stop()),
+                    Err(_) => tracing::warn!("bus client still shared at stop"),
+                }
+            }
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(
+            status_line(ClientState::Registered, "tcp://x:1", 2),
+            "registered with portal at tcp://x:1; 2 transports"
+        );
+        assert!(status_line(ClientState::Connecting, "tcp://x:1", 0).starts_with("waiting"));
+    }
+}

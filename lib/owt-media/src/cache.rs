@@ -1,0 +1,92 @@
+//! A ring buffer of recently sent packets indexed by RTP sequence number, to answer NACKs
+//! without asking the publisher. Fixed memory: a slot per sequence number modulo the
+//! capacity; a slot holds the sequence number it was written for, so a stale slot is never
+//! mistaken for the packet asked about.
+
+/// Packets by sequence number; `T` is whatever the caller resends (e.g. the marshalled
+/// packet or its parts).
+#[derive(Debug, Clone)]
+pub struct PacketCache<T> {
+    slots: Vec<Option<(u16, T)>>,
+    hits: u64,
+    misses: u64,
+}
+
+impl<T> PacketCache<T> {
+    /// A cache of `capacity` packets (rounded up to a power of two, at least 16, at most 32768).
+    pub fn new(capacity: usize) -> PacketCache<T> {
+        let capacity = capacity.clamp(16, 32_768).next_power_of_two();
+        PacketCache { slots: (0..capacity).map(|_| None).collect(), hits: 0, misses: 0 }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn index(&self, seq: u16) -> usize {
+        usize::from(seq) & (self.slots.len() - 1)
+    }
+
+    /// Keeps `packet` as the one sent with `seq` (replacing whatever that slot held).
+    pub fn insert(&mut self, seq: u16, packet: T) {
+        let i = self.index(seq);
+        self.slots[i] = Some((seq, packet));
+    }
+
+    /// The packet sent with `seq`, if still held.
+    pub fn get(&mut self, seq: u16) -> Option<&T> {
+        let i = self.index(seq);
+        match &self.slots[i] {
+            Some((s, packet)) if *s == seq => {
+                self.hits += 1;
+                Some(packet)
+            }
+            _ => {
+                self.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// NACK lookups answered and missed so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.hits, self.misses)
+    }
+
+    /// The sequence numbers a generic NACK (RFC 4585 §6.2.1) names: `pid` and each set bit
+    /// of `blp` (bit i means `pid + i + 1`).
+    pub fn nack_sequence_numbers(pid: u16, blp: u16) -> impl Iterator<Item = u16> {
+        std::iter::once(pid)
+            .chain((0..16u16).filter(move |i| blp & (1 << i) != 0).map(move |i| pid.wrapping_add(i + 1)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_last_capacity_packets() {
+        let mut cache = PacketCache::new(20);
+        assert_eq!(cache.capacity(), 32);
+        for seq in 65_500u16..=65_535 {
+            cache.insert(seq, seq as u32);
+        }
+        for seq in 0u16..10 {
+            cache.insert(seq, 100_000 + seq as u32);
+        }
+        assert_eq!(cache.get(5), Some(&100_005));
+        assert_eq!(cache.get(65_535), Some(&65_535));
+        // Overwritten by 65_532 + 32 = 28? no: slot of 65_510 now holds 65_510 + 32 = 6.
+        assert_eq!(cache.get(65_510), None);
+        assert_eq!(cache.get(1000), None);
+        assert_eq!(cache.counts(), (2, 2));
+    }
+
+    #[test]
+    fn nack_bitmask() {
+        let seqs: Vec<u16> = PacketCache::<()>::nack_sequence_numbers(65_534, 0b101).collect();
+        assert_eq!(seqs, vec![65_534, 65_535, 1]);
+        assert_eq!(PacketCache::<()>::nack_sequence_numbers(7, 0).count(), 1);
+    }
+}

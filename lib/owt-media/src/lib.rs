@@ -1,0 +1,23 @@
+//! owt-media: sans-IO media logic of owt-rs (DESIGN.md §3, §5). No sockets, no runtime, no
+//! WebRTC types: time and packets come in as arguments, decisions go out as values, so
+//! every rule here is tested deterministically.
+//!
+//! - [`rewrite`]: per-subscriber SSRC / sequence / timestamp rewriting, continuous across
+//!   source switches and pauses.
+//! - [`cache`]: a ring buffer of sent packets by sequence number, for answering NACKs.
+//! - [`keyframe`]: the rate limit of keyframe requests (PLI/FIR) sent upstream.
+//! - [`sessions`]: which m-line (mid) of a client transport belongs to which session, and
+//!   when a session becomes ready.
+//! - [`meter`]: packet/byte counters with a bitrate over the last second.
+
+pub mod cache;
+pub mod keyframe;
+pub mod meter;
+pub mod rewrite;
+pub mod sessions;
+
+pub use cache::PacketCache;
+pub use keyframe::KeyframeLimiter;
+pub use meter::RateMeter;
+pub use rewrite::{Rewritten, StreamRewriter};
+pub use sessions::{Role, SessionError, TransportSessions};

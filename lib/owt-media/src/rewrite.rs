@@ -1,0 +1,207 @@
+//! SSRC / sequence number / timestamp rewriting of one forwarded stream (one subscriber
+//! m-line). The subscriber sees a single stream with its own SSRC whose sequence numbers
+//! have no gap and whose timestamps keep advancing, whatever happens upstream: the source
+//! changes SSRC (publisher restarts, simulcast layer switch), or forwarding pauses and
+//! resumes. Packet loss upstream stays visible as a gap, so the subscriber can NACK it.
+
+use std::time::Instant;
+
+/// Header fields of a packet to send to the subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewritten {
+    pub ssrc: u32,
+    pub sequence_number: u16,
+    pub timestamp: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Base {
+    source_ssrc: u32,
+    seq_offset: u16,
+    ts_offset: u32,
+    /// Output sequence number of the first packet of this base.
+    first_out: u16,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Last {
+    sequence_number: u16,
+    timestamp: u32,
+    at: Instant,
+}
+
+/// The rewriting state of one outgoing stream.
+#[derive(Debug, Clone)]
+pub struct StreamRewriter {
+    ssrc: u32,
+    clock_rate: u32,
+    base: Option<Base>,
+    /// The source switched away from: its late packets are dropped, not switched back to.
+    previous_source: Option<u32>,
+    last: Option<Last>,
+    rebase: bool,
+    forwarded: u64,
+    dropped: u64,
+}
+
+/// `a` is after `b` in RTP sequence space (half-range rule).
+fn seq_after(a: u16, b: u16) -> bool {
+    let d = a.wrapping_sub(b);
+    d != 0 && d < 0x8000
+}
+
+impl StreamRewriter {
+    /// `ssrc`: the subscriber-side SSRC; `clock_rate`: RTP clock of the codec (Hz).
+    pub fn new(ssrc: u32, clock_rate: u32) -> StreamRewriter {
+        StreamRewriter {
+            ssrc,
+            clock_rate: clock_rate.max(1),
+            base: None,
+            previous_source: None,
+            last: None,
+            rebase: false,
+            forwarded: 0,
+            dropped: 0,
+        }
+    }
+
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    /// Packets forwarded and dropped so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.forwarded, self.dropped)
+    }
+
+    /// The next packet starts a new base (after a pause, or to switch sources on a keyframe):
+    /// sequence numbers continue from the last one sent, timestamps advance by the wall time
+    /// that passed.
+    pub fn rebase(&mut self) {
+        self.rebase = true;
+    }
+
+    /// Rewrites one packet of the source, or `None` to drop it (it predates the current base,
+    /// e.g. a late packet of the previous source).
+    pub fn rewrite(
+        &mut self,
+        source_ssrc: u32,
+        sequence_number: u16,
+        timestamp: u32,
+        now: Instant,
+    ) -> Option<Rewritten> {
+        let needs_base = match &self.base {
+            None => true,
+            Some(base) if base.source_ssrc != source_ssrc && self.previous_source == Some(source_ssrc) => {
+                self.dropped += 1;
+                return None;
+            }
+            Some(base) => self.rebase || base.source_ssrc != source_ssrc,
+        };
+        if needs_base {
+            let (seq_offset, ts_offset) = match &self.last {
+                None => (0u16, 0u32),
+                Some(last) => {
+                    let elapsed = now.saturating_duration_since(last.at);
+                    let ticks = (elapsed.as_secs_f64() * f64::from(self.clock_rate)).round();
+                    // At least one tick so a new base never repeats a timestamp; at most half
+                    // the timestamp space so it stays "later" for the receiver.
+                    let ticks = ticks.clamp(1.0, f64::from(u32::MAX / 2)) as u32;
+                    let next_ts = last.timestamp.wrapping_add(ticks);
+                    (
+                        last.sequence_number.wrapping_add(1).wrapping_sub(sequence_number),
+                        next_ts.wrapping_sub(timestamp),
+                    )
+                }
+            };
+            let first_out = sequence_number.wrapping_add(seq_offset);
+            if let Some(old) = &self.base {
+                if old.source_ssrc != source_ssrc {
+                    self.previous_source = Some(old.source_ssrc);
+                }
+            }
+            self.base = Some(Base { source_ssrc, seq_offset, ts_offset, first_out });
+            self.rebase = false;
+        }
+        let base = self.base?;
+        let out_seq = sequence_number.wrapping_add(base.seq_offset);
+        if out_seq != base.first_out && !seq_after(out_seq, base.first_out) {
+            self.dropped += 1;
+            return None;
+        }
+        let out =
+            Rewritten { ssrc: self.ssrc, sequence_number: out_seq, timestamp: timestamp.wrapping_add(base.ts_offset) };
+        let newest = match &self.last {
+            None => true,
+            Some(last) => seq_after(out_seq, last.sequence_number) || needs_base,
+        };
+        if newest {
+            self.last = Some(Last { sequence_number: out.sequence_number, timestamp: out.timestamp, at: now });
+        }
+        self.forwarded += 1;
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn first_source_keeps_its_numbers_with_our_ssrc() {
+        let t0 = Instant::now();
+        let mut r = StreamRewriter::new(77, 90_000);
+        let a = r.rewrite(1, 100, 5000, t0).unwrap();
+        assert_eq!(a, Rewritten { ssrc: 77, sequence_number: 100, timestamp: 5000 });
+        let b = r.rewrite(1, 101, 8000, t0).unwrap();
+        assert_eq!((b.sequence_number, b.timestamp), (101, 8000));
+        // A gap upstream stays a gap (the subscriber NACKs it).
+        assert_eq!(r.rewrite(1, 104, 9000, t0).unwrap().sequence_number, 104);
+        // The late packet still goes out, with its place in the sequence.
+        assert_eq!(r.rewrite(1, 102, 8500, t0).unwrap().sequence_number, 102);
+        assert_eq!(r.counts(), (4, 0));
+    }
+
+    #[test]
+    fn source_switch_continues_sequence_and_time() {
+        let t0 = Instant::now();
+        let mut r = StreamRewriter::new(9, 90_000);
+        r.rewrite(1, 65_534, 1000, t0).unwrap();
+        r.rewrite(1, 65_535, 4000, t0).unwrap();
+        let t1 = t0 + Duration::from_millis(100);
+        let c = r.rewrite(2, 7, 123_456, t1).unwrap();
+        assert_eq!(c.sequence_number, 0, "wraps on from 65535");
+        assert_eq!(c.timestamp, 4000 + 9000, "100 ms at 90 kHz later");
+        let d = r.rewrite(2, 8, 126_456, t1).unwrap();
+        assert_eq!((d.sequence_number, d.timestamp), (1, 16_000));
+        // A late packet of the old source is dropped, not sent with a stale offset.
+        assert_eq!(r.rewrite(1, 3, 9999, t1), None);
+        // So is one of the new source from before its first packet.
+        assert_eq!(r.rewrite(2, 5, 120_000, t1), None);
+        assert_eq!(r.counts(), (4, 2));
+    }
+
+    #[test]
+    fn pause_and_resume_leaves_no_gap() {
+        let t0 = Instant::now();
+        let mut r = StreamRewriter::new(9, 48_000);
+        r.rewrite(5, 10, 0, t0).unwrap();
+        r.rebase();
+        // Packets 11..=499 were not forwarded while paused.
+        let t1 = t0 + Duration::from_secs(2);
+        let e = r.rewrite(5, 500, 470_000, t1).unwrap();
+        assert_eq!(e.sequence_number, 11);
+        assert_eq!(e.timestamp, 96_000);
+        assert_eq!(r.rewrite(5, 501, 470_960, t1).unwrap().sequence_number, 12);
+    }
+
+    #[test]
+    fn rebase_without_time_still_advances_timestamp() {
+        let t0 = Instant::now();
+        let mut r = StreamRewriter::new(1, 90_000);
+        r.rewrite(3, 1, 100, t0).unwrap();
+        let x = r.rewrite(4, 50, 100, t0).unwrap();
+        assert_eq!((x.sequence_number, x.timestamp), (2, 101));
+    }
+}

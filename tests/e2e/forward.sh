@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One end-to-end run: owt-portal + owt-webrtc + two headless Chromium pages, all on loopback
+# inside the caller's network namespace (run as `unshare -n sh -c 'ip link set lo up; exec
+# tests/e2e/forward.sh CODEC BIN_DIR'`). Prints the JSON line of tests/js/e2e-forward.js.
+set -euo pipefail
+codec=${1:-VP8}
+bin=${2:?bin dir}
+here=$(cd "$(dirname "$0")/../.." && pwd)
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+mkdir -p "$tmp/etc" "$tmp/etc-webrtc"
+cat > "$tmp/etc/portal.toml" <<CONF
+[state]
+dir = "$tmp/state"
+[management-api]
+ip_address = "127.0.0.1"
+[portal]
+ip_address = "127.0.0.1"
+bind_address = "127.0.0.1"
+CONF
+printf '[webrtc]\nloopback_candidates = true\n' > "$tmp/etc-webrtc/webrtc.toml"
+room=$("$bin/owtctl" --config-dir "$tmp/etc" init --json --no-cert | python3 -c 'import json,sys; print(json.load(sys.stdin)["room"]["id"])')
+"$bin/owt-portal" --config-dir "$tmp/etc" 2>"$tmp/portal.log" & pids+=($!)
+"$bin/owt-webrtc" --config-dir "$tmp/etc-webrtc" 2>"$tmp/webrtc.log" & pids+=($!)
+for _ in $(seq 200); do
+  if "$bin/owtctl" --config-dir "$tmp/etc" cluster --json 2>/dev/null | grep -q webrtc; then break; fi
+  sleep 0.05
+done
+# A 440 Hz tone as the fake microphone, so the subscriber's audio energy is measurable.
+python3 - "$tmp/tone.wav" <<'PY'
+import math, struct, sys, wave
+with wave.open(sys.argv[1], "wb") as w:
+    w.setnchannels(1); w.setsampwidth(2); w.setframerate(48000)
+    w.writeframes(b"".join(struct.pack("<h", int(12000 * math.sin(2 * math.pi * 440 * i / 48000))) for i in range(48000 * 5)))
+PY
+export OWT_FAKE_AUDIO="$tmp/tone.wav"
+tok() { "$bin/owtctl" --config-dir "$tmp/etc" token create "$room" --user "$1" --role presenter; }
+status=0
+node "$here/tests/js/e2e-forward.js" http://127.0.0.1:8080 "$(tok publisher)" "$(tok subscriber)" "$codec" || status=$?
+if [ "$status" != 0 ]; then
+  echo "--- portal.log" >&2; tail -30 "$tmp/portal.log" >&2
+  echo "--- webrtc.log" >&2; tail -30 "$tmp/webrtc.log" >&2
+fi
+exit $status
