@@ -174,6 +174,12 @@ impl Api {
         let _ = self.cluster.set(cluster);
     }
 
+    /// The super service's id and key, for in-process clients of this API (the sample
+    /// application server signs its requests like any application server).
+    pub fn super_credentials(&self) -> Option<(String, String)> {
+        self.store().super_service().ok().flatten().map(|s| (s.id, s.key))
+    }
+
     pub fn token_key(&self) -> Result<String, StoreError> {
         self.store().token_key()
     }

@@ -12,7 +12,7 @@
 use crate::api::{Api, ApiError, Body, Request, Response};
 use crate::PortalError;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use owt_config::PortalConfig;
@@ -49,7 +49,11 @@ pub(crate) fn tls_acceptor(config: &PortalConfig) -> Result<openssl::ssl::SslAcc
 }
 
 impl RestServer {
-    pub fn start(config: &PortalConfig, api: Arc<Api>, runtime: &tokio::runtime::Handle) -> Result<RestServer, PortalError> {
+    pub fn start(
+        config: &PortalConfig,
+        api: Arc<Api>,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<RestServer, PortalError> {
         let settings = &config.management_api;
         let ip: std::net::IpAddr = settings.ip_address.parse().map_err(|_| PortalError::Listen {
             addr: settings.ip_address.clone(),
@@ -60,7 +64,9 @@ impl RestServer {
         let listener = runtime
             .block_on(TcpListener::bind(bind))
             .map_err(|e| PortalError::Listen { addr: bind.to_string(), message: e.to_string() })?;
-        let addr = listener.local_addr().map_err(|e| PortalError::Listen { addr: bind.to_string(), message: e.to_string() })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| PortalError::Listen { addr: bind.to_string(), message: e.to_string() })?;
         let max_body = settings.max_body_bytes;
         let accept_task = runtime.spawn(async move {
             loop {
@@ -139,17 +145,12 @@ where
 
 async fn answer(request: hyper::Request<Incoming>, api: Arc<Api>, max_body: usize) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
-    let header = |name: hyper::header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let declared = header(hyper::header::CONTENT_LENGTH).and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max_body as u64) {
-        return respond(ApiError::TooLarge(max_body).into_response());
-    }
-    let body = match tokio::time::timeout(BODY_DEADLINE, Limited::new(body, max_body).collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(err)) if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return respond(ApiError::TooLarge(max_body).into_response());
-        }
-        Ok(Err(err)) => {
+    let header =
+        |name: hyper::header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body = match tokio::time::timeout(BODY_DEADLINE, read_body(body, max_body)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(BodyError::TooLarge)) => return respond(ApiError::TooLarge(max_body).into_response()),
+        Ok(Err(BodyError::Read(err))) => {
             tracing::debug!("REST body read: {err}");
             return respond(ApiError::BadRequest("Failed to read request body".into()).into_response());
         }
@@ -180,6 +181,35 @@ async fn answer(request: hyper::Request<Incoming>, api: Arc<Api>, max_body: usiz
     }
 }
 
+/// Bodies past the limit are still read (and dropped) up to this size, so an honest client
+/// that sends a too-large body gets its 413 answer instead of a broken pipe.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+enum BodyError {
+    TooLarge,
+    Read(hyper::Error),
+}
+
+async fn read_body(mut body: Incoming, max_body: usize) -> Result<Bytes, BodyError> {
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyError::Read)?;
+        let Ok(data) = frame.into_data() else { continue };
+        total += data.len();
+        if total <= max_body {
+            kept.extend_from_slice(&data);
+        } else if total > DRAIN_LIMIT {
+            return Err(BodyError::TooLarge);
+        }
+    }
+    if total > max_body {
+        Err(BodyError::TooLarge)
+    } else {
+        Ok(Bytes::from(kept))
+    }
+}
+
 fn respond(response: Response) -> hyper::Response<Full<Bytes>> {
     let (content_type, data) = match response.body {
         Body::Json(value) => ("application/json; charset=utf-8", value.to_string().into_bytes()),
@@ -194,7 +224,8 @@ fn respond(response: Response) -> hyper::Response<Full<Bytes>> {
         .header("Strict-Transport-Security", "max-age=1024000; includeSubDomain")
         .header("X-Content-Type-Options", "nosniff");
     if let Some(reason) = response.auth_failure {
-        let value = format!("MAuth realm=\"{}\", error=\"{}\"", owt_auth::REALM, reason.replace(['"', '\r', '\n'], "'"));
+        let value =
+            format!("MAuth realm=\"{}\", error=\"{}\"", owt_auth::REALM, reason.replace(['"', '\r', '\n'], "'"));
         builder = builder.header("WWW-Authenticate", value);
     }
     builder.body(Full::new(Bytes::from(data))).unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))

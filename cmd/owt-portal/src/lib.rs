@@ -5,6 +5,7 @@
 //! a media node exists.
 
 pub mod api;
+pub mod app;
 mod cluster;
 mod form;
 mod http;
@@ -48,6 +49,7 @@ pub enum PortalError {
 pub struct Portal {
     api: Arc<api::Api>,
     server: http::RestServer,
+    app: Option<app::AppServer>,
     signaling: signaling::Signaling,
     cluster: Arc<owt_bus::Cluster>,
     runtime: tokio::runtime::Runtime,
@@ -79,9 +81,19 @@ impl Portal {
         let signaling = runtime.block_on(signaling::Signaling::start(config, api.clone(), cluster.clone()))?;
         api.set_live(signaling.hub());
         let server = http::RestServer::start(config, api.clone(), runtime.handle())?;
+        // The sample application is optional (OWT runs it as a process of its own): when it
+        // cannot start, the portal serves without it.
+        let app = match config.app.enabled.then(|| app::start(config, api.clone(), runtime.handle())).transpose() {
+            Ok(app) => app,
+            Err(err) => {
+                tracing::error!("sample application not started: {err}");
+                None
+            }
+        };
         Ok(Portal {
             api,
             server,
+            app,
             signaling,
             cluster,
             runtime,
@@ -131,6 +143,9 @@ impl owt_daemon::Service<PortalConfig> for Portal {
 
     fn stop(self) {
         self.server.stop();
+        if let Some(app) = self.app {
+            app.stop();
+        }
         self.runtime.block_on(self.signaling.stop());
         if let Ok(cluster) = Arc::try_unwrap(self.cluster) {
             self.runtime.block_on(cluster.stop());

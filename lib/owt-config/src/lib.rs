@@ -942,7 +942,8 @@ mod tests {
     fn app_section_is_checked() {
         let config = PortalConfig::default();
         assert_eq!(config.app.socketio_client_path(), Path::new("/usr/local/share/owt/app/vendor/socket.io.min.js"));
-        let ok = parse::<PortalConfig>(Path::new("p.toml"), "[app]\nport = 0\nsocketio_client = \"/x/io.js\"\n").unwrap();
+        let ok =
+            parse::<PortalConfig>(Path::new("p.toml"), "[app]\nport = 0\nsocketio_client = \"/x/io.js\"\n").unwrap();
         assert_eq!(ok.app.socketio_client_path(), Path::new("/x/io.js"));
         for (text, key) in [
             ("[app]\nip_address = \"localhost\"\n", "app.ip_address"),

@@ -70,7 +70,12 @@ fn kinds_of(data: &Value) -> Result<Vec<Kind>, String> {
 
 impl Hub {
     /// Answers a media request: `Some(data)` for `("ok", data)`, `None` for `("ok")`.
-    pub(super) async fn media_request(&self, socket_id: &str, event: &str, data: &Value) -> Result<Option<Value>, String> {
+    pub(super) async fn media_request(
+        &self,
+        socket_id: &str,
+        event: &str,
+        data: &Value,
+    ) -> Result<Option<Value>, String> {
         let (participant, room) = self.participant_of(socket_id).ok_or("Illegal request")?;
         match event {
             "publish" => self.publish(&participant, &room, data).await.map(Some),
@@ -85,9 +90,17 @@ impl Hub {
     }
 
     /// The transport a request names (it must belong to the participant), or a new one.
-    async fn transport_for(&self, participant: &str, data: &Value, session_id: &str, origin: &Value) -> Result<(String, String, bool), String> {
+    async fn transport_for(
+        &self,
+        participant: &str,
+        data: &Value,
+        session_id: &str,
+        origin: &Value,
+    ) -> Result<(String, String, bool), String> {
         match data.get("transport").filter(|t| !t.is_null()) {
-            Some(transport) if !transport.is_object() => return Err("Invalid request: transport must be {type, id}".into()),
+            Some(transport) if !transport.is_object() => {
+                return Err("Invalid request: transport must be {type, id}".into())
+            }
             Some(transport) if transport.get("id").is_some_and(|id| !id.is_string() && !id.is_null()) => {
                 return Err("Invalid request: transport.id must be a string".into())
             }
@@ -96,7 +109,9 @@ impl Hub {
         if let Some(id) = data["transport"]["id"].as_str() {
             let state = self.lock();
             let transport = state.transports.get(id).filter(|t| t.owner == participant);
-            return transport.map(|t| (id.to_string(), t.node.clone(), false)).ok_or(format!("Transport {id} does NOT exist"));
+            return transport
+                .map(|t| (id.to_string(), t.node.clone(), false))
+                .ok_or(format!("Transport {id} does NOT exist"));
         }
         let preference = owt_bus::Preference {
             isp: origin["isp"].as_str().filter(|s| !s.is_empty()).map(str::to_owned),
@@ -143,7 +158,12 @@ impl Hub {
                 .media_in
                 .audio
                 .iter()
-                .map(|f| Format { codec: f.codec.clone(), sample_rate: f.sample_rate, channel_num: f.channel_num, profile: None })
+                .map(|f| Format {
+                    codec: f.codec.clone(),
+                    sample_rate: f.sample_rate,
+                    channel_num: f.channel_num,
+                    profile: None,
+                })
                 .collect();
             let video: Vec<Format> = config
                 .media_in
@@ -159,13 +179,14 @@ impl Hub {
                 conference.remove_publication(&session_id);
             }
         };
-        let (transport_id, node, new_transport) = match self.transport_for(participant, data, &session_id, &origin).await {
-            Ok(found) => found,
-            Err(err) => {
-                unreserve(self);
-                return Err(err);
-            }
-        };
+        let (transport_id, node, new_transport) =
+            match self.transport_for(participant, data, &session_id, &origin).await {
+                Ok(found) => found,
+                Err(err) => {
+                    unreserve(self);
+                    return Err(err);
+                }
+            };
         let request = PublishRequest {
             session_id: session_id.clone(),
             transport_id: transport_id.clone(),
@@ -181,14 +202,19 @@ impl Hub {
             }
             return Err(err);
         }
-        self.record_session(&transport_id, &node, &session_id, MediaSession {
-            transport: transport_id.clone(),
-            owner: participant.into(),
-            room: room.into(),
-            publish: true,
-            tracks,
-            attributes,
-        });
+        self.record_session(
+            &transport_id,
+            &node,
+            &session_id,
+            MediaSession {
+                transport: transport_id.clone(),
+                owner: participant.into(),
+                room: room.into(),
+                publish: true,
+                tracks,
+                attributes,
+            },
+        );
         tracing::info!(participant, session = %session_id, transport = %transport_id, %node, "publication accepted");
         Ok(json!({"id": session_id, "transportId": transport_id}))
     }
@@ -219,14 +245,17 @@ impl Hub {
             let mut source_nodes = Vec::new();
             for track in requested {
                 let kind = kind_of(&track["type"])?;
-                let allowed = if kind == Kind::Audio { me.permission.subscribe.audio } else { me.permission.subscribe.video };
+                let allowed =
+                    if kind == Kind::Audio { me.permission.subscribe.audio } else { me.permission.subscribe.video };
                 if !allowed {
                     return Err("unauthorized".into());
                 }
                 let mid = track["mid"].as_str().ok_or("Invalid request: track.mid must be a string")?;
                 let from = track["from"].as_str().ok_or("Invalid request: track.from must be a string")?;
                 if conference.is_mixed(from) {
-                    return Err(format!("Target stream {from} is mixed: mixing needs owt-mixer, which this release does not have"));
+                    return Err(format!(
+                        "Target stream {from} is mixed: mixing needs owt-mixer, which this release does not have"
+                    ));
                 }
                 if track.get("parameters").is_some_and(|p| !p.is_null()) {
                     return Err("Target video stream does NOT satisfy: transcoding needs owt-mixer, which this release does not have".into());
@@ -235,7 +264,10 @@ impl Hub {
                 let publication = conference
                     .streams()
                     .into_iter()
-                    .find(|s| s["id"] == from || s["media"]["tracks"].as_array().into_iter().flatten().any(|t| t["id"] == from))
+                    .find(|s| {
+                        s["id"] == from
+                            || s["media"]["tracks"].as_array().into_iter().flatten().any(|t| t["id"] == from)
+                    })
                     .ok_or(format!("Stream does NOT exist: {from}"))?;
                 let source = publication["media"]["tracks"]
                     .as_array()
@@ -277,14 +309,19 @@ impl Hub {
             }
             return Err(err);
         }
-        self.record_session(&transport_id, &node, &session_id, MediaSession {
-            transport: transport_id.clone(),
-            owner: participant.into(),
-            room: room.into(),
-            publish: false,
-            tracks: Vec::new(),
-            attributes: Value::Null,
-        });
+        self.record_session(
+            &transport_id,
+            &node,
+            &session_id,
+            MediaSession {
+                transport: transport_id.clone(),
+                owner: participant.into(),
+                room: room.into(),
+                publish: false,
+                tracks: Vec::new(),
+                attributes: Value::Null,
+            },
+        );
         tracing::info!(participant, session = %session_id, transport = %transport_id, %node, "subscription accepted");
         Ok(json!({"id": session_id, "transportId": transport_id}))
     }
@@ -315,7 +352,8 @@ impl Hub {
         let id = data.get("id").and_then(Value::as_str).filter(|id| valid_id(id)).ok_or(invalid)?;
         let (node, room, outgoing) = {
             let mut state = self.lock();
-            let session = state.media.get(id).filter(|s| s.owner == participant && s.publish == publish).ok_or(missing)?;
+            let session =
+                state.media.get(id).filter(|s| s.owner == participant && s.publish == publish).ok_or(missing)?;
             let (transport, room) = (session.transport.clone(), session.room.clone());
             state.media.remove(id);
             let node = state.transports.get_mut(&transport).map(|t| {
@@ -352,11 +390,16 @@ impl Hub {
         let (node, room) = {
             let state = self.lock();
             let session = state.media.get(id).filter(|s| s.publish).ok_or("Stream does NOT exist")?;
-            let is_admin = state.rooms.get(&session.room).and_then(|c| c.participant(participant)).is_some_and(|p| p.role == "admin");
+            let is_admin = state
+                .rooms
+                .get(&session.room)
+                .and_then(|c| c.participant(participant))
+                .is_some_and(|p| p.role == "admin");
             if session.owner != participant && !is_admin {
                 return Err("unauthorized".into());
             }
-            let node = state.transports.get(&session.transport).map(|t| t.node.clone()).ok_or("Stream does NOT exist")?;
+            let node =
+                state.transports.get(&session.transport).map(|t| t.node.clone()).ok_or("Stream does NOT exist")?;
             (node, session.room.clone())
         };
         for kind in &kinds {
@@ -390,11 +433,16 @@ impl Hub {
         let kinds = kinds_of(&data["data"])?;
         let node = {
             let state = self.lock();
-            let session = state.media.get(id).filter(|s| !s.publish && s.owner == participant).ok_or("Subscription does NOT exist")?;
+            let session = state
+                .media
+                .get(id)
+                .filter(|s| !s.publish && s.owner == participant)
+                .ok_or("Subscription does NOT exist")?;
             state.transports.get(&session.transport).map(|t| t.node.clone()).ok_or("Subscription does NOT exist")?
         };
         for kind in kinds {
-            self.ask_node(&node, methods::SET_ACTIVE, json!(SetActiveRequest { session_id: id.into(), kind, active })).await?;
+            self.ask_node(&node, methods::SET_ACTIVE, json!(SetActiveRequest { session_id: id.into(), kind, active }))
+                .await?;
         }
         Ok(())
     }
@@ -402,7 +450,8 @@ impl Hub {
     /// The participant is gone: its transports are closed on their nodes (publications
     /// were removed from the conference by `leave`).
     pub(super) fn close_transports_of(&self, state: &mut State, participant: &str) {
-        let ids: Vec<String> = state.transports.iter().filter(|(_, t)| t.owner == participant).map(|(id, _)| id.clone()).collect();
+        let ids: Vec<String> =
+            state.transports.iter().filter(|(_, t)| t.owner == participant).map(|(id, _)| id.clone()).collect();
         for id in ids {
             let Some(transport) = state.transports.remove(&id) else { continue };
             for session in &transport.sessions {
@@ -411,7 +460,9 @@ impl Hub {
             let cluster = self.cluster.clone();
             tokio::spawn(async move {
                 let request = json!(TransportRequest { transport_id: id.clone() });
-                if let Err(err) = cluster.request(&transport.node, methods::DESTROY_TRANSPORT, request, NODE_DEADLINE).await {
+                if let Err(err) =
+                    cluster.request(&transport.node, methods::DESTROY_TRANSPORT, request, NODE_DEADLINE).await
+                {
                     tracing::debug!(transport = %id, "destroy-transport: {err}");
                 }
                 let _ = cluster.release("webrtc", &id).await;
@@ -450,7 +501,11 @@ impl Hub {
                 let Ok(progress) = serde_json::from_value::<TransportProgress>(params) else { return };
                 let owner_room = {
                     let state = self.lock();
-                    state.transports.get(&progress.transport_id).filter(|t| t.node == node).map(|t| (t.owner.clone(), t.room.clone()))
+                    state
+                        .transports
+                        .get(&progress.transport_id)
+                        .filter(|t| t.node == node)
+                        .map(|t| (t.owner.clone(), t.room.clone()))
                 };
                 let Some((owner, room)) = owner_room else { return };
                 let id = progress.transport_id.clone();
@@ -491,7 +546,11 @@ impl Hub {
                                 id: t.track_id.clone(),
                                 kind: kind_name(t.kind).into(),
                                 mid: t.mid.clone(),
-                                source: requested.iter().find(|r| r.mid == t.mid).map(|r| r.source.clone()).unwrap_or_default(),
+                                source: requested
+                                    .iter()
+                                    .find(|r| r.mid == t.mid)
+                                    .map(|r| r.source.clone())
+                                    .unwrap_or_default(),
                                 format: serde_json::to_value(&t.format).unwrap_or(Value::Null),
                             })
                             .collect();

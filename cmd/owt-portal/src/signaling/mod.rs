@@ -9,6 +9,7 @@
 mod media;
 
 use crate::api::{Api, LiveRooms};
+use hyper_util::rt::TokioIo;
 use owt_auth::{ReconnectionTicket, Token};
 use owt_config::PortalConfig;
 use owt_room::{Conference, Effect};
@@ -16,7 +17,6 @@ use serde_json::{json, Value};
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::socket::DisconnectReason;
 use socketioxide::SocketIo;
-use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -608,7 +608,8 @@ impl Signaling {
                 };
                 let (service, tls, cors) = (service.clone(), tls.clone(), cors.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| with_cors(service.clone(), cors.clone(), request));
+                    let service =
+                        hyper::service::service_fn(move |request| with_cors(service.clone(), cors.clone(), request));
                     let http = hyper::server::conn::http1::Builder::new();
                     let served = match tls {
                         None => http.serve_connection(TokioIo::new(stream), service).with_upgrades().await,
@@ -658,7 +659,8 @@ where
 {
     use hyper::header::{HeaderValue, ACCESS_CONTROL_REQUEST_HEADERS, ORIGIN};
     let origin = request.headers().get(ORIGIN).cloned();
-    let permitted = origin.as_ref().and_then(|o| o.to_str().ok()).is_some_and(|o| allowed.iter().any(|a| a == "*" || a == o));
+    let permitted =
+        origin.as_ref().and_then(|o| o.to_str().ok()).is_some_and(|o| allowed.iter().any(|a| a == "*" || a == o));
     let add_headers = |headers: &mut hyper::HeaderMap| {
         if let (true, Some(origin)) = (permitted, origin.clone()) {
             headers.insert("access-control-allow-origin", origin);
