@@ -30,11 +30,13 @@ endif
 DEB_PACKAGES := pkg-config libssl-dev libsystemd-dev systemd groff-base
 # Debian packages only the tests need: Socket.IO clients from npm run on node, WebRTC peers in Chromium.
 TEST_DEB_PACKAGES := nodejs npm chromium
+# Debian packages only `make bench-sfu` needs: Janus (the reference SFU), curl, ip (veth).
+BENCH_DEB_PACKAGES := janus curl iproute2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 RUN_DIR := $(CURDIR)/run
 
-.PHONY: help all deps test-deps build test unit-test lint fmt man man-check units-check run install uninstall bench bench-peer clean
+.PHONY: help all deps test-deps build test unit-test lint fmt man man-check units-check run install uninstall bench bench-peer bench-join bench-deps bench-sfu clean
 
 all: build
 
@@ -46,7 +48,7 @@ help:
 	@echo "make uninstall  remove what install installed (configuration is kept)"
 	@echo "make man        regenerate man/*.1 and man/owt-*.8 from the clap definitions"
 	@echo "make deps       install missing Debian build packages"
-	@echo "make bench      benchmarks: bench-peer (owt-peer against a Node.js socket.io relay; bench/peer.json)"
+	@echo "make bench      benchmarks side by side with references: bench-peer, bench-join, bench-sfu (bench/*.json)"
 	@echo "make lint       cargo fmt --check and clippy -D warnings"
 
 deps:
@@ -147,13 +149,35 @@ uninstall:
 	for f in man/*.[1578]; do s=$${f##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$$(basename $$f); done
 	@echo "configuration in $(DESTDIR)$(SYSCONFDIR)/owt and state in /var/lib/owt are kept"
 
-bench: bench-peer
+bench: bench-peer bench-join bench-sfu
 
 # owt-peer against a minimal Node.js relay on npm socket.io 4, 1000 clients; prints a table
 # and writes bench/peer.json.
 bench-peer: deps test-deps
 	$(CARGO) build --release -p owt-peer
 	node tests/js/bench-peer.js $(TARGET_DIR)/release/owt-peer --out bench/peer.json
+
+# 200 Socket.IO clients log in to one room at once: owt-portal against a Node.js socket.io 4
+# server answering login blindly; prints a table and writes bench/join.json.
+bench-join: deps test-deps
+	$(CARGO) build --release -p owt-portal -p owtctl
+	tests/bench/join-latency.sh 200 $(TARGET_DIR)/release
+
+bench-deps:
+	@missing=""; for p in $(BENCH_DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+# The same WebRTC load (owt-loadgen: 2x25 then 4x50 subscribers, 15 s each) against owt-rs
+# and Janus 1.1.2 videoroom, each in its own `unshare -n` namespace (root); prints a table
+# with the owt/Janus ratios and writes bench/sfu.json.
+bench-sfu: deps bench-deps
+	$(CARGO) build --release -p owt-portal -p owt-webrtc -p owtctl -p owt-loadgen
+	$(SUDO) bash tests/bench/sfu.sh $(TARGET_DIR)/release bench/sfu.json
 
 clean:
 	$(CARGO) clean

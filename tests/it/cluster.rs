@@ -79,29 +79,46 @@ fn workers_register_are_listed_and_disappear_when_killed() {
 #[test]
 fn publish_is_scheduled_on_a_webrtc_node_through_the_bus() {
     let server = TestServer::start();
+    let publish = |server: &TestServer| {
+        let token = server
+            .call(
+                "POST",
+                &format!("/v1/rooms/{}/tokens", server.default_room),
+                Some(json!({"user": "u", "role": "presenter"})),
+                Auth::Super,
+            )
+            .ok_text()
+            .to_string();
+        let script = format!(
+            "const io = require('socket.io-client'); const s = io('http://127.0.0.1:{}', {{forceNew: true, reconnection: false}});\
+             s.on('connect', () => s.emit('login', {{token: '{token}', userAgent: {{sdk: {{version: '5.1', type: 'JavaScript'}}}}, protocol: '1.2'}}, () => \
+               s.emit('publish', {{media: {{tracks: [{{type: 'video', mid: '0', source: 'camera'}}]}}, transport: {{type: 'webrtc'}}}}, (st, m) => \
+                 {{ console.log(JSON.stringify([st, m])); process.exit(0); }})));\
+             setTimeout(() => process.exit(1), 8000);",
+            server.signaling_port
+        );
+        let out = std::process::Command::new("node")
+            .arg("-e")
+            .arg(script)
+            .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js"))
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or_else(|_| {
+            panic!("{} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        })
+    };
+    // Without a webrtc node the portal says so.
+    let answer = publish(&server);
+    assert_eq!(answer, json!(["error", "No webrtc node available"]));
+    // With one, the session is scheduled on it and accepted; the first session's id is the
+    // transport id (spec §1.13 item 6).
     let _webrtc = spawn_worker(&server, "webrtc", "webrtc-b");
     wait_for(&server, "webrtc registered", |w| w.len() == 1);
-    let token = server
-        .call("POST", &format!("/v1/rooms/{}/tokens", server.default_room), Some(json!({"user": "u", "role": "presenter"})), Auth::Super)
-        .ok_text()
-        .to_string();
-    let script = format!(
-        "const io = require('socket.io-client'); const s = io('http://127.0.0.1:{}', {{forceNew: true, reconnection: false}});\
-         s.on('connect', () => s.emit('login', {{token: '{token}', userAgent: {{sdk: {{version: '5.1', type: 'JavaScript'}}}}, protocol: '1.2'}}, () => \
-           s.emit('publish', {{media: {{tracks: [{{type: 'video', mid: '0', source: 'camera'}}]}}, transport: {{type: 'webrtc'}}}}, (st, m) => \
-             {{ console.log(JSON.stringify([st, m])); process.exit(0); }})));\
-         setTimeout(() => process.exit(1), 8000);",
-        server.signaling_port
-    );
-    let out = std::process::Command::new("node")
-        .arg("-e")
-        .arg(script)
-        .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js"))
-        .output()
-        .unwrap();
-    let answer: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("{} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
-    assert_eq!(answer[0], "error");
-    let message = answer[1].as_str().unwrap();
-    assert!(message.contains("webrtc-b") && message.contains("not implemented"), "{message}");
+    let answer = publish(&server);
+    assert_eq!(answer[0], "ok", "{answer}");
+    let id = answer[1]["id"].as_str().expect("session id");
+    assert_eq!(id.len(), 32);
+    assert_eq!(answer[1]["transportId"], id);
+    let workers = cluster(&server);
+    assert_eq!(workers[0]["tasks"], 1, "the transport is bound to the node: {workers:?}");
 }

@@ -4,7 +4,6 @@
 
 mod support;
 
-mod browser;
 mod cluster;
 mod daemons;
 mod owtctl;

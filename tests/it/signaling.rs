@@ -152,7 +152,12 @@ impl Drop for Client {
 }
 
 fn token(server: &TestServer, room: &str, user: &str, role: &str) -> String {
-    let reply = server.call("POST", &format!("/v1/rooms/{room}/tokens"), Some(json!({"user": user, "role": role})), Auth::Super);
+    let reply = server.call(
+        "POST",
+        &format!("/v1/rooms/{room}/tokens"),
+        Some(json!({"user": user, "role": role})),
+        Auth::Super,
+    );
     reply.ok_text().to_string()
 }
 
@@ -207,7 +212,10 @@ fn participants_text_and_leave_are_notified() {
     let joined = bob.login(&token(&server, &room, "bob", "viewer"));
     let bob_id = joined["id"].as_str().unwrap().to_string();
     assert_eq!(joined["room"]["participants"].as_array().unwrap().len(), 2);
-    assert_eq!(alice.notification("participant"), json!({"action": "join", "data": {"id": bob_id, "user": "bob", "role": "viewer"}}));
+    assert_eq!(
+        alice.notification("participant"),
+        json!({"action": "join", "data": {"id": bob_id, "user": "bob", "role": "viewer"}})
+    );
 
     bob.ok("text", Some(json!({"to": "all", "message": "hello"})));
     let expected = json!({"from": bob_id, "to": "all", "message": "hello"});
@@ -215,7 +223,10 @@ fn participants_text_and_leave_are_notified() {
     assert_eq!(bob.notification("text"), expected, "the sender gets its broadcast too");
     alice.ok("text", Some(json!({"to": bob_id, "message": {"any": "json"}})));
     assert_eq!(bob.notification("text"), json!({"from": alice_id, "to": "me", "message": {"any": "json"}}));
-    assert_eq!(alice.error("text", Some(json!({"to": "nobody", "message": "x"}))), "Target participant does NOT exist: nobody");
+    assert_eq!(
+        alice.error("text", Some(json!({"to": "nobody", "message": "x"}))),
+        "Target participant does NOT exist: nobody"
+    );
     assert_eq!(alice.error("text", Some(json!({"to": 5, "message": "x"}))), "Invalid receiver");
 
     let listed = server.call("GET", &format!("/v1/rooms/{room}/participants"), None, Auth::Super).ok_json();
@@ -226,8 +237,11 @@ fn participants_text_and_leave_are_notified() {
     bob.ok("logout", None);
     assert_eq!(alice.notification("participant"), json!({"action": "leave", "data": bob_id}));
     let listed = server.call("GET", &format!("/v1/rooms/{room}/participants"), None, Auth::Super).ok_json();
-    assert_eq!(listed, json!([{"id": alice_id, "user": "alice", "role": "presenter",
-        "permission": {"publish": {"audio": true, "video": true}, "subscribe": {"audio": true, "video": true}}}]));
+    assert_eq!(
+        listed,
+        json!([{"id": alice_id, "user": "alice", "role": "presenter",
+        "permission": {"publish": {"audio": true, "video": true}, "subscribe": {"audio": true, "video": true}}}])
+    );
 }
 
 #[test]
@@ -244,7 +258,10 @@ fn bad_logins_are_refused_with_owt_messages_and_the_socket_closed() {
         (json!({"token": good, "userAgent": {"sdk": {}}, "protocol": "1.2"}), "User agent info is incorrect"),
         (json!({"token": good, "protocol": "1.2"}), "User agent info is incorrect"),
         (json!({"token": good, "userAgent": js_ua()}), "Unknown client protocol: legacy clients are not supported"),
-        (json!({"token": good, "userAgent": js_ua(), "protocol": "9.9"}), "Unknown client protocol: 9.9 (owt-rs speaks 1.2)"),
+        (
+            json!({"token": good, "userAgent": js_ua(), "protocol": "9.9"}),
+            "Unknown client protocol: 9.9 (owt-rs speaks 1.2)",
+        ),
         (json!("a string"), "Invalid login request"),
         (json!([1, 2, 3]), "Invalid login request"),
         (json!({"token": 42, "userAgent": js_ua(), "protocol": "1.2"}), "Invalid token"),
@@ -258,7 +275,10 @@ fn bad_logins_are_refused_with_owt_messages_and_the_socket_closed() {
     let mut client = Client::connect(4, &server);
     client.login(&good);
     let mut again = Client::connect(4, &server);
-    assert_eq!(again.error("login", Some(json!({"token": good, "userAgent": js_ua(), "protocol": "1.2"}))), "Token does NOT exist");
+    assert_eq!(
+        again.error("login", Some(json!({"token": good, "userAgent": js_ua(), "protocol": "1.2"}))),
+        "Token does NOT exist"
+    );
     // A token older than its lifetime.
     let store = owt_store::Store::open(&server.db_path()).unwrap();
     let key = store.token_key().unwrap();
@@ -297,14 +317,20 @@ fn room_limits_and_roles_are_enforced_at_login() {
     let mut first = Client::connect(4, &server);
     first.login(&token(&server, &room, "a", "presenter"));
     let mut second = Client::connect(4, &server);
-    let message = second.error("login", Some(json!({"token": token(&server, &room, "b", "presenter"), "userAgent": js_ua(), "protocol": "1.2"})));
+    let message = second.error(
+        "login",
+        Some(json!({"token": token(&server, &room, "b", "presenter"), "userAgent": js_ua(), "protocol": "1.2"})),
+    );
     assert_eq!(message, "Room is full");
     // A role removed from the room after the token was made.
     let late_token = token(&server, &server.default_room, "c", "sip");
     let roles = json!({"roles": [{"role": "presenter", "publish": {"audio": true, "video": true}, "subscribe": {"audio": true, "video": true}}]});
     server.call("PUT", &format!("/v1/rooms/{}", server.default_room), Some(roles), Auth::Super).ok_json();
     let mut third = Client::connect(4, &server);
-    assert_eq!(third.error("login", Some(json!({"token": late_token, "userAgent": js_ua(), "protocol": "1.2"}))), "Invalid role");
+    assert_eq!(
+        third.error("login", Some(json!({"token": late_token, "userAgent": js_ua(), "protocol": "1.2"}))),
+        "Invalid role"
+    );
 }
 
 #[test]
@@ -314,7 +340,9 @@ fn requests_before_login_and_malformed_requests_get_errors() {
     for event in ["logout", "refreshReconnectionTicket"] {
         assert_eq!(client.error(event, None), "Illegal request", "{event}");
     }
-    for event in ["text", "publish", "subscribe", "soac", "unpublish", "unsubscribe", "stream-control", "subscription-control"] {
+    for event in
+        ["text", "publish", "subscribe", "soac", "unpublish", "unsubscribe", "stream-control", "subscription-control"]
+    {
         assert_eq!(client.error(event, Some(json!({"id": "x"}))), "Illegal request", "{event}");
     }
     client.login(&token(&server, &server.default_room, "p", "presenter"));
@@ -377,7 +405,8 @@ fn sockets_that_never_log_in_are_closed() {
 }
 
 fn set_portal_keys(server: &mut TestServer, keys: &str) {
-    let text = std::fs::read_to_string(server.config_path()).unwrap().replace("[portal]\n", &format!("[portal]\n{keys}"));
+    let text =
+        std::fs::read_to_string(server.config_path()).unwrap().replace("[portal]\n", &format!("[portal]\n{keys}"));
     std::fs::write(server.config_path(), text).unwrap();
     server.restart();
 }
@@ -430,7 +459,10 @@ fn native_clients_get_ticket_and_messages_on_relogin() {
     let room = server.default_room.clone();
     let mut native = Client::connect(4, &server);
     let ua = json!({"sdk": {"version": "5.1", "type": "C++"}});
-    let login = native.ok("login", Some(json!({"token": token(&server, &room, "n", "presenter"), "userAgent": ua, "protocol": "1.2"})));
+    let login = native.ok(
+        "login",
+        Some(json!({"token": token(&server, &room, "n", "presenter"), "userAgent": ua, "protocol": "1.2"})),
+    );
     let ticket = login["reconnectionTicket"].clone();
     let mut other = Client::connect(4, &server);
     other.login(&token(&server, &room, "o", "presenter"));
@@ -449,7 +481,10 @@ fn native_clients_get_ticket_and_messages_on_relogin() {
     // Browsers without reconnection support (unknown SDK type) get no ticket.
     let mut other_sdk = Client::connect(4, &server);
     let ua = json!({"sdk": {"version": "1", "type": "Python"}});
-    let login = other_sdk.ok("login", Some(json!({"token": token(&server, &room, "py", "presenter"), "userAgent": ua, "protocol": "1.2"})));
+    let login = other_sdk.ok(
+        "login",
+        Some(json!({"token": token(&server, &room, "py", "presenter"), "userAgent": ua, "protocol": "1.2"})),
+    );
     assert!(login.get("reconnectionTicket").is_none());
     assert_eq!(other_sdk.error("refreshReconnectionTicket", None), "Reconnection is not enabled.");
 }
@@ -462,7 +497,12 @@ fn rest_controls_live_participants_and_shows_streams() {
     let alice_id = alice.login(&token(&server, &room, "alice", "presenter"))["id"].as_str().unwrap().to_string();
     let path = format!("/v1/rooms/{room}/participants/{alice_id}");
     let patched = server
-        .call("PATCH", &path, Some(json!([{"op": "replace", "path": "/permission/publish/video", "value": false}])), Auth::Super)
+        .call(
+            "PATCH",
+            &path,
+            Some(json!([{"op": "replace", "path": "/permission/publish/video", "value": false}])),
+            Auth::Super,
+        )
         .ok_json();
     assert_eq!(patched["permission"]["publish"], json!({"audio": true, "video": false}));
     let message = alice.error(
@@ -470,7 +510,9 @@ fn rest_controls_live_participants_and_shows_streams() {
         Some(json!({"media": {"tracks": [{"type": "video", "mid": "0", "source": "camera"}]}, "transport": {"type": "webrtc"}})),
     );
     assert_eq!(message, "unauthorized", "the REST permission change is in force");
-    server.call("PATCH", &path, Some(json!([{"op": "replace", "path": "/permission/fly", "value": true}])), Auth::Super).expect_error(400, 1201);
+    server
+        .call("PATCH", &path, Some(json!([{"op": "replace", "path": "/permission/fly", "value": true}])), Auth::Super)
+        .expect_error(400, 1201);
 
     let streams = server.call("GET", &format!("/v1/rooms/{room}/streams"), None, Auth::Super).ok_json();
     assert_eq!(streams[0]["id"], format!("{room}-common"));
@@ -510,8 +552,9 @@ fn two_hundred_clients_join_and_leave() {
         .current_dir(js_dir())
         .output()
         .expect("node");
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("join-load output: {} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!("join-load output: {} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
     assert!(out.status.success(), "{report}");
     assert_eq!(report["joined"], 200, "{report}");
     assert_eq!(report["errors"], json!([]), "{report}");
@@ -561,7 +604,10 @@ fn owtctl_lists_permits_and_drops_live_participants() {
     assert!(table.starts_with("ID") && table.contains("alice"), "{table}");
     let (code, permitted) = run(&["participant", "permit", &room, &id, "publish", "video", "false", "--json"]);
     assert_eq!(code, Some(0));
-    assert_eq!(serde_json::from_str::<Value>(&permitted).unwrap()["permission"]["publish"], json!({"audio": true, "video": false}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&permitted).unwrap()["permission"]["publish"],
+        json!({"audio": true, "video": false})
+    );
     let (_, streams) = run(&["stream", "list", &room]);
     assert!(streams.contains("mixed") && streams.contains("640x480"), "{streams}");
     let (code, _) = run(&["participant", "show", &room, "nobody"]);

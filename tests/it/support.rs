@@ -362,7 +362,10 @@ impl TestServer {
                 std::thread::sleep(Duration::from_millis(20));
             }
             match exited {
-                Some(_) if attempt < 2 && (self.log().contains("cannot listen") || self.log().contains("Address already in use")) => {
+                Some(_)
+                    if attempt < 2
+                        && (self.log().contains("cannot listen") || self.log().contains("Address already in use")) =>
+                {
                     // The port went to someone else between free_port() and bind: try another.
                     self.port = free_port();
                     self.signaling_port = free_port();

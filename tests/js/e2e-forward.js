@@ -18,7 +18,7 @@ const server = http.createServer((req, res) => {
 });
 
 const out = (obj, code) => { console.log(JSON.stringify(obj)); process.exit(code); };
-setTimeout(() => out({ error: 'timeout after 60 s' }, 2), 60000);
+setTimeout(() => out({ error: 'timeout after 120 s' }, 2), 120000);
 
 server.listen(0, '127.0.0.1', async () => {
   const origin = `http://localhost:${server.address().port}/`;
@@ -41,12 +41,15 @@ server.listen(0, '127.0.0.1', async () => {
       const p = await sub.evaluate(() => window.probe());
       samples.push({ width: p.width, height: p.height, frames: p.frames, rms: p.rms, peakHz: p.peakHz, codecs: p.codecs, state: p.state });
     }
+    const second = await sub.evaluate((c) => window.publishToo(c), codec);
+    await new Promise((r) => setTimeout(r, 1000));
+    const both = await sub.evaluate(() => window.probe());
     await pub.evaluate(() => window.unpublish());
     await new Promise((r) => setTimeout(r, 1500));
     const after = await sub.evaluate(() => window.probe());
     const streamLog = after.log.filter((l) => l[0] === 'stream');
     await context.close();
-    out({ codec, published, samples, streamLog, framesAfterUnpublish: after.frames }, 0);
+    out({ codec, published, samples, second, framesWhilePublishingToo: both.frames, streamLog, framesAfterUnpublish: after.frames }, 0);
   } catch (err) {
     await context.close().catch(() => {});
     out({ error: String(err && err.stack || err) }, 1);

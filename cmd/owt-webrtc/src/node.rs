@@ -626,8 +626,8 @@ impl Inner {
         let lines = sdp::m_lines(offer).map_err(|e| bad_params("offer", e))?;
         let _negotiating = transport.negotiation.lock().await;
         // Local tracks of new subscribe m-lines go in before the offer is applied, in m-line
-        // order: the stack pairs each recvonly m-line with the first free sending transceiver
-        // of its kind.
+        // order, each on a new sendonly transceiver: the stack pairs each new recvonly m-line
+        // with the first unassociated transceiver of its kind.
         let to_add: Vec<(String, Arc<Subscriber>)> = {
             let mut state = lock(&transport.state);
             let mut list = Vec::new();
@@ -653,7 +653,16 @@ impl Inner {
             list
         };
         for (mid, sub) in &to_add {
-            if let Err(err) = transport.pc.add_track(sub.local.clone() as Arc<dyn TrackLocal>).await {
+            // A transceiver of its own, never one of the publications' receiving transceivers
+            // (add_track would reuse those and answer them sendrecv, which the client refuses).
+            let init = rtc::rtp_transceiver::RTCRtpTransceiverInit {
+                direction: rtc::rtp_transceiver::RTCRtpTransceiverDirection::Sendonly,
+                streams: Vec::new(),
+                send_encodings: Vec::new(),
+            };
+            let added =
+                transport.pc.add_transceiver_from_track(sub.local.clone() as Arc<dyn TrackLocal>, Some(init)).await;
+            if let Err(err) = added {
                 lock(&transport.state).added.remove(mid);
                 return Err(failed(format!("cannot add the track of mid {mid}: {err}")));
             }
@@ -676,6 +685,7 @@ impl Inner {
         for (from, to) in &self.net.replace {
             answer_sdp = sdp::replace_candidate_address(&answer_sdp, from, to);
         }
+        answer_sdp = sdp::tidy_answer(&answer_sdp);
         lock(&transport.state).answered = true;
         self.emit(
             events::TRANSPORT_PROGRESS,

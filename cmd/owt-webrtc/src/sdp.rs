@@ -114,6 +114,83 @@ pub fn bare_candidate(candidate: &str) -> Result<String, String> {
     Ok(c.to_string())
 }
 
+/// Repairs the payload lists of an answer from the WebRTC stack. On re-offers that add a
+/// second m-line of a kind, webrtc 0.21 may list a payload type twice and keep RTX payloads
+/// whose `apt` codec is not in that m-line (taken from another m-line's negotiation); Chrome
+/// refuses such an answer ("Failed to set remote ... description send parameters"). Per
+/// m-line: payload types are listed once, RTX payloads need their codec present, and every
+/// rtpmap/fmtp/rtcp-fb line names a listed payload type and appears once.
+pub fn tidy_answer(sdp: &str) -> String {
+    let newline = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut out: Vec<String> = Vec::new();
+    let mut section: Vec<&str> = Vec::new();
+    let flush = |section: &mut Vec<&str>, out: &mut Vec<String>| {
+        if !section.is_empty() {
+            out.extend(tidy_media_section(section));
+            section.clear();
+        }
+    };
+    for line in sdp.split(newline) {
+        if line.starts_with("m=") {
+            flush(&mut section, &mut out);
+        }
+        if section.is_empty() && !line.starts_with("m=") {
+            out.push(line.to_string());
+        } else {
+            section.push(line);
+        }
+    }
+    flush(&mut section, &mut out);
+    out.join(newline)
+}
+
+fn payload_of(line: &str) -> Option<&str> {
+    let rest = line
+        .strip_prefix("a=rtpmap:")
+        .or_else(|| line.strip_prefix("a=fmtp:"))
+        .or_else(|| line.strip_prefix("a=rtcp-fb:"))?;
+    rest.split([' ', '/']).next()
+}
+
+fn tidy_media_section(lines: &[&str]) -> Vec<String> {
+    let mut fields: Vec<&str> = lines[0].split(' ').collect();
+    if fields.len() < 4 {
+        return lines.iter().map(|l| l.to_string()).collect();
+    }
+    let mut payloads: Vec<&str> = Vec::new();
+    for payload in &fields[3..] {
+        if !payloads.contains(payload) {
+            payloads.push(payload);
+        }
+    }
+    // RTX (or any fmtp apt=) payloads whose associated codec is missing go.
+    let orphans: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("a=fmtp:"))
+        .filter_map(|rest| {
+            let (payload, params) = rest.split_once(' ')?;
+            let apt = params.split(';').find_map(|p| p.trim().strip_prefix("apt="))?;
+            (!payloads.contains(&apt)).then_some(payload)
+        })
+        .collect();
+    payloads.retain(|p| !orphans.contains(p));
+    fields.truncate(3);
+    fields.extend(payloads.iter().copied());
+    let mut out = vec![fields.join(" ")];
+    for line in &lines[1..] {
+        if let Some(payload) = payload_of(line) {
+            if payload != "*" && !payloads.contains(&payload) {
+                continue;
+            }
+            if out.iter().any(|kept| kept == line) {
+                continue;
+            }
+        }
+        out.push(line.to_string());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +236,21 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=recvonly\r\n";
         let sdp = "a=candidate:1 1 udp 2130706431 10.0.0.5 40000 typ host\r\nc=IN IP4 0.0.0.0\r\n";
         let out = replace_candidate_address(sdp, "10.0.0.5", "203.0.113.7");
         assert_eq!(out, "a=candidate:1 1 udp 2130706431 203.0.113.7 40000 typ host\r\nc=IN IP4 0.0.0.0\r\n");
+    }
+
+    #[test]
+    fn answers_are_tidied() {
+        let answer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 98 98 97 99 36\r\na=mid:3\r\na=rtpmap:96 VP8/90000\r\n\
+a=rtcp-fb:96 nack\r\na=rtpmap:98 VP9/90000\r\na=fmtp:98 profile-id=0\r\na=rtpmap:98 VP9/90000\r\na=fmtp:98 profile-id=0\r\n\
+a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\na=rtpmap:99 rtx/90000\r\na=fmtp:99 apt=98\r\na=rtpmap:36 rtx/90000\r\n\
+a=fmtp:36 apt=35\r\na=recvonly\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:4\r\na=rtpmap:111 opus/48000/2\r\n";
+        let tidy = tidy_answer(answer);
+        assert!(tidy.contains("m=video 9 UDP/TLS/RTP/SAVPF 96 98 97 99\r\n"), "{tidy}");
+        assert_eq!(tidy.matches("a=rtpmap:98 VP9/90000").count(), 1, "{tidy}");
+        assert!(!tidy.contains("a=rtpmap:36") && !tidy.contains("a=fmtp:36"), "{tidy}");
+        assert!(tidy.contains("a=rtcp-fb:96 nack\r\n") && tidy.contains("a=recvonly\r\nm=audio"), "{tidy}");
+        assert!(tidy.ends_with("a=rtpmap:111 opus/48000/2\r\n"), "{tidy}");
+        let clean = "v=0\r\nm=audio 9 RTP 111 0\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\n";
+        assert_eq!(tidy_answer(clean), clean);
     }
 }

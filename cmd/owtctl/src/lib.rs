@@ -299,7 +299,9 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 }
                 ParticipantCommand::Permit { room, id, action, media, allow } => {
                     let (path, value) = match media.as_str() {
-                        "both" => (format!("/permission/{action}"), serde_json::json!({"audio": allow, "video": allow})),
+                        "both" => {
+                            (format!("/permission/{action}"), serde_json::json!({"audio": allow, "video": allow}))
+                        }
                         kind => (format!("/permission/{action}/{kind}"), Value::Bool(*allow)),
                     };
                     let body = serde_json::json!([{"op": "replace", "path": path, "value": value}]);

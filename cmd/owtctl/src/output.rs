@@ -112,7 +112,11 @@ pub fn workers(global: &Global, list: &Value) {
                 format!("{}s", w["age_s"].as_u64().unwrap_or(0)),
                 text(&w["tasks"]),
                 format!("{}:{}", text(&w["hostname"]), text(&w["pid"])),
-                if w["media_endpoint"].as_str().unwrap_or("").is_empty() { "-".into() } else { text(&w["media_endpoint"]) },
+                if w["media_endpoint"].as_str().unwrap_or("").is_empty() {
+                    "-".into()
+                } else {
+                    text(&w["media_endpoint"])
+                },
             ]
         })
         .collect();
@@ -162,7 +166,11 @@ pub fn streams(global: &Global, list: &Value) {
                 text(&s["type"]),
                 text(&s["media"]["audio"]["format"]["codec"]),
                 text(&video["format"]["codec"]),
-                if resolution.is_object() { format!("{}x{}", resolution["width"], resolution["height"]) } else { "-".into() },
+                if resolution.is_object() {
+                    format!("{}x{}", resolution["width"], resolution["height"])
+                } else {
+                    "-".into()
+                },
                 text(s["info"].get("owner").or(s["info"].get("label")).unwrap_or(&Value::Null)),
             ]
         })

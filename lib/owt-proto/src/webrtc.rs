@@ -249,6 +249,9 @@ mod tests {
             candidate: None,
             reason: None,
         };
-        assert_eq!(serde_json::to_value(progress).unwrap(), json!({"transportId": "t", "status": "answer", "sdp": "v=0"}));
+        assert_eq!(
+            serde_json::to_value(progress).unwrap(),
+            json!({"transportId": "t", "status": "answer", "sdp": "v=0"})
+        );
     }
 }

@@ -263,7 +263,12 @@ impl Conference {
 
     /// stream-control pause/play: marks the publication's tracks of `kind` active or
     /// inactive and tells everybody (`audio.status` / `video.status`).
-    pub fn set_publication_status(&mut self, id: &str, kind: &str, active: bool) -> Result<Vec<Effect>, ConferenceError> {
+    pub fn set_publication_status(
+        &mut self,
+        id: &str,
+        kind: &str,
+        active: bool,
+    ) -> Result<Vec<Effect>, ConferenceError> {
         let Some(publication) = self.forward.iter_mut().find(|p| p.id == id) else {
             return refuse("Stream does NOT exist");
         };
@@ -278,7 +283,9 @@ impl Conference {
         if !changed {
             return refuse(format!("Stream has no {kind} track"));
         }
-        Ok(self.stream_change(json!({"id": id, "status": "update", "data": {"field": format!("{kind}.status"), "value": status}})))
+        Ok(self.stream_change(
+            json!({"id": id, "status": "update", "data": {"field": format!("{kind}.status"), "value": status}}),
+        ))
     }
 
     fn stream_change(&self, data: Value) -> Vec<Effect> {

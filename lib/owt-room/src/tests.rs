@@ -195,7 +195,11 @@ fn publications_are_reserved_then_announced_and_removed() {
     conference.reserve_publication("s1", "p1", &["audio", "video"]).unwrap();
     assert_eq!(conference.reserve_publication("s2", "p1", &["audio"]).unwrap_err().0, "Too many inputs");
     assert_eq!(conference.publications_of("p1"), vec!["s1".to_string()]);
-    let effects = conference.add_publication("s1", &[track("t-0", "audio", "0", "opus"), track("t-1", "video", "1", "vp8")], json!({"a": 1}));
+    let effects = conference.add_publication(
+        "s1",
+        &[track("t-0", "audio", "0", "opus"), track("t-1", "video", "1", "vp8")],
+        json!({"a": 1}),
+    );
     let Effect::Broadcast { event, data, .. } = &effects[0] else { panic!("{effects:?}") };
     assert_eq!(*event, "stream");
     assert_eq!(data["status"], "add");

@@ -294,8 +294,11 @@ impl Store {
 
     /// Rooms of a service sorted by id; `per_page` 0 means all, `page` is 1-based.
     pub fn rooms(&self, service_id: &str, page: u32, per_page: u32) -> Result<Vec<Room>> {
-        let (limit, offset) =
-            if per_page == 0 { (-1i64, 0i64) } else { (per_page as i64, (page.max(1) as i64 - 1).saturating_mul(per_page as i64)) };
+        let (limit, offset) = if per_page == 0 {
+            (-1i64, 0i64)
+        } else {
+            (per_page as i64, (page.max(1) as i64 - 1).saturating_mul(per_page as i64))
+        };
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, service_id, config FROM rooms WHERE service_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3",
         )?;
