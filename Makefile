@@ -36,6 +36,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 RUN_DIR := $(CURDIR)/run
 
+# The socket.io browser client the sample application serves as /socket.io.js
+# (share/owt/app/vendor/ is not in git: it comes from the npm package of tests/js).
+APP_SOCKETIO := share/owt/app/vendor/socket.io.min.js
+
 .PHONY: help all deps test-deps build test unit-test lint fmt man man-check units-check run install uninstall bench bench-peer bench-join bench-deps bench-sfu clean
 
 all: build
@@ -109,19 +113,25 @@ man: build
 
 # Runs everything on this machine without systemd: configuration in run/etc (the embedded
 # defaults with the state directory moved to run/state and listeners on loopback).
-run: build
+$(APP_SOCKETIO): tests/js/package-lock.json | test-deps
+	@[ -f tests/js/node_modules/socket.io-client/dist/socket.io.min.js ] || npm ci --prefix tests/js --no-audit --no-fund
+	install -D -m 0644 tests/js/node_modules/socket.io-client/dist/socket.io.min.js $@
+
+run: build $(APP_SOCKETIO)
 	@mkdir -p $(RUN_DIR)/etc $(RUN_DIR)/state
-	@[ -f $(RUN_DIR)/etc/portal.toml ] || printf '[state]\ndir = "%s"\n\n[management-api]\nip_address = "127.0.0.1"\n\n[portal]\nip_address = "127.0.0.1"\n' "$(RUN_DIR)/state" > $(RUN_DIR)/etc/portal.toml
+	@[ -f $(RUN_DIR)/etc/portal.toml ] || printf '[state]\ndir = "%s"\n\n[management-api]\nip_address = "127.0.0.1"\n\n[portal]\nip_address = "127.0.0.1"\n\n[app]\nip_address = "127.0.0.1"\nshare_dir = "%s"\n' "$(RUN_DIR)/state" "$(CURDIR)/share/owt/app" > $(RUN_DIR)/etc/portal.toml
 	@$(OUT)/owtctl --config-dir $(RUN_DIR)/etc init --print-credentials
 	@echo
-	@echo "REST API:  http://127.0.0.1:3000/v1/rooms   (MAuth with the super service above)"
+	@echo "REST API:   http://127.0.0.1:3000/v1/rooms   (MAuth with the super service above)"
+	@echo "signaling:  http://127.0.0.1:8080/           (Socket.IO, OWT client protocol 1.2)"
+	@echo "sample app: http://127.0.0.1:3004/           (?room=ROOM_ID, ?forward=true, ?publish=false, ?user=NAME)"
 	@echo "try:       $(OUT)/owtctl --config-dir $(RUN_DIR)/etc room list"
 	@echo "stop with Ctrl-C"
 	@echo
 	@trap 'kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; \
 	for d in $(DAEMONS); do $(OUT)/$$d --config-dir $(RUN_DIR)/etc & done; wait
 
-install: build
+install: build $(APP_SOCKETIO)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
 	  $(DESTDIR)$(SYSCONFDIR)/owt $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
 	  $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8

@@ -27,6 +27,8 @@ port = $rest
 [portal]
 ip_address = "127.0.0.1"
 bind_address = "127.0.0.1"
+[app]
+enabled = false
 port = $sig
 [cluster]
 bus = "tcp://127.0.0.1:$bus"

@@ -19,6 +19,8 @@ ip_address = "127.0.0.1"
 [portal]
 ip_address = "127.0.0.1"
 bind_address = "127.0.0.1"
+[app]
+enabled = false
 CONF
 printf '[webrtc]\nloopback_candidates = true\n' > "$tmp/etc-webrtc/webrtc.toml"
 room=$("$bin/owtctl" --config-dir "$tmp/etc" init --json --no-cert | python3 -c 'import json,sys; print(json.load(sys.stdin)["room"]["id"])')

@@ -317,7 +317,7 @@ impl TestServer {
         format!(
             "[state]\ndir = \"{}\"\n[management-api]\n{api}\n\
              [portal]\nip_address = \"127.0.0.1\"\nbind_address = \"127.0.0.1\"\nport = {}\n\
-             [cluster]\nbus = \"tcp://127.0.0.1:{}\"\n{extra}\n",
+             [cluster]\nbus = \"tcp://127.0.0.1:{}\"\n[app]\nenabled = false\n{extra}\n",
             state.display(),
             self.signaling_port,
             self.bus_port,

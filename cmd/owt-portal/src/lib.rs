@@ -132,9 +132,10 @@ impl owt_daemon::Service<PortalConfig> for Portal {
             || (&config.portal.bind_address, config.portal.port) != listening
             || config.cluster != self.api.config().cluster
             || config.scheduling != self.api.config().scheduling
+            || config.app != self.api.config().app
         {
             return Err(
-                "[management-api], [state], [cluster], [scheduling] or the signaling address changed: restart owt-portal to apply them".into()
+                "[management-api], [state], [cluster], [scheduling], [app] or the signaling address changed: restart owt-portal to apply them".into()
             );
         }
         self.api.set_config(config.clone());
