@@ -58,12 +58,32 @@ fn forward_stream_from_one_browser_to_another_for_vp8_h264_and_vp9_then_publish_
         let peak = last["peakHz"].as_u64().unwrap();
         assert!((400..=480).contains(&peak), "{codec}: the 440 Hz tone arrives ({peak} Hz): {result}");
         assert_eq!(last["state"], "connected");
+        // REST pause/play (owtctl stream pause/play): the video stops for the subscriber, then goes on.
+        let pause = &result["pause"];
+        assert_eq!(pause["status"], "inactive", "{codec}: {pause}");
+        let (from, to, resumed) = (
+            pause["pausedFrom"].as_u64().unwrap(),
+            pause["pausedTo"].as_u64().unwrap(),
+            pause["resumed"].as_u64().unwrap(),
+        );
+        assert!(to <= from + 3, "{codec}: paused video stands still ({from} -> {to})");
+        assert!(resumed >= to + 15, "{codec}: resumed video advances ({to} -> {resumed})");
+        assert!(
+            result["streamLog"].as_array().unwrap().iter().any(|l| l[1] == "update"),
+            "{codec}: pause/play notified as stream updates: {result}"
+        );
         // Like the JS SDK, the subscriber then publishes on the same peer connection (a re-offer
         // adding send m-lines): the publication becomes ready and the subscription keeps playing.
         assert!(
             result["second"]["id"].is_string(),
             "{codec}: publish after subscribe on one connection: {}",
             result["second"]
+        );
+        // The service ends that second publication through REST (owtctl stream delete).
+        assert_eq!(result["second"]["restDelete"]["ok"], true, "{codec}: {}", result["second"]);
+        assert!(
+            result["streamLog"].as_array().unwrap().iter().any(|l| l[1] == "remove" && l[2] == result["second"]["id"]),
+            "{codec}: REST delete announced: {result}"
         );
         let while_publishing = result["framesWhilePublishingToo"].as_u64().unwrap();
         assert!(

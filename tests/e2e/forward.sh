@@ -38,6 +38,7 @@ with wave.open(sys.argv[1], "wb") as w:
     w.writeframes(b"".join(struct.pack("<h", int(12000 * math.sin(2 * math.pi * 440 * i / 48000))) for i in range(48000 * 5)))
 PY
 export OWT_FAKE_AUDIO="$tmp/tone.wav"
+export OWTCTL="$bin/owtctl --config-dir $tmp/etc" OWT_ROOM="$room"
 tok() { "$bin/owtctl" --config-dir "$tmp/etc" token create "$room" --user "$1" --role presenter; }
 status=0
 node "$here/tests/js/e2e-forward.js" http://127.0.0.1:8080 "$(tok publisher)" "$(tok subscriber)" "$codec" || status=$?

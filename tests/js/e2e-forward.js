@@ -9,6 +9,13 @@ const os = require('os');
 const path = require('path');
 const { chromium } = require('playwright-core');
 const [url, pubToken, subToken, codec = 'VP8'] = process.argv.slice(2);
+// `owtctl --config-dir DIR` and the room, for the REST steps (OWTCTL, OWT_ROOM).
+const { execFileSync } = require('child_process');
+const owtctl = (...args) => {
+  const [bin, ...base] = process.env.OWTCTL.split(' ');
+  return JSON.parse(execFileSync(bin, [...base, '--json', ...args], { encoding: 'utf8' }));
+};
+const room = process.env.OWT_ROOM;
 
 const bundle = path.join(path.dirname(require.resolve('socket.io-client/package.json')), 'dist', 'socket.io.min.js');
 const page = fs.readFileSync(path.join(__dirname, 'e2e-page.html'));
@@ -41,7 +48,22 @@ server.listen(0, '127.0.0.1', async () => {
       const p = await sub.evaluate(() => window.probe());
       samples.push({ width: p.width, height: p.height, frames: p.frames, rms: p.rms, peakHz: p.peakHz, codecs: p.codecs, state: p.state });
     }
+    // REST: pause the publication's video for everyone, then resume it.
+    const frames = async () => (await sub.evaluate(() => window.probe())).frames;
+    const paused = owtctl('stream', 'pause', room, published.id, '--kind', 'video');
+    await new Promise((r) => setTimeout(r, 1500));
+    const pausedFrom = await frames();
+    await new Promise((r) => setTimeout(r, 1000));
+    const pausedTo = await frames();
+    owtctl('stream', 'play', room, published.id, '--kind', 'video');
+    await new Promise((r) => setTimeout(r, 2000));
+    const resumed = await frames();
+    const pause = { status: paused.media.video.status, pausedFrom, pausedTo, resumed };
     const second = await sub.evaluate((c) => window.publishToo(c), codec);
+    if (second.id) {
+      await new Promise((r) => setTimeout(r, 500));
+      second.restDelete = owtctl('stream', 'delete', room, second.id);
+    }
     await new Promise((r) => setTimeout(r, 1000));
     const both = await sub.evaluate(() => window.probe());
     await pub.evaluate(() => window.unpublish());
@@ -49,7 +71,7 @@ server.listen(0, '127.0.0.1', async () => {
     const after = await sub.evaluate(() => window.probe());
     const streamLog = after.log.filter((l) => l[0] === 'stream');
     await context.close();
-    out({ codec, published, samples, second, framesWhilePublishingToo: both.frames, streamLog, framesAfterUnpublish: after.frames }, 0);
+    out({ codec, published, samples, pause, second, framesWhilePublishingToo: both.frames, streamLog, framesAfterUnpublish: after.frames }, 0);
   } catch (err) {
     await context.close().catch(() => {});
     out({ error: String(err && err.stack || err) }, 1);

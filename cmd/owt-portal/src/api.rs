@@ -141,6 +141,10 @@ pub trait LiveRooms: Send + Sync {
     /// StreamInfo in the Socket.IO form; the REST API converts it.
     fn streams(&self, room: &str) -> Vec<Value>;
     fn stream(&self, room: &str, stream: &str) -> Option<Value>;
+    /// REST `PATCH …/streams/{id}`; the error is a message (400), "Stream not found" (404).
+    fn update_stream(&self, room: &str, stream: &str, operations: &Value) -> Result<Value, String>;
+    /// REST `DELETE …/streams/{id}`: false when there is no such forward stream.
+    fn delete_stream(&self, room: &str, stream: &str) -> bool;
     /// The room was deleted: everybody in it is dropped.
     fn destroy_room(&self, room: &str);
 }
@@ -441,6 +445,23 @@ impl Api {
                 .and_then(|l| l.stream(room, id))
                 .map(|s| Response::json(owt_room::rest_stream(&s, flatten_video)))
                 .ok_or_else(|| ApiError::NotFound("Stream not found".into())),
+            ("PATCH", ["streams", id]) => {
+                let live = live.ok_or_else(|| ApiError::NotFound("Stream not found".into()))?;
+                let body = parse_body(request)?;
+                match live.update_stream(room, id, &body) {
+                    Ok(info) => Ok(Response::json(owt_room::rest_stream(&info, flatten_video))),
+                    Err(message) if message == "Stream not found" => Err(ApiError::NotFound(message)),
+                    Err(message) if message.starts_with("Mixing needs") => Err(ApiError::Cloud(message)),
+                    Err(message) => Err(ApiError::BadRequest(message)),
+                }
+            }
+            ("DELETE", ["streams", id]) => {
+                if live.is_some_and(|l| l.delete_stream(room, id)) {
+                    Ok(Response::text(""))
+                } else {
+                    Err(ApiError::NotFound("Stream not found".into()))
+                }
+            }
             (_, ["streams", _]) => Err(ApiError::NotFound("Stream not found".into())),
             (_, ["participants", _]) => Err(ApiError::NotFound("Participant not found".into())),
             _ => Err(not_found()),

@@ -127,6 +127,22 @@ pub enum StreamCommand {
     List { room: String },
     /// Show one stream.
     Show { room: String, id: String },
+    /// Pause a forward stream's audio, video or both for every subscriber.
+    Pause {
+        room: String,
+        id: String,
+        #[arg(long, default_value = "av", value_parser = ["audio", "video", "av"])]
+        kind: String,
+    },
+    /// Resume what `pause` stopped.
+    Play {
+        room: String,
+        id: String,
+        #[arg(long, default_value = "av", value_parser = ["audio", "video", "av"])]
+        kind: String,
+    },
+    /// End a forward stream (its publisher is told its publication ended).
+    Delete { room: String, id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -323,6 +339,24 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 }
                 StreamCommand::Show { room, id } => {
                     output::room(global, &client.call("GET", &format!("/v1/rooms/{room}/streams/{id}"), None)?)
+                }
+                StreamCommand::Pause { room, id, kind } | StreamCommand::Play { room, id, kind } => {
+                    let value = if matches!(command, StreamCommand::Pause { .. }) { "inactive" } else { "active" };
+                    let kinds: &[&str] = match kind.as_str() {
+                        "audio" => &["audio"],
+                        "video" => &["video"],
+                        _ => &["audio", "video"],
+                    };
+                    let body: Vec<Value> = kinds
+                        .iter()
+                        .map(|k| serde_json::json!({"op": "replace", "path": format!("/media/{k}/status"), "value": value}))
+                        .collect();
+                    let path = format!("/v1/rooms/{room}/streams/{id}");
+                    output::room(global, &client.call("PATCH", &path, Some(&Value::Array(body)))?);
+                }
+                StreamCommand::Delete { room, id } => {
+                    client.call("DELETE", &format!("/v1/rooms/{room}/streams/{id}"), None)?;
+                    output::done(global, &format!("stream {id} deleted"));
                 }
             }
             Ok(())

@@ -21,6 +21,22 @@ use std::time::Duration;
 const NODE_DEADLINE: Duration = Duration::from_secs(6);
 const SOURCES: [&str; 5] = ["mic", "camera", "screen-cast", "raw-file", "encoded-file"];
 
+/// Who ends a session: its owner, or the service through REST (any session of the room).
+#[derive(Clone, Copy)]
+enum Who<'a> {
+    Participant(&'a str),
+    Service(&'a str),
+}
+
+impl Who<'_> {
+    fn may_end(&self, session: &MediaSession) -> bool {
+        match self {
+            Who::Participant(participant) => session.owner == *participant,
+            Who::Service(room) => session.room == *room,
+        }
+    }
+}
+
 /// A client peer connection.
 pub(super) struct Transport {
     pub owner: String,
@@ -81,8 +97,8 @@ impl Hub {
             "publish" => self.publish(&participant, &room, data).await.map(Some),
             "subscribe" => self.subscribe(&participant, &room, data).await.map(Some),
             "soac" => self.soac(&participant, data).await.map(|()| None),
-            "unpublish" => self.end_session(&participant, data, true).await.map(|()| None),
-            "unsubscribe" => self.end_session(&participant, data, false).await.map(|()| None),
+            "unpublish" => self.end_session(Who::Participant(&participant), data, true).await.map(|()| None),
+            "unsubscribe" => self.end_session(Who::Participant(&participant), data, false).await.map(|()| None),
             "stream-control" => self.stream_control(&participant, data).await.map(|()| Some(json!("ok"))),
             "subscription-control" => self.subscription_control(&participant, data).await.map(|()| None),
             _ => Err("Illegal request".into()),
@@ -343,7 +359,7 @@ impl Hub {
     }
 
     /// unpublish / unsubscribe.
-    async fn end_session(&self, participant: &str, data: &Value, publish: bool) -> Result<(), String> {
+    async fn end_session(&self, who: Who<'_>, data: &Value, publish: bool) -> Result<(), String> {
         let (invalid, missing) = if publish {
             ("Invalid stream id", "Stream does NOT exist")
         } else {
@@ -352,8 +368,7 @@ impl Hub {
         let id = data.get("id").and_then(Value::as_str).filter(|id| valid_id(id)).ok_or(invalid)?;
         let (node, room, outgoing) = {
             let mut state = self.lock();
-            let session =
-                state.media.get(id).filter(|s| s.owner == participant && s.publish == publish).ok_or(missing)?;
+            let session = state.media.get(id).filter(|s| who.may_end(s) && s.publish == publish).ok_or(missing)?;
             let (transport, room) = (session.transport.clone(), session.room.clone());
             state.media.remove(id);
             let node = state.transports.get_mut(&transport).map(|t| {
@@ -387,7 +402,7 @@ impl Hub {
             _ => return Err("Invalid stream-control operation".into()),
         };
         let kinds = kinds_of(&data["data"])?;
-        let (node, room) = {
+        {
             let state = self.lock();
             let session = state.media.get(id).filter(|s| s.publish).ok_or("Stream does NOT exist")?;
             let is_admin = state
@@ -398,11 +413,20 @@ impl Hub {
             if session.owner != participant && !is_admin {
                 return Err("unauthorized".into());
             }
+        }
+        self.set_stream_status(id, &kinds, active).await
+    }
+
+    /// Pauses or resumes kinds of a publication on its node and tells the room.
+    async fn set_stream_status(&self, id: &str, kinds: &[Kind], active: bool) -> Result<(), String> {
+        let (node, room) = {
+            let state = self.lock();
+            let session = state.media.get(id).filter(|s| s.publish).ok_or("Stream does NOT exist")?;
             let node =
                 state.transports.get(&session.transport).map(|t| t.node.clone()).ok_or("Stream does NOT exist")?;
             (node, session.room.clone())
         };
-        for kind in &kinds {
+        for kind in kinds {
             let request = SetActiveRequest { session_id: id.into(), kind: *kind, active };
             self.ask_node(&node, methods::SET_ACTIVE, json!(request)).await?;
         }
@@ -410,7 +434,7 @@ impl Hub {
             let mut state = self.lock();
             let mut effects = Vec::new();
             if let Some(conference) = state.rooms.get_mut(&room) {
-                for kind in &kinds {
+                for kind in kinds {
                     effects.extend(conference.set_publication_status(id, kind_name(*kind), active).unwrap_or_default());
                 }
             }
@@ -418,6 +442,44 @@ impl Hub {
         };
         self.deliver(outgoing.0, outgoing.1);
         Ok(())
+    }
+
+    /// REST `PATCH …/streams/{id}`: `replace` of `/media/audio/status` or
+    /// `/media/video/status` with `active`/`inactive` on a forward stream. Mixing operations
+    /// (`/info/inViews`, `/info/layout`) need owt-mixer. Returns the updated StreamInfo.
+    pub(super) async fn rest_update_stream(&self, room: &str, id: &str, operations: &Value) -> Result<Value, String> {
+        let operations = operations.as_array().ok_or("Invalid stream update: expected an array of operations")?;
+        let mut changes = Vec::new();
+        for operation in operations {
+            let path = operation["path"].as_str().unwrap_or_default();
+            if path.starts_with("/info/inViews") || path.starts_with("/info/layout") {
+                return Err("Mixing needs owt-mixer, which this release does not have".into());
+            }
+            let kind = match (operation["op"].as_str(), path) {
+                (Some("replace"), "/media/audio/status") => Kind::Audio,
+                (Some("replace"), "/media/video/status") => Kind::Video,
+                _ => return Err(format!("Invalid stream update: unsupported operation on {path:?}")),
+            };
+            let active = match operation["value"].as_str() {
+                Some("active") => true,
+                Some("inactive") => false,
+                _ => return Err("Invalid stream update: value must be active or inactive".into()),
+            };
+            changes.push((kind, active));
+        }
+        let owned = self.lock().media.get(id).is_some_and(|s| s.publish && s.room == room);
+        if !owned {
+            return Err("Stream not found".into());
+        }
+        for (kind, active) in changes {
+            self.set_stream_status(id, &[kind], active).await?;
+        }
+        self.lock().rooms.get(room).and_then(|c| c.stream(id)).ok_or_else(|| "Stream not found".to_string())
+    }
+
+    /// REST `DELETE …/streams/{id}`: the service ends a publication.
+    pub(super) async fn rest_delete_stream(&self, room: &str, id: &str) -> bool {
+        self.end_session(Who::Service(room), &json!({"id": id}), true).await.is_ok()
     }
 
     async fn subscription_control(&self, participant: &str, data: &Value) -> Result<(), String> {

@@ -68,6 +68,8 @@ struct Outgoing {
 /// What the signaling server shares between its handlers and the REST API.
 pub struct Hub {
     api: Arc<Api>,
+    /// For REST calls (on blocking threads) that must wait for a media node.
+    runtime: tokio::runtime::Handle,
     cluster: Arc<owt_bus::Cluster>,
     state: Mutex<State>,
     io: OnceLock<SocketIo>,
@@ -426,6 +428,14 @@ impl LiveRooms for Hub {
         self.conference_json(room, |c| c.stream(stream)).flatten()
     }
 
+    fn update_stream(&self, room: &str, stream: &str, operations: &Value) -> Result<Value, String> {
+        self.runtime.block_on(self.rest_update_stream(room, stream, operations))
+    }
+
+    fn delete_stream(&self, room: &str, stream: &str) -> bool {
+        self.runtime.block_on(self.rest_delete_stream(room, stream))
+    }
+
     fn destroy_room(&self, room: &str) {
         let participants: Vec<String> =
             self.conference_json(room, |c| c.participants().iter().map(|p| p.id.clone()).collect()).unwrap_or_default();
@@ -564,6 +574,7 @@ impl Signaling {
         let tls = if settings.ssl { Some(Arc::new(crate::http::tls_acceptor(config)?)) } else { None };
         let hub = Arc::new(Hub {
             api,
+            runtime: tokio::runtime::Handle::current(),
             cluster,
             state: Mutex::new(State::default()),
             io: OnceLock::new(),
