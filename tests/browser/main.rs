@@ -72,6 +72,11 @@ fn forward_stream_from_one_browser_to_another_for_vp8_h264_and_vp9_then_publish_
             result["streamLog"].as_array().unwrap().iter().any(|l| l[1] == "update"),
             "{codec}: pause/play notified as stream updates: {result}"
         );
+        // Statistics of the publication from its node (owtctl stream stats).
+        let tracks = result["stats"]["tracks"].as_array().expect("stats tracks");
+        let video = tracks.iter().find(|t| t["kind"] == "video").expect("video stats");
+        assert!(video["packets"].as_u64().unwrap() > 100, "{codec}: {video}");
+        assert!(video["bitrateKbps"].as_f64().unwrap() > 20.0, "{codec}: {video}");
         // Like the JS SDK, the subscriber then publishes on the same peer connection (a re-offer
         // adding send m-lines): the publication becomes ready and the subscription keeps playing.
         assert!(

@@ -59,6 +59,7 @@ server.listen(0, '127.0.0.1', async () => {
     await new Promise((r) => setTimeout(r, 2000));
     const resumed = await frames();
     const pause = { status: paused.media.video.status, pausedFrom, pausedTo, resumed };
+    const stats = owtctl('stream', 'stats', room, published.id);
     const second = await sub.evaluate((c) => window.publishToo(c), codec);
     if (second.id) {
       await new Promise((r) => setTimeout(r, 500));
@@ -71,7 +72,7 @@ server.listen(0, '127.0.0.1', async () => {
     const after = await sub.evaluate(() => window.probe());
     const streamLog = after.log.filter((l) => l[0] === 'stream');
     await context.close();
-    out({ codec, published, samples, pause, second, framesWhilePublishingToo: both.frames, streamLog, framesAfterUnpublish: after.frames }, 0);
+    out({ codec, published, samples, pause, stats, second, framesWhilePublishingToo: both.frames, streamLog, framesAfterUnpublish: after.frames }, 0);
   } catch (err) {
     await context.close().catch(() => {});
     out({ error: String(err && err.stack || err) }, 1);

@@ -143,6 +143,8 @@ pub trait LiveRooms: Send + Sync {
     fn stream(&self, room: &str, stream: &str) -> Option<Value>;
     /// REST `PATCH …/streams/{id}`; the error is a message (400), "Stream not found" (404).
     fn update_stream(&self, room: &str, stream: &str, operations: &Value) -> Result<Value, String>;
+    /// Media statistics of a forward stream (an owt-rs extension of the REST API).
+    fn stream_stats(&self, room: &str, stream: &str) -> Option<Value>;
     /// REST `DELETE …/streams/{id}`: false when there is no such forward stream.
     fn delete_stream(&self, room: &str, stream: &str) -> bool;
     /// The room was deleted: everybody in it is dropped.
@@ -444,6 +446,10 @@ impl Api {
             ("GET", ["streams", id]) => live
                 .and_then(|l| l.stream(room, id))
                 .map(|s| Response::json(owt_room::rest_stream(&s, flatten_video)))
+                .ok_or_else(|| ApiError::NotFound("Stream not found".into())),
+            ("GET", ["streams", id, "stats"]) => live
+                .and_then(|l| l.stream_stats(room, id))
+                .map(Response::json)
                 .ok_or_else(|| ApiError::NotFound("Stream not found".into())),
             ("PATCH", ["streams", id]) => {
                 let live = live.ok_or_else(|| ApiError::NotFound("Stream not found".into()))?;

@@ -141,6 +141,8 @@ pub enum StreamCommand {
         #[arg(long, default_value = "av", value_parser = ["audio", "video", "av"])]
         kind: String,
     },
+    /// Media statistics of a forward stream: packets, bytes, bitrate, keyframe requests.
+    Stats { room: String, id: String },
     /// End a forward stream (its publisher is told its publication ended).
     Delete { room: String, id: String },
 }
@@ -353,6 +355,9 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                         .collect();
                     let path = format!("/v1/rooms/{room}/streams/{id}");
                     output::room(global, &client.call("PATCH", &path, Some(&Value::Array(body)))?);
+                }
+                StreamCommand::Stats { room, id } => {
+                    output::stats(global, &client.call("GET", &format!("/v1/rooms/{room}/streams/{id}/stats"), None)?)
                 }
                 StreamCommand::Delete { room, id } => {
                     client.call("DELETE", &format!("/v1/rooms/{room}/streams/{id}"), None)?;

@@ -177,3 +177,29 @@ pub fn streams(global: &Global, list: &Value) {
         .collect();
     table(&["ID", "TYPE", "AUDIO", "VIDEO", "RESOLUTION", "OWNER/VIEW"], rows);
 }
+
+pub fn stats(global: &Global, stats: &Value) {
+    if global.json {
+        println!("{stats}");
+        return;
+    }
+    let rows = stats["tracks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            vec![
+                text(&t["trackId"]),
+                text(&t["kind"]),
+                text(&t["packets"]),
+                text(&t["bytes"]),
+                format!("{:.0}", t["bitrateKbps"].as_f64().unwrap_or(0.0)),
+                text(&t["packetsLost"]),
+                text(&t["nacks"]),
+                text(&t["plis"]),
+                t["rttMs"].as_f64().map_or("-".into(), |r| format!("{r:.1}")),
+            ]
+        })
+        .collect();
+    table(&["TRACK", "KIND", "PACKETS", "BYTES", "KBPS", "LOST", "NACKS", "PLIS", "RTT MS"], rows);
+}

@@ -477,6 +477,16 @@ impl Hub {
         self.lock().rooms.get(room).and_then(|c| c.stream(id)).ok_or_else(|| "Stream not found".to_string())
     }
 
+    /// Statistics of a forward stream from its webrtc node (owt_proto::webrtc::SessionStats).
+    pub(super) async fn rest_stream_stats(&self, room: &str, id: &str) -> Option<Value> {
+        let node = {
+            let state = self.lock();
+            let session = state.media.get(id).filter(|s| s.publish && s.room == room)?;
+            state.transports.get(&session.transport)?.node.clone()
+        };
+        self.ask_node(&node, methods::STATS, json!(SessionRequest { session_id: id.into() })).await.ok()
+    }
+
     /// REST `DELETE …/streams/{id}`: the service ends a publication.
     pub(super) async fn rest_delete_stream(&self, room: &str, id: &str) -> bool {
         self.end_session(Who::Service(room), &json!({"id": id}), true).await.is_ok()

@@ -432,6 +432,10 @@ impl LiveRooms for Hub {
         self.runtime.block_on(self.rest_update_stream(room, stream, operations))
     }
 
+    fn stream_stats(&self, room: &str, stream: &str) -> Option<Value> {
+        self.runtime.block_on(self.rest_stream_stats(room, stream))
+    }
+
     fn delete_stream(&self, room: &str, stream: &str) -> bool {
         self.runtime.block_on(self.rest_delete_stream(room, stream))
     }
