@@ -561,6 +561,25 @@ fn on_connect(socket: SocketRef, hub: Arc<Hub>) {
     });
 }
 
+/// Registers a socket's handlers synchronously (see `Signaling::start`).
+#[derive(Clone)]
+struct OnConnect(Arc<Hub>);
+
+/// Marker for the hand-written handler implementation.
+struct Direct;
+
+impl socketioxide::handler::ConnectHandler<socketioxide::adapter::LocalAdapter, Direct> for OnConnect {
+    fn call(
+        &self,
+        socket: Arc<socketioxide::socket::Socket<socketioxide::adapter::LocalAdapter>>,
+        _auth: Option<socketioxide::handler::Value>,
+    ) {
+        use socketioxide::handler::FromConnectParts;
+        let Ok(socket) = SocketRef::from_connect_parts(&socket, &None);
+        on_connect(socket, self.0.clone());
+    }
+}
+
 /// The running Socket.IO server.
 pub struct Signaling {
     hub: Arc<Hub>,
@@ -596,10 +615,10 @@ impl Signaling {
             .build_svc();
         {
             let hub = hub.clone();
-            io.ns("/", move |socket: SocketRef| {
-                let hub = hub.clone();
-                async move { on_connect(socket, hub) }
-            });
+            // A synchronous connect handler: socketioxide sends the connect packet first and
+            // then calls it; an async one runs in a task of its own, so under load a client's
+            // immediate `login` could arrive before the handlers exist and be dropped.
+            io.ns("/", OnConnect(hub.clone()));
         }
         let _ = hub.io.set(io);
         tokio::spawn(media::follow_nodes(hub.clone()));
