@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# SFU benchmark: the same WebRTC load (owt-loadgen: P publishers x S subscribers each, synthetic
+# ~1.2 Mbit/s VP8) against owt-rs (owt-portal + owt-webrtc, loopback ICE) and Janus 1.1.2
+# videoroom (ICE on a veth inside the netns: Janus never gathers on loopback), each in its own
+# `unshare -n` network namespace, in one run. Prints a table with the owt/Janus ratios and
+# writes the JSON (default bench/sfu.json).
+#   tests/bench/sfu.sh BIN_DIR [OUT_JSON]          (as root; BIN_DIR holds release binaries)
+# Loads: SFU_LOADS="2x25 4x50" (the second only if the first kept loss under 5% on both),
+# SFU_SECS=15 seconds each. SFU_PERF=1 also records `perf` of owt-webrtc during each owt run
+# (perf.data in SFU_PERF_DIR, default /tmp; Debian's linux-perf).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+# --- one phase, run inside a fresh netns: tests/bench/sfu.sh --phase owt|janus BIN P S SECS OUT
+if [ "${1:-}" = "--phase" ]; then
+  target=$2 bin=$3 P=$4 S=$5 secs=$6 out=$7
+  ip link set lo up
+  tmp=$(mktemp -d)
+  pids=()
+  cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+  trap cleanup EXIT
+  common=(-p "$P" -s "$S" --secs "$secs" --json "$out")
+  if [ "$target" = owt ]; then
+    mkdir -p "$tmp/etc" "$tmp/etc-webrtc"
+    printf '[log]\nlevel = "'"${SFU_LOG_LEVEL:-warn}"'"\n[state]\ndir = "%s"\n[management-api]\nip_address = "127.0.0.1"\n[portal]\nip_address = "127.0.0.1"\nbind_address = "127.0.0.1"\n' "$tmp/state" > "$tmp/etc/portal.toml"
+    printf '[log]\nlevel = "warn"\n[webrtc]\nloopback_candidates = true\n' > "$tmp/etc-webrtc/webrtc.toml"
+    room=$("$bin/owtctl" --config-dir "$tmp/etc" init --json --no-cert | python3 -c 'import json,sys; print(json.load(sys.stdin)["room"]["id"])')
+    "$bin/owt-portal" --config-dir "$tmp/etc" 2>"$tmp/portal.log" & portal=$!; pids+=($portal)
+    "$bin/owt-webrtc" --config-dir "$tmp/etc-webrtc" 2>"$tmp/webrtc.log" & webrtc=$!; pids+=($webrtc)
+    for _ in $(seq 200); do
+      "$bin/owtctl" --config-dir "$tmp/etc" cluster --json 2>/dev/null | grep -q webrtc && break
+      sleep 0.05
+    done
+    if [ "${SFU_PERF:-0}" = 1 ] && command -v perf >/dev/null; then
+      (sleep $((2 + P * S / 8)); timeout $((secs)) perf record -F 499 -g -p "$webrtc" -o "${out%.json}.perf.data" >/dev/null 2>&1) & pids+=($!)
+    fi
+    status=0
+    timeout $((secs + 90)) "$bin/owt-loadgen" --target owt --room "$room" --owtctl "$bin/owtctl" --owt-config-dir "$tmp/etc" \
+      --server-pid "$portal" --server-pid "$webrtc" "${common[@]}" >/dev/null || status=$?
+    if [ "$status" != 0 ]; then
+      echo "--- owt-portal log" >&2; tail -20 "$tmp/portal.log" >&2; [ -n "${SFU_KEEP_LOGS:-}" ] && cp "$tmp"/*.log "$SFU_KEEP_LOGS"/
+      echo "--- owt-webrtc log" >&2; tail -20 "$tmp/webrtc.log" >&2
+    fi
+  else
+    command -v janus >/dev/null || { echo "janus not installed (make bench-deps)" >&2; exit 1; }
+    # A veth pair kept entirely inside this netns; 198.18.0.1 (RFC 2544 range) exists only here.
+    ip link add jx0 type veth peer name jx1
+    ip addr add 198.18.0.1/32 dev jx0
+    ip link set jx1 up; ip link set jx0 up
+    janus -F "$here/janus" -C "$here/janus/janus.jcfg" -o >"$tmp/janus.log" 2>&1 & J=$!; pids+=($J)
+    for _ in $(seq 100); do
+      curl -sf -XPOST http://127.0.0.1:18088/janus -d '{"janus":"info","transaction":"x"}' >/dev/null && break
+      sleep 0.1
+    done
+    status=0
+    timeout $((secs + 90)) "$bin/owt-loadgen" --target janus --ice-ip 198.18.0.1 --server-pid "$J" "${common[@]}" >/dev/null || status=$?
+    if [ "$status" != 0 ]; then echo "--- janus log" >&2; tail -30 "$tmp/janus.log" >&2; fi
+  fi
+  exit $status
+fi
+
+# --- the whole benchmark
+bin=${1:?usage: sfu.sh BIN_DIR [OUT_JSON]}
+bin=$(cd "$bin" && pwd)
+out=${2:-$root/bench/sfu.json}
+secs=${SFU_SECS:-15}
+loads=${SFU_LOADS:-2x25 4x50}
+[ "$(id -u)" = 0 ] || { echo "sfu.sh needs root (unshare -n, veth)" >&2; exit 1; }
+for p in owt-portal owt-webrtc owtctl owt-loadgen; do [ -x "$bin/$p" ] || { echo "$bin/$p missing" >&2; exit 1; }; done
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+runs=()
+for load in $loads; do
+  P=${load%x*} S=${load#*x}
+  ok=1
+  for target in owt janus; do
+    f="$work/$target-$load.json"
+    echo "== $target ${P}x${S}, ${secs}s" >&2
+    if unshare -n bash "$0" --phase "$target" "$bin" "$P" "$S" "$secs" "$f"; then
+      runs+=("$f")
+      python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r["loss"] < 0.05 else 1)' "$f" || ok=0
+    else
+      echo "   $target ${P}x${S} failed" >&2; ok=0
+    fi
+    if [ -f "$work/$target-$load.perf.data" ]; then
+      cp "$work/$target-$load.perf.data" "${SFU_PERF_DIR:-/tmp}/owt-webrtc-$load.perf.data"
+      echo "   perf data: ${SFU_PERF_DIR:-/tmp}/owt-webrtc-$load.perf.data" >&2
+    fi
+  done
+  [ "$ok" = 1 ] || { echo "== stopping after ${P}x${S}: a run failed or lost >= 5%" >&2; break; }
+done
+[ ${#runs[@]} -gt 0 ] || { echo "no run succeeded" >&2; exit 1; }
+mkdir -p "$(dirname "$out")"
+python3 - "$out" "${runs[@]}" <<'PY'
+import json, sys, os, platform
+out, files = sys.argv[1], sys.argv[2:]
+runs = [json.load(open(f)) for f in files]
+by = {}
+for r in runs:
+    by.setdefault((r["publishers"], r["subscribers_per_publisher"]), {})[r["target"]] = r
+rows, comparisons = [], []
+hdr = f'{"load":>6} {"server":>6} {"pkt/CPU-s":>10} {"streams/core":>12} {"cores":>6} {"p50 µs":>8} {"p99 µs":>8} {"KiB/sub":>8} {"loss %":>7}'
+print(hdr); print("-" * len(hdr))
+for (p, s), t in sorted(by.items()):
+    for name in ("owt", "janus"):
+        r = t.get(name)
+        if not r: continue
+        print(f'{p}x{s:<4} {name:>6} {r["forwarded_per_cpu_s"]:>10.0f} {r["streams_per_core"]:>12.0f} {r["server_cores"]:>6.2f} '
+              f'{r["latency_us_p50"]:>8} {r["latency_us_p99"]:>8} {r["rss_kib_per_subscriber"]:>8.0f} {100*r["loss"]:>7.3f}')
+    o, j = t.get("owt"), t.get("janus")
+    if o and j:
+        ratio = lambda a, b: (a / b) if b else None
+        c = {"load": f"{p}x{s}",
+             "pkt_per_cpu_s_owt_over_janus": ratio(o["forwarded_per_cpu_s"], j["forwarded_per_cpu_s"]),
+             "p50_owt_over_janus": ratio(o["latency_us_p50"], j["latency_us_p50"]),
+             "p99_owt_over_janus": ratio(o["latency_us_p99"], j["latency_us_p99"]),
+             "rss_per_sub_owt_over_janus": ratio(o["rss_kib_per_subscriber"], j["rss_kib_per_subscriber"]),
+             "streams_per_core_owt": o["streams_per_core"], "streams_per_core_janus": j["streams_per_core"]}
+        comparisons.append(c)
+        f = lambda v: "n/a" if v is None else f"{v:.2f}x"
+        print(f'{p}x{s:<4} {"owt/janus":>6}: pkt/CPU-s {f(c["pkt_per_cpu_s_owt_over_janus"])}, p50 {f(c["p50_owt_over_janus"])}, '
+              f'p99 {f(c["p99_owt_over_janus"])}, RSS/sub {f(c["rss_per_sub_owt_over_janus"])}')
+print("streams/core = subscribed streams / (server CPU-s per s); pkt/CPU-s = packets delivered to subscribers per server CPU-second")
+print("latency = subscriber receive time - publisher send time (same host clock), client stacks included")
+doc = {"benchmark": "sfu", "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
+       "targets": {"owt": "owt-portal + owt-webrtc (release), loopback ICE", "janus": "Janus videoroom (Debian), veth ICE in the netns"},
+       "comparisons": comparisons, "runs": runs}
+with open(out, "w") as fh:
+    json.dump(doc, fh, indent=2); fh.write("\n")
+print(f"wrote {out}")
+PY
