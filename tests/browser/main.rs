@@ -104,6 +104,12 @@ fn forward_stream_from_one_browser_to_another_for_vp8_h264_and_vp9_then_publish_
                 .any(|l| l[1] == "remove" && l[2] == result["published"]["id"]),
             "{codec}: stream remove notified: {result}"
         );
+        // The publisher's tab is closed: its participant leaves after reconnection_timeout
+        // and its transport is released on the webrtc node.
+        let killed = &result["killed"];
+        assert_eq!(killed["participants"], 1, "{codec}: only the subscriber is left: {killed}");
+        assert_eq!(killed["leaveSeen"], 1, "{codec}: the subscriber is told: {killed}");
+        assert!(killed["tasksAfter"].as_u64() < killed["tasksBefore"].as_u64(), "{codec}: transport freed: {killed}");
         let after = result["framesAfterUnpublish"].as_u64().unwrap();
         assert!(after <= while_publishing + 10, "{codec}: frames stop after unpublish ({while_publishing} -> {after})");
     }

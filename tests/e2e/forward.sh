@@ -19,6 +19,7 @@ ip_address = "127.0.0.1"
 [portal]
 ip_address = "127.0.0.1"
 bind_address = "127.0.0.1"
+reconnection_timeout = 2
 [app]
 enabled = false
 CONF

@@ -71,8 +71,19 @@ server.listen(0, '127.0.0.1', async () => {
     await new Promise((r) => setTimeout(r, 1500));
     const after = await sub.evaluate(() => window.probe());
     const streamLog = after.log.filter((l) => l[0] === 'stream');
+    // The publisher's browser tab dies: after reconnection_timeout its participant leaves and
+    // its transport is closed on the node.
+    const tasksBefore = owtctl('cluster').find((w) => w.kind === 'webrtc').tasks;
+    await pub.close();
+    await new Promise((r) => setTimeout(r, 4000));
+    const killed = {
+      participants: owtctl('participant', 'list', room).length,
+      tasksBefore,
+      tasksAfter: owtctl('cluster').find((w) => w.kind === 'webrtc').tasks,
+      leaveSeen: (await sub.evaluate(() => window.participantLog || [])).length,
+    };
     await context.close();
-    out({ codec, published, samples, pause, stats, second, framesWhilePublishingToo: both.frames, streamLog, framesAfterUnpublish: after.frames }, 0);
+    out({ codec, published, samples, pause, stats, killed, second, framesWhilePublishingToo: both.frames, streamLog, framesAfterUnpublish: after.frames }, 0);
   } catch (err) {
     await context.close().catch(() => {});
     out({ error: String(err && err.stack || err) }, 1);
