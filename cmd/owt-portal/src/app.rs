@@ -15,21 +15,16 @@
 use crate::api::{Api, ApiError, Body, Request, Response};
 use crate::PortalError;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use owt_config::PortalConfig;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::TcpListener;
 
-/// How long a client may take to send its headers, or its body (as the REST listener).
-const HEADER_DEADLINE: Duration = Duration::from_secs(10);
-const BODY_DEADLINE: Duration = Duration::from_secs(30);
 /// Larger files are not served from the share directory (the page's files are small).
 const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// The room a token request without `room` goes to, as in OWT's sample app.
@@ -71,18 +66,8 @@ impl AppServer {
         runtime: &tokio::runtime::Handle,
     ) -> Result<AppServer, PortalError> {
         let settings = &config.app;
-        let ip: std::net::IpAddr = settings.ip_address.parse().map_err(|_| PortalError::Listen {
-            addr: settings.ip_address.clone(),
-            message: "not an IP address".into(),
-        })?;
-        let bind = SocketAddr::new(ip, settings.port);
         let tls = if settings.ssl { Some(Arc::new(crate::http::tls_acceptor(config)?)) } else { None };
-        let listener = runtime
-            .block_on(TcpListener::bind(bind))
-            .map_err(|e| PortalError::Listen { addr: bind.to_string(), message: e.to_string() })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| PortalError::Listen { addr: bind.to_string(), message: e.to_string() })?;
+        let (listener, addr) = crate::http::bind(&settings.ip_address, settings.port, runtime)?;
         let shared = Arc::new(Shared {
             api,
             share_dir: settings.share_dir.clone(),
@@ -92,29 +77,8 @@ impl AppServer {
         if !shared.share_dir.join("index.html").is_file() {
             tracing::warn!("sample application: no index.html in {}", shared.share_dir.display());
         }
-        let accept_task = runtime.spawn(async move {
-            loop {
-                let (stream, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        tracing::warn!("sample application accept: {err}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let (shared, tls) = (shared.clone(), tls.clone());
-                tokio::spawn(async move {
-                    match tls {
-                        None => serve_connection(TokioIo::new(stream), shared).await,
-                        Some(acceptor) => {
-                            if let Some(stream) = crate::http::tls_handshake(&acceptor, stream, peer).await {
-                                serve_connection(TokioIo::new(stream), shared).await
-                            }
-                        }
-                    }
-                });
-            }
-        });
+        let serve = move |io| serve_connection(io, shared.clone());
+        let accept_task = runtime.spawn(crate::http::accept_loop(listener, tls, "sample application", serve));
         let scheme = if settings.ssl { "https" } else { "http" };
         tracing::info!("sample application on {scheme}://{addr} from {}", settings.share_dir.display());
         Ok(AppServer { addr, accept_task })
@@ -141,7 +105,7 @@ where
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_DEADLINE)
+        .header_read_timeout(crate::http::HEADER_DEADLINE)
         .serve_connection(io, service);
     if let Err(err) = connection.await {
         tracing::debug!("sample application connection: {err}");
@@ -237,7 +201,7 @@ async fn answer(request: hyper::Request<Incoming>, shared: Arc<Shared>) -> hyper
             let body = if declared.is_some_and(|len| len > shared.max_body as u64) {
                 Err(ApiError::TooLarge(shared.max_body))
             } else {
-                read_body(body, shared.max_body).await
+                crate::http::read_body(body, shared.max_body).await
             };
             match body {
                 Err(err) => api_response(err.into_response()),
@@ -261,20 +225,6 @@ async fn answer(request: hyper::Request<Incoming>, shared: Arc<Shared>) -> hyper
     };
     tracing::debug!(method = %parts.method, path, status = response.status().as_u16(), "sample application");
     response
-}
-
-async fn read_body(body: Incoming, max_body: usize) -> Result<Bytes, ApiError> {
-    match tokio::time::timeout(BODY_DEADLINE, Limited::new(body, max_body).collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(err)) if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err(ApiError::TooLarge(max_body))
-        }
-        Ok(Err(err)) => {
-            tracing::debug!("sample application body read: {err}");
-            Err(ApiError::BadRequest("Failed to read request body".into()))
-        }
-        Err(_) => Err(ApiError::BadRequest("Request body not received in time".into())),
-    }
 }
 
 async fn read_file_blocking<T: Send + 'static>(read: impl FnOnce() -> Option<T> + Send + 'static) -> Option<T> {

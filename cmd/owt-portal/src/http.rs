@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 
 /// How long a client may take to complete the TLS handshake, send its headers, or send its body.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
-const HEADER_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const HEADER_DEADLINE: Duration = Duration::from_secs(10);
 const BODY_DEADLINE: Duration = Duration::from_secs(30);
 
 pub struct RestServer {
@@ -48,6 +48,59 @@ pub(crate) fn tls_acceptor(config: &PortalConfig) -> Result<openssl::ssl::SslAcc
     Ok(builder.build())
 }
 
+/// Any accepted connection, plain TCP or TLS, for hyper.
+pub(crate) trait Connection: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Connection for T {}
+
+/// Binds `ip:port` of a portal listener (REST API, signaling, sample application).
+pub(crate) fn bind(
+    ip: &str,
+    port: u16,
+    runtime: &tokio::runtime::Handle,
+) -> Result<(TcpListener, SocketAddr), PortalError> {
+    let ip: std::net::IpAddr =
+        ip.parse().map_err(|_| PortalError::Listen { addr: ip.to_string(), message: "not an IP address".into() })?;
+    let bind = SocketAddr::new(ip, port);
+    let listen_error = |e: std::io::Error| PortalError::Listen { addr: bind.to_string(), message: e.to_string() };
+    let listener = runtime.block_on(TcpListener::bind(bind)).map_err(listen_error)?;
+    let addr = listener.local_addr().map_err(listen_error)?;
+    Ok((listener, addr))
+}
+
+/// Accepts connections for ever, each in a task of its own: the TLS handshake first when
+/// `tls` is set (with its deadline), then `serve`.
+pub(crate) async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    tls: Option<Arc<openssl::ssl::SslAcceptor>>,
+    what: &'static str,
+    serve: F,
+) where
+    F: Fn(TokioIo<Box<dyn Connection>>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!("{what} accept: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (serve, tls) = (serve.clone(), tls.clone());
+        tokio::spawn(async move {
+            let connection: Box<dyn Connection> = match tls {
+                None => Box::new(stream),
+                Some(acceptor) => match tls_handshake(&acceptor, stream, peer).await {
+                    Some(stream) => Box::new(stream),
+                    None => return,
+                },
+            };
+            serve(TokioIo::new(connection)).await
+        });
+    }
+}
+
 impl RestServer {
     pub fn start(
         config: &PortalConfig,
@@ -55,42 +108,11 @@ impl RestServer {
         runtime: &tokio::runtime::Handle,
     ) -> Result<RestServer, PortalError> {
         let settings = &config.management_api;
-        let ip: std::net::IpAddr = settings.ip_address.parse().map_err(|_| PortalError::Listen {
-            addr: settings.ip_address.clone(),
-            message: "not an IP address".into(),
-        })?;
-        let bind = SocketAddr::new(ip, settings.port);
         let tls = if settings.ssl { Some(Arc::new(tls_acceptor(config)?)) } else { None };
-        let listener = runtime
-            .block_on(TcpListener::bind(bind))
-            .map_err(|e| PortalError::Listen { addr: bind.to_string(), message: e.to_string() })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| PortalError::Listen { addr: bind.to_string(), message: e.to_string() })?;
+        let (listener, addr) = bind(&settings.ip_address, settings.port, runtime)?;
         let max_body = settings.max_body_bytes;
-        let accept_task = runtime.spawn(async move {
-            loop {
-                let (stream, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        tracing::warn!("REST accept: {err}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let (api, tls) = (api.clone(), tls.clone());
-                tokio::spawn(async move {
-                    match tls {
-                        None => serve_connection(TokioIo::new(stream), api, max_body).await,
-                        Some(acceptor) => {
-                            if let Some(stream) = tls_handshake(&acceptor, stream, peer).await {
-                                serve_connection(TokioIo::new(stream), api, max_body).await
-                            }
-                        }
-                    }
-                });
-            }
-        });
+        let accept_task =
+            runtime.spawn(accept_loop(listener, tls, "REST", move |io| serve_connection(io, api.clone(), max_body)));
         tracing::info!("REST API listening on {}://{addr}", if settings.ssl { "https" } else { "http" });
         Ok(RestServer { addr, accept_task })
     }
@@ -147,14 +169,9 @@ async fn answer(request: hyper::Request<Incoming>, api: Arc<Api>, max_body: usiz
     let (parts, body) = request.into_parts();
     let header =
         |name: hyper::header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let body = match tokio::time::timeout(BODY_DEADLINE, read_body(body, max_body)).await {
-        Ok(Ok(body)) => body,
-        Ok(Err(BodyError::TooLarge)) => return respond(ApiError::TooLarge(max_body).into_response()),
-        Ok(Err(BodyError::Read(err))) => {
-            tracing::debug!("REST body read: {err}");
-            return respond(ApiError::BadRequest("Failed to read request body".into()).into_response());
-        }
-        Err(_) => return respond(ApiError::BadRequest("Request body not received in time".into()).into_response()),
+    let body = match read_body(body, max_body).await {
+        Ok(body) => body,
+        Err(err) => return respond(err.into_response()),
     };
     let authorization = header(hyper::header::AUTHORIZATION);
     let content_type = header(hyper::header::CONTENT_TYPE);
@@ -190,7 +207,21 @@ enum BodyError {
     Read(hyper::Error),
 }
 
-async fn read_body(mut body: Incoming, max_body: usize) -> Result<Bytes, BodyError> {
+/// Reads a request body within [`BODY_DEADLINE`] and `max_body` bytes, as the REST API
+/// answers problems with it.
+pub(crate) async fn read_body(body: Incoming, max_body: usize) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(BODY_DEADLINE, collect_body(body, max_body)).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(BodyError::TooLarge)) => Err(ApiError::TooLarge(max_body)),
+        Ok(Err(BodyError::Read(err))) => {
+            tracing::debug!("body read: {err}");
+            Err(ApiError::BadRequest("Failed to read request body".into()))
+        }
+        Err(_) => Err(ApiError::BadRequest("Request body not received in time".into())),
+    }
+}
+
+async fn collect_body(mut body: Incoming, max_body: usize) -> Result<Bytes, BodyError> {
     let mut kept = Vec::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {

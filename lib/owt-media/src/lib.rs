@@ -8,10 +8,14 @@
 //! - [`keyframe`]: the rate limit of keyframe requests (PLI/FIR) sent upstream.
 //! - [`sessions`]: which m-line (mid) of a client transport belongs to which session, and
 //!   when a session becomes ready.
+//! - [`layout`]: mixed-view layouts: OWT's base and custom templates, the template for a
+//!   number of inputs, region assignment, `video.layout` updates, pixel placement with
+//!   letterbox/crop, and REST layout validation (groundwork for owt-mixer).
 //! - [`meter`]: packet/byte counters with a bitrate over the last second.
 
 pub mod cache;
 pub mod keyframe;
+pub mod layout;
 pub mod meter;
 pub mod rewrite;
 pub mod sessions;

@@ -448,6 +448,10 @@ impl Hub {
     /// `/media/video/status` with `active`/`inactive` on a forward stream. Mixing operations
     /// (`/info/inViews`, `/info/layout`) need owt-mixer. Returns the updated StreamInfo.
     pub(super) async fn rest_update_stream(&self, room: &str, id: &str, operations: &Value) -> Result<Value, String> {
+        let owned = self.lock().media.get(id).is_some_and(|s| s.publish && s.room == room);
+        if !owned {
+            return Err("Stream not found".into());
+        }
         let operations = operations.as_array().ok_or("Invalid stream update: expected an array of operations")?;
         let mut changes = Vec::new();
         for operation in operations {
@@ -466,10 +470,6 @@ impl Hub {
                 _ => return Err("Invalid stream update: value must be active or inactive".into()),
             };
             changes.push((kind, active));
-        }
-        let owned = self.lock().media.get(id).is_some_and(|s| s.publish && s.room == room);
-        if !owned {
-            return Err("Stream not found".into());
         }
         for (kind, active) in changes {
             self.set_stream_status(id, &[kind], active).await?;

@@ -9,7 +9,6 @@
 mod media;
 
 use crate::api::{Api, LiveRooms};
-use hyper_util::rt::TokioIo;
 use owt_auth::{ReconnectionTicket, Token};
 use owt_config::PortalConfig;
 use owt_room::{Conference, Effect};
@@ -630,34 +629,19 @@ impl Signaling {
         let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, settings.port)).await.map_err(listen_error)?;
         let addr = listener.local_addr().map_err(listen_error)?;
         let cors: Arc<Vec<String>> = Arc::new(settings.cors.clone());
-        let accept_task = tokio::spawn(async move {
-            loop {
-                let (stream, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        tracing::warn!("signaling accept: {err}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let (service, tls, cors) = (service.clone(), tls.clone(), cors.clone());
-                tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |request| with_cors(service.clone(), cors.clone(), request));
-                    let http = hyper::server::conn::http1::Builder::new();
-                    let served = match tls {
-                        None => http.serve_connection(TokioIo::new(stream), service).with_upgrades().await,
-                        Some(acceptor) => match crate::http::tls_handshake(&acceptor, stream, peer).await {
-                            Some(stream) => http.serve_connection(TokioIo::new(stream), service).with_upgrades().await,
-                            None => Ok(()),
-                        },
-                    };
-                    if let Err(err) = served {
-                        tracing::debug!("signaling connection: {err}");
-                    }
-                });
+        let serve = move |io| {
+            let (service, cors) = (service.clone(), cors.clone());
+            async move {
+                let service =
+                    hyper::service::service_fn(move |request| with_cors(service.clone(), cors.clone(), request));
+                let connection =
+                    hyper::server::conn::http1::Builder::new().serve_connection(io, service).with_upgrades();
+                if let Err(err) = connection.await {
+                    tracing::debug!("signaling connection: {err}");
+                }
             }
-        });
+        };
+        let accept_task = tokio::spawn(crate::http::accept_loop(listener, tls, "signaling", serve));
         tracing::info!("Socket.IO signaling listening on {}://{addr}", if settings.ssl { "https" } else { "http" });
         Ok(Signaling { hub, addr, accept_task })
     }
