@@ -141,7 +141,10 @@ install: build $(APP_SOCKETIO)
 	install -m 0644 units/owt.target $(DESTDIR)$(UNITDIR)/owt.target
 	install -m 0644 units/owt.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/owt.conf
 	install -m 0644 units/owt.tmpfiles.conf $(DESTDIR)$(TMPFILESDIR)/owt.conf
-	for c in $(CONFIGS); do [ -e $(DESTDIR)$(SYSCONFDIR)/owt/$$c.toml ] || install -m 0644 etc/owt/$$c.toml $(DESTDIR)$(SYSCONFDIR)/owt/$$c.toml; done
+	# The sample application's files are where this PREFIX puts them (the embedded default is /usr/local).
+	for c in $(CONFIGS); do [ -e $(DESTDIR)$(SYSCONFDIR)/owt/$$c.toml ] || { \
+	  sed 's|^# share_dir = "/usr/local/share/owt/app"|$(if $(filter /usr/local,$(PREFIX)),# ,)share_dir = "$(SHAREDIR)/app"|' \
+	    etc/owt/$$c.toml > $(DESTDIR)$(SYSCONFDIR)/owt/$$c.toml && chmod 0644 $(DESTDIR)$(SYSCONFDIR)/owt/$$c.toml; }; done
 	cp -r share/owt/. $(DESTDIR)$(SHAREDIR)/
 	install -m 0644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
