@@ -28,8 +28,9 @@ endif
 
 # Debian packages the build and the tests need.
 DEB_PACKAGES := pkg-config libssl-dev libsystemd-dev systemd groff-base
-# Debian packages only the tests need: Socket.IO clients from npm run on node, WebRTC peers in Chromium.
-TEST_DEB_PACKAGES := nodejs npm chromium
+# Debian packages only the tests need: Socket.IO clients from npm run on node, WebRTC peers in Chromium,
+# nftables to drop packets in the loss test's network namespace.
+TEST_DEB_PACKAGES := nodejs npm chromium nftables
 # Debian packages only `make bench-sfu` needs: Janus (the reference SFU), curl, ip (veth).
 BENCH_DEB_PACKAGES := janus curl iproute2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -80,7 +81,7 @@ fmt:
 # PATH: nodesource's nodejs brings npm and conflicts with Debian's npm package.
 test-deps:
 	@missing=""; for p in $(TEST_DEB_PACKAGES); do \
-	  case $$p in nodejs) c=node;; *) c=$$p;; esac; \
+	  case $$p in nodejs) c=node;; nftables) c=nft;; *) c=$$p;; esac; \
 	  command -v $$c >/dev/null 2>&1 || dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \

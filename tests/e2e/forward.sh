@@ -11,6 +11,13 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 mkdir -p "$tmp/etc" "$tmp/etc-webrtc"
+# LOSS_PERCENT=N drops that share of every UDP packet in this namespace (media both ways,
+# ICE, DTLS): the media path must recover with NACK/RTX and keyframe requests.
+if [ -n "${LOSS_PERCENT:-}" ]; then
+  nft add table inet owt_loss
+  nft add chain inet owt_loss input '{ type filter hook input priority 0; }'
+  nft add rule inet owt_loss input meta l4proto udp numgen random mod 100 \< "$LOSS_PERCENT" drop
+fi
 cat > "$tmp/etc/portal.toml" <<CONF
 [state]
 dir = "$tmp/state"

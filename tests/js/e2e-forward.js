@@ -46,7 +46,7 @@ server.listen(0, '127.0.0.1', async () => {
     for (let i = 0; i < 5; i++) {
       await new Promise((r) => setTimeout(r, 1000));
       const p = await sub.evaluate(() => window.probe());
-      samples.push({ width: p.width, height: p.height, frames: p.frames, rms: p.rms, peakHz: p.peakHz, codecs: p.codecs, state: p.state });
+      samples.push({ width: p.width, height: p.height, frames: p.frames, rms: p.rms, peakHz: p.peakHz, codecs: p.codecs, state: p.state, inbound: p.inbound });
     }
     // REST: pause the publication's video for everyone, then resume it.
     const frames = async () => (await sub.evaluate(() => window.probe())).frames;
