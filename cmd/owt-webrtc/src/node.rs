@@ -503,6 +503,8 @@ impl Node {
         let role = state.sessions.role(&request.session_id);
         let mids = state.sessions.mids(&request.session_id).map(<[String]>::to_vec).unwrap_or_default();
         let mut touched = 0;
+        // Resumed video needs a keyframe before anyone can decode it again.
+        let mut want_keyframe: Vec<String> = Vec::new();
         for mid in mids {
             match role {
                 Some(Role::Subscribe) => {
@@ -510,6 +512,7 @@ impl Node {
                         sub.active.store(request.active, Ordering::Relaxed);
                         if request.active {
                             lock(&sub.rewriter).rebase();
+                            want_keyframe.push(sub.source.clone());
                         }
                         touched += 1;
                     }
@@ -519,10 +522,25 @@ impl Node {
                     if let Some(track) = self.inner.tracks.read().ok().and_then(|t| t.get(&id).cloned()) {
                         if track.kind == request.kind {
                             track.active.store(request.active, Ordering::Relaxed);
+                            if request.active {
+                                want_keyframe.push(id.clone());
+                            }
                             touched += 1;
                         }
                     }
                 }
+            }
+        }
+        drop(state);
+        if request.kind == Kind::Video {
+            let tracks = self
+                .inner
+                .tracks
+                .read()
+                .ok()
+                .map(|t| want_keyframe.iter().filter_map(|id| t.get(id).cloned()).collect::<Vec<_>>());
+            for track in tracks.unwrap_or_default() {
+                tokio::spawn(async move { track.send_pli().await });
             }
         }
         Ok(json!({ "tracks": touched }))
