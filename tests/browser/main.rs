@@ -119,6 +119,11 @@ fn forward_stream_from_one_browser_to_another_for_vp8_h264_and_vp9_then_publish_
         assert_eq!(killed["participants"], 1, "{codec}: only the subscriber is left: {killed}");
         assert_eq!(killed["leaveSeen"], 1, "{codec}: the subscriber is told: {killed}");
         assert!(killed["tasksAfter"].as_u64() < killed["tasksBefore"].as_u64(), "{codec}: transport freed: {killed}");
+        // The webrtc node is killed: the portal notices and fails the subscription.
+        let death = &result["nodeDeath"];
+        assert_eq!(death["workers"], 0, "{codec}: the dead node left the cluster: {death}");
+        let errors = death["progressErrors"].as_array().expect("progress errors");
+        assert!(errors.iter().any(|e| e[3].as_str().is_some_and(|r| r.contains("failed"))), "{codec}: session failed: {death}");
         let after = result["framesAfterUnpublish"].as_u64().unwrap();
         assert!(after <= while_publishing + 10, "{codec}: frames stop after unpublish ({while_publishing} -> {after})");
     }

@@ -34,6 +34,7 @@ printf '[webrtc]\nloopback_candidates = true\n' > "$tmp/etc-webrtc/webrtc.toml"
 room=$("$bin/owtctl" --config-dir "$tmp/etc" init --json --no-cert | python3 -c 'import json,sys; print(json.load(sys.stdin)["room"]["id"])')
 "$bin/owt-portal" --config-dir "$tmp/etc" 2>"$tmp/portal.log" & pids+=($!)
 "$bin/owt-webrtc" --config-dir "$tmp/etc-webrtc" 2>"$tmp/webrtc.log" & pids+=($!)
+export WEBRTC_PID=$!
 for _ in $(seq 200); do
   if "$bin/owtctl" --config-dir "$tmp/etc" cluster --json 2>/dev/null | grep -q webrtc; then break; fi
   sleep 0.05

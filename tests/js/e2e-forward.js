@@ -82,8 +82,18 @@ server.listen(0, '127.0.0.1', async () => {
       tasksAfter: owtctl('cluster').find((w) => w.kind === 'webrtc').tasks,
       leaveSeen: (await sub.evaluate(() => window.participantLog || [])).length,
     };
+    // The webrtc node dies (SIGKILL): after the missed heartbeats the portal fails the
+    // sessions it carried, and the subscriber is told (user guide Table 2-6: stream-failed).
+    let nodeDeath = null;
+    if (process.env.WEBRTC_PID) {
+      process.kill(Number(process.env.WEBRTC_PID), 'SIGKILL');
+      await new Promise((r) => setTimeout(r, 5000));
+      const log = (await sub.evaluate(() => window.probe())).log;
+      nodeDeath = { progressErrors: log.filter((l) => l[0] === 'progress' && l[1] === 'error'),
+                    workers: owtctl('cluster').length };
+    }
     await context.close();
-    out({ codec, published, samples, pause, stats, killed, second, framesWhilePublishingToo: both.frames, streamLog, framesAfterUnpublish: after.frames }, 0);
+    out({ codec, nodeDeath, published, samples, pause, stats, killed, second, framesWhilePublishingToo: both.frames, streamLog, framesAfterUnpublish: after.frames }, 0);
   } catch (err) {
     await context.close().catch(() => {});
     out({ error: String(err && err.stack || err) }, 1);
