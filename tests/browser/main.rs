@@ -123,7 +123,10 @@ fn forward_stream_from_one_browser_to_another_for_vp8_h264_and_vp9_then_publish_
         let death = &result["nodeDeath"];
         assert_eq!(death["workers"], 0, "{codec}: the dead node left the cluster: {death}");
         let errors = death["progressErrors"].as_array().expect("progress errors");
-        assert!(errors.iter().any(|e| e[3].as_str().is_some_and(|r| r.contains("failed"))), "{codec}: session failed: {death}");
+        assert!(
+            errors.iter().any(|e| e[3].as_str().is_some_and(|r| r.contains("failed"))),
+            "{codec}: session failed: {death}"
+        );
         let after = result["framesAfterUnpublish"].as_u64().unwrap();
         assert!(after <= while_publishing + 10, "{codec}: frames stop after unpublish ({while_publishing} -> {after})");
     }
