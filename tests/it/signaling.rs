@@ -522,6 +522,12 @@ fn rest_controls_live_participants_and_shows_streams() {
     let one = server.call("GET", &format!("/v1/rooms/{room}/streams/{room}-common"), None, Auth::Super).ok_json();
     assert_eq!(one["info"]["label"], "common");
     server.call("GET", &format!("/v1/rooms/{room}/streams/nope"), None, Auth::Super).expect_error(404, 1004);
+    let mix = json!([{"op": "add", "path": "/info/inViews", "value": "common"}]);
+    let message = server
+        .call("PATCH", &format!("/v1/rooms/{room}/streams/{room}-common"), Some(mix.clone()), Auth::Super)
+        .expect_error(500, 1301);
+    assert!(message.contains("owt-mixer"), "{message}");
+    server.call("PATCH", &format!("/v1/rooms/{room}/streams/nope"), Some(mix), Auth::Super).expect_error(404, 1004);
 
     server.call("DELETE", &path, None, Auth::Super).ok_text();
     alice.event("drop");

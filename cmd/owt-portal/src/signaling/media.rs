@@ -448,7 +448,14 @@ impl Hub {
     /// `/media/video/status` with `active`/`inactive` on a forward stream. Mixing operations
     /// (`/info/inViews`, `/info/layout`) need owt-mixer. Returns the updated StreamInfo.
     pub(super) async fn rest_update_stream(&self, room: &str, id: &str, operations: &Value) -> Result<Value, String> {
-        let owned = self.lock().media.get(id).is_some_and(|s| s.publish && s.room == room);
+        let (owned, mixed) = {
+            let state = self.lock();
+            let owned = state.media.get(id).is_some_and(|s| s.publish && s.room == room);
+            (owned, state.rooms.get(room).is_some_and(|c| c.is_mixed(id)))
+        };
+        if mixed {
+            return Err("Mixing needs owt-mixer, which this release does not have".into());
+        }
         if !owned {
             return Err("Stream not found".into());
         }
