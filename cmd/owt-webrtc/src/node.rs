@@ -325,6 +325,15 @@ impl Node {
         lock(&self.inner.transports).get(id).cloned().ok_or_else(|| failed(format!("Transport {id} does NOT exist")))
     }
 
+    /// The transport carrying a session.
+    fn session_transport(&self, session_id: &str) -> Result<Arc<Transport>, RemoteError> {
+        let transport_id = lock(&self.inner.sessions)
+            .get(session_id)
+            .cloned()
+            .ok_or_else(|| failed(format!("session {session_id} does not exist")))?;
+        self.transport(&transport_id)
+    }
+
     async fn transport_or_create(&self, id: &str) -> Result<Arc<Transport>, RemoteError> {
         if let Ok(transport) = self.transport(id) {
             return Ok(transport);
@@ -479,11 +488,7 @@ impl Node {
     }
 
     fn end_session(&self, session_id: &str, publish: bool) -> Result<Value, RemoteError> {
-        let transport_id = lock(&self.inner.sessions)
-            .get(session_id)
-            .cloned()
-            .ok_or_else(|| failed(format!("session {session_id} does not exist")))?;
-        let transport = self.transport(&transport_id)?;
+        let transport = self.session_transport(session_id)?;
         let role = lock(&transport.state).sessions.role(session_id);
         let expected = if publish { Role::Publish } else { Role::Subscribe };
         if role != Some(expected) {
@@ -494,11 +499,7 @@ impl Node {
     }
 
     fn set_active(&self, request: SetActiveRequest) -> Result<Value, RemoteError> {
-        let transport_id = lock(&self.inner.sessions)
-            .get(&request.session_id)
-            .cloned()
-            .ok_or_else(|| failed(format!("session {} does not exist", request.session_id)))?;
-        let transport = self.transport(&transport_id)?;
+        let transport = self.session_transport(&request.session_id)?;
         let state = lock(&transport.state);
         let role = state.sessions.role(&request.session_id);
         let mids = state.sessions.mids(&request.session_id).map(<[String]>::to_vec).unwrap_or_default();
@@ -547,11 +548,7 @@ impl Node {
     }
 
     fn stats(&self, request: SessionRequest) -> Result<Value, RemoteError> {
-        let transport_id = lock(&self.inner.sessions)
-            .get(&request.session_id)
-            .cloned()
-            .ok_or_else(|| failed(format!("session {} does not exist", request.session_id)))?;
-        let transport = self.transport(&transport_id)?;
+        let transport = self.session_transport(&request.session_id)?;
         let state = lock(&transport.state);
         let now = Instant::now();
         let mut stats = SessionStats { session_id: request.session_id.clone(), tracks: vec![] };

@@ -211,11 +211,9 @@ impl Hub {
             audio_formats,
             video_formats,
         };
-        if let Err(err) = self.ask_node(&node, methods::PUBLISH, json!(request)).await {
+        if let Err(err) = self.open_session(&node, methods::PUBLISH, json!(request), &transport_id, new_transport).await
+        {
             unreserve(self);
-            if new_transport {
-                let _ = self.cluster.release("webrtc", &transport_id).await;
-            }
             return Err(err);
         }
         self.record_session(
@@ -233,6 +231,23 @@ impl Hub {
         );
         tracing::info!(participant, session = %session_id, transport = %transport_id, %node, "publication accepted");
         Ok(json!({"id": session_id, "transportId": transport_id}))
+    }
+
+    /// Asks the node to take a new session; a transport scheduled just for it is released
+    /// again when the node refuses.
+    async fn open_session(
+        &self,
+        node: &str,
+        method: &str,
+        request: Value,
+        transport_id: &str,
+        new_transport: bool,
+    ) -> Result<(), String> {
+        let answer = self.ask_node(node, method, request).await;
+        if answer.is_err() && new_transport {
+            let _ = self.cluster.release("webrtc", transport_id).await;
+        }
+        answer.map(|_| ())
     }
 
     fn record_session(&self, transport_id: &str, node: &str, session_id: &str, session: MediaSession) {
@@ -319,12 +334,7 @@ impl Hub {
             owner: participant.into(),
             tracks: tracks.clone(),
         };
-        if let Err(err) = self.ask_node(&node, methods::SUBSCRIBE, json!(request)).await {
-            if new_transport {
-                let _ = self.cluster.release("webrtc", &transport_id).await;
-            }
-            return Err(err);
-        }
+        self.open_session(&node, methods::SUBSCRIBE, json!(request), &transport_id, new_transport).await?;
         self.record_session(
             &transport_id,
             &node,
