@@ -283,8 +283,9 @@ impl Connection {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = &mut *stop => {
-                    if registered {
+                // `stop()` says goodbye; a dropped client (its sender gone) ends like a crash.
+                stopped = &mut *stop => {
+                    if registered && stopped.is_ok() {
                         let quit = Message::Event { method: methods::QUIT.into(), params: Value::Null }.encode(self.shared.pending.next_id());
                         let _ = tokio::time::timeout(Duration::from_millis(500), sender.send(ZmqMessage::from(quit))).await;
                         // Give the writer a moment to put it on the wire.
