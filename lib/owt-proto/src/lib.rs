@@ -3,4 +3,5 @@
 //! the events the node sends back, and typed parameters for both, so the two sides cannot
 //! drift apart.
 
+pub mod media;
 pub mod webrtc;
