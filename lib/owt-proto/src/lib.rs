@@ -4,4 +4,5 @@
 //! drift apart.
 
 pub mod media;
+pub mod mixer;
 pub mod webrtc;

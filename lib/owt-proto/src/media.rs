@@ -50,8 +50,17 @@ pub enum Codec {
 }
 
 impl Codec {
-    const ALL: [Codec; 9] =
-        [Codec::Opus, Codec::Pcmu, Codec::Pcma, Codec::G722, Codec::Vp8, Codec::Vp9, Codec::H264, Codec::H265, Codec::Av1];
+    const ALL: [Codec; 9] = [
+        Codec::Opus,
+        Codec::Pcmu,
+        Codec::Pcma,
+        Codec::G722,
+        Codec::Vp8,
+        Codec::Vp9,
+        Codec::H264,
+        Codec::H265,
+        Codec::Av1,
+    ];
 
     pub fn kind(self) -> MediaKind {
         match self {

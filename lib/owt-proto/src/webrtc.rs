@@ -9,6 +9,12 @@
 //! once ICE+DTLS are up, node `session-ready` with the negotiated track formats once the
 //! session's tracks arrive. A subscribe is the same with `subscribe`; its tracks forward
 //! the publisher's tracks (by track id `<transportId>-<mid>`) on the same node.
+//!
+//! Across nodes (DESIGN.md §5, the media link): the portal asks the publisher's node for
+//! `link-out` of a track (the node starts publishing its frames on its media PUB socket,
+//! topic = track id) and gives the subscriber's node a `SubscribeTrack::link` naming that
+//! endpoint. Keyframe requests of linked subscribers come back as `keyframe-request`
+//! events that the portal relays to the source node as `request-keyframe`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -27,6 +33,10 @@ pub mod methods {
     pub const DESTROY_TRANSPORT: &str = "destroy-transport";
     /// Statistics of a session: `SessionStats`.
     pub const STATS: &str = "stats";
+    /// Publish a track's frames on the media link: `TrackRequest` -> `LinkSource`.
+    pub const LINK_OUT: &str = "link-out";
+    /// A keyframe of a track for a consumer on another node: `TrackRequest`.
+    pub const REQUEST_KEYFRAME: &str = "request-keyframe";
 }
 
 /// Events node -> portal.
@@ -39,6 +49,8 @@ pub mod events {
     pub const SESSION_FAILED: &str = "session-failed";
     /// `TrackUpdate`.
     pub const TRACK_UPDATE: &str = "track-update";
+    /// A consumer of a linked track wants a keyframe: `KeyframeRequest`.
+    pub const KEYFRAME_REQUEST: &str = "keyframe-request";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -92,8 +104,46 @@ pub struct SubscribeTrack {
     pub kind: Kind,
     pub mid: String,
     /// The published track forwarded into this m-line: `<transportId>-<mid>` of the
-    /// publication, on this node.
+    /// publication, on this node unless `link` says where it comes from.
     pub source_track_id: String,
+    /// The track is produced on another node: its frames come over the media link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<LinkSource>,
+}
+
+/// Where a track's frames are published on the media link, and what they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkSource {
+    /// The producing worker (where keyframe requests go).
+    pub node: String,
+    /// Its media PUB endpoint (`tcp://host:port` or `ipc://path`).
+    pub endpoint: String,
+    /// The topic (the track id).
+    pub topic: String,
+    pub kind: Kind,
+    /// The codec as in SDP: MIME type (`video/VP8`), clock rate, channels, fmtp line.
+    pub mime_type: String,
+    pub clock_rate: u32,
+    #[serde(default)]
+    pub channels: u16,
+    #[serde(default)]
+    pub sdp_fmtp_line: String,
+}
+
+/// `link-out`, `request-keyframe`: one track of the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackRequest {
+    pub track_id: String,
+}
+
+/// `keyframe-request` event: a consumer of `track_id` (produced by `node`) lost frames.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyframeRequest {
+    pub node: String,
+    pub track_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

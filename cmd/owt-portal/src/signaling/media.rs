@@ -9,9 +9,9 @@
 use super::{uuid_hex, Hub, State};
 use owt_bus::ClusterEvent;
 use owt_proto::webrtc::{
-    events, methods, Format, Kind, PublishRequest, PublishTrack, SessionFailed, SessionReady, SessionRequest,
-    SetActiveRequest, SignalingRequest, SubscribeRequest, SubscribeTrack, TransportProgress, TransportRequest,
-    TransportStatus,
+    events, methods, Format, KeyframeRequest, Kind, LinkSource, PublishRequest, PublishTrack, SessionFailed,
+    SessionReady, SessionRequest, SetActiveRequest, SignalingRequest, SubscribeRequest, SubscribeTrack, TrackRequest,
+    TransportProgress, TransportRequest, TransportStatus,
 };
 use owt_room::{Effect, PublishedTrack};
 use serde_json::{json, Value};
@@ -268,12 +268,13 @@ impl Hub {
             return Err("Invalid request: between 1 and 16 tracks".into());
         }
         let session_id = uuid_hex();
-        let (tracks, source_nodes, origin) = {
+        let (tracks, source_nodes, mixed, origin) = {
             let state = self.lock();
             let conference = state.rooms.get(room).ok_or("Illegal request")?;
             let me = conference.participant(participant).ok_or("Illegal request")?;
             let mut tracks = Vec::new();
             let mut source_nodes = Vec::new();
+            let mut mixed = Vec::new();
             for track in requested {
                 let kind = kind_of(&track["type"])?;
                 let allowed =
@@ -283,13 +284,15 @@ impl Hub {
                 }
                 let mid = track["mid"].as_str().ok_or("Invalid request: track.mid must be a string")?;
                 let from = track["from"].as_str().ok_or("Invalid request: track.from must be a string")?;
-                if conference.is_mixed(from) {
-                    return Err(format!(
-                        "Target stream {from} is mixed: mixing needs owt-mixer, which this release does not have"
-                    ));
-                }
                 if track.get("parameters").is_some_and(|p| !p.is_null()) {
                     return Err("Target video stream does NOT satisfy: transcoding needs owt-mixer, which this release does not have".into());
+                }
+                if conference.is_mixed(from) {
+                    // Resolved below: the view's mixer says where its tracks are.
+                    mixed.push((tracks.len(), from.to_string()));
+                    source_nodes.push(String::new());
+                    tracks.push(SubscribeTrack { kind, mid: mid.into(), source_track_id: String::new(), link: None });
+                    continue;
                 }
                 // `from` is a stream id, or a track id of one.
                 let publication = conference
@@ -315,18 +318,36 @@ impl Hub {
                     .map(|t| t.node.clone())
                     .ok_or(format!("Stream does NOT exist: {from}"))?;
                 source_nodes.push(node);
-                tracks.push(SubscribeTrack { kind, mid: mid.into(), source_track_id });
+                tracks.push(SubscribeTrack { kind, mid: mid.into(), source_track_id, link: None });
             }
-            (tracks, source_nodes, me.origin.clone())
+            (tracks, source_nodes, mixed, me.origin.clone())
         };
-        let (transport_id, node, new_transport) = self.transport_for(participant, data, &session_id, &origin).await?;
-        if let Some(other) = source_nodes.iter().find(|n| **n != node) {
-            if new_transport {
-                let _ = self.cluster.release("webrtc", &transport_id).await;
+        let mut tracks = tracks;
+        for (index, view_id) in mixed {
+            let outputs = self.view_outputs(room, &view_id).await?;
+            let track = &mut tracks[index];
+            let link = match track.kind {
+                Kind::Audio => outputs.audio,
+                Kind::Video => outputs.video,
             }
-            return Err(format!(
-                "the stream is on webrtc node {other} and this client's transport on {node}: forwarding between nodes is not implemented yet"
-            ));
+            .ok_or(format!("Target {} stream does NOT exist: {view_id}", kind_name(track.kind)))?;
+            track.source_track_id = link.topic.clone();
+            track.link = Some(link);
+        }
+        let (transport_id, node, new_transport) = self.transport_for(participant, data, &session_id, &origin).await?;
+        for (track, source_node) in tracks.iter_mut().zip(&source_nodes) {
+            if *source_node == node || track.link.is_some() {
+                continue;
+            }
+            match self.link_out(source_node, &track.source_track_id).await {
+                Ok(link) => track.link = Some(link),
+                Err(err) => {
+                    if new_transport {
+                        let _ = self.cluster.release("webrtc", &transport_id).await;
+                    }
+                    return Err(err);
+                }
+            }
         }
         let request = SubscribeRequest {
             session_id: session_id.clone(),
@@ -350,6 +371,16 @@ impl Hub {
         );
         tracing::info!(participant, session = %session_id, transport = %transport_id, %node, "subscription accepted");
         Ok(json!({"id": session_id, "transportId": transport_id}))
+    }
+
+    /// The media link of a track on another node: that node starts publishing its frames.
+    async fn link_out(&self, source_node: &str, track_id: &str) -> Result<LinkSource, String> {
+        let reply =
+            self.ask_node(source_node, methods::LINK_OUT, json!(TrackRequest { track_id: track_id.into() })).await?;
+        let mut link: LinkSource = serde_json::from_value(reply)
+            .map_err(|err| format!("link-out failed on {source_node}: unexpected answer: {err}"))?;
+        link.node = source_node.to_string();
+        Ok(link)
     }
 
     async fn soac(&self, participant: &str, data: &Value) -> Result<(), String> {
@@ -389,6 +420,9 @@ impl Hub {
                 Some(conference) if publish => conference.remove_publication(id),
                 _ => Vec::new(),
             };
+            if publish {
+                self.views_changed(&room);
+            }
             (node, room.clone(), Self::route(&mut state, &room, effects))
         };
         self.deliver(outgoing.0, outgoing.1);
@@ -578,6 +612,7 @@ impl Hub {
                     }
                 }
             }
+            self.views_changed(&transport.room);
             Self::route(&mut state, &transport.room, effects)
         };
         tracing::warn!(transport = transport_id, "transport failed: {reason}");
@@ -646,6 +681,7 @@ impl Hub {
                         if let Some(conference) = state.rooms.get_mut(&room) {
                             effects.extend(conference.add_publication(&ready.session_id, &tracks, attributes));
                         }
+                        self.views_changed(&room);
                     }
                     Self::route(&mut state, &room, effects)
                 };
@@ -672,10 +708,21 @@ impl Hub {
                         if let Some(conference) = state.rooms.get_mut(&session.room) {
                             effects.extend(conference.remove_publication(&failed.session_id));
                         }
+                        self.views_changed(&session.room);
                     }
                     Self::route(&mut state, &session.room, effects)
                 };
                 self.deliver(routed.0, routed.1);
+            }
+            events::KEYFRAME_REQUEST => {
+                let Ok(request) = serde_json::from_value::<KeyframeRequest>(params) else { return };
+                let cluster = self.cluster.clone();
+                tokio::spawn(async move {
+                    let params = json!(TrackRequest { track_id: request.track_id });
+                    if let Err(err) = cluster.event(&request.node, methods::REQUEST_KEYFRAME, params).await {
+                        tracing::debug!(node = request.node, "keyframe request not relayed: {err}");
+                    }
+                });
             }
             _ => tracing::debug!(node, method, "unhandled webrtc node event"),
         }

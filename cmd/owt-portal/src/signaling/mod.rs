@@ -7,6 +7,7 @@
 //! a request sees and changes a consistent picture; nothing blocks while it is held.
 
 mod media;
+mod mixing;
 
 use crate::api::{Api, LiveRooms};
 use owt_auth::{ReconnectionTicket, Token};
@@ -52,6 +53,8 @@ struct State {
     sessions: HashMap<String, Session>,
     /// Socket id -> participant id, for logged-in sockets.
     by_socket: HashMap<String, String>,
+    /// Views running on mixers, by mixed stream id.
+    views: HashMap<String, mixing::RunningView>,
 }
 
 /// A held notification re-emitted to a JavaScript client after `relogin`.
@@ -76,6 +79,10 @@ pub struct Hub {
     /// portal process that issued the ticket).
     ticket_key: String,
     settings: owt_config::PortalSection,
+    /// One view start or update at a time (mixing.rs).
+    mixing: tokio::sync::Mutex<()>,
+    /// Rooms whose views must follow a change of their streams (mixing::follow_views).
+    view_changes: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
 fn now_ms() -> i64 {
@@ -163,6 +170,7 @@ impl Hub {
                 state.rooms.remove(&session.room_id);
                 tracing::info!(room = %session.room_id, "room torn down: nobody left");
             }
+            self.views_changed(&session.room_id);
             routed
         };
         tracing::info!(participant, "participant left");
@@ -412,6 +420,7 @@ impl LiveRooms for Hub {
             if state.rooms.get(room).is_some_and(Conference::is_empty) {
                 state.rooms.remove(room);
             }
+            self.views_changed(room);
             routed
         };
         tracing::info!(room, participant, "participant dropped");
@@ -594,6 +603,7 @@ impl Signaling {
     ) -> Result<Signaling, crate::PortalError> {
         let settings = config.portal.clone();
         let tls = if settings.ssl { Some(Arc::new(crate::http::tls_acceptor(config)?)) } else { None };
+        let (view_changes, view_changes_rx) = tokio::sync::mpsc::unbounded_channel();
         let hub = Arc::new(Hub {
             api,
             runtime: tokio::runtime::Handle::current(),
@@ -602,6 +612,8 @@ impl Signaling {
             io: OnceLock::new(),
             ticket_key: hex_key(),
             settings: settings.clone(),
+            mixing: tokio::sync::Mutex::new(()),
+            view_changes,
         });
         let (service, io) = SocketIo::builder()
             .ping_interval(Duration::from_secs(settings.ping_interval))
@@ -621,6 +633,7 @@ impl Signaling {
         }
         let _ = hub.io.set(io);
         tokio::spawn(media::follow_nodes(hub.clone()));
+        tokio::spawn(mixing::follow_views(hub.clone(), view_changes_rx));
         let listen_error = |e: std::io::Error| crate::PortalError::Listen {
             addr: format!("{}:{}", settings.bind_address, settings.port),
             message: e.to_string(),
