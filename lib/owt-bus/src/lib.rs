@@ -12,6 +12,9 @@
 //! Hostile input on the portal's endpoint (garbage, oversized or malformed messages) is
 //! refused per connection by [`guard`] and per message by the server; other workers keep
 //! being served.
+//!
+//! [`media`] is the media link: encoded frames between daemons on PUB/SUB
+//! ([`MediaPublisher`], [`MediaSubscriber`]).
 
 pub mod client;
 pub mod cluster;
@@ -19,6 +22,7 @@ pub mod endpoint;
 pub mod error;
 pub mod guard;
 pub mod load;
+pub mod media;
 pub mod message;
 pub mod registry;
 mod rpc;
@@ -28,6 +32,9 @@ pub mod worker;
 pub use client::{BusClient, ClientOptions, ClientState, Handler};
 pub use cluster::{Cluster, ClusterError, ClusterEvent, WorkerView};
 pub use error::BusError;
+pub use media::{
+    GapDetector, MediaLinkError, MediaPublisher, MediaSubscriber, ReceivedFrame, SubscriberHandle, SubscriberStats,
+};
 pub use message::{Capacity, RemoteError, WorkerInfo};
 pub use registry::{DeathReason, Preference, Registry, RegistryConfig, Strategy};
 pub use server::{BusServer, Inbound, PeerId, ServerHandle};
