@@ -12,8 +12,11 @@
 //!   number of inputs, region assignment, `video.layout` updates, pixel placement with
 //!   letterbox/crop, and REST layout validation (groundwork for owt-mixer).
 //! - [`meter`]: packet/byte counters with a bitrate over the last second.
+//! - [`frames`]: RTP packets <-> whole frames of the media link (reassembly with loss and
+//!   keyframe policy, packetization), over the payload formats of `rtc-rtp`.
 
 pub mod cache;
+pub mod frames;
 pub mod keyframe;
 pub mod layout;
 pub mod meter;
@@ -21,6 +24,7 @@ pub mod rewrite;
 pub mod sessions;
 
 pub use cache::PacketCache;
+pub use frames::{AssembledFrame, AssemblerStats, FrameAssembler, FramePacketizer, PacketizeError, RtpOut};
 pub use keyframe::KeyframeLimiter;
 pub use meter::RateMeter;
 pub use rewrite::{Rewritten, StreamRewriter};
