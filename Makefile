@@ -26,8 +26,10 @@ CARGO_PROFILE :=
 OUT := $(TARGET_DIR)/debug
 endif
 
-# Debian packages the build and the tests need.
-DEB_PACKAGES := pkg-config libssl-dev libsystemd-dev systemd groff-base
+# Debian packages the build and the tests need. owt-codec: FFmpeg 5.1's headers and libraries
+# (ffmpeg-sys-next generates its bindings with libclang) and nasm for openh264's assembly.
+DEB_PACKAGES := pkg-config libssl-dev libsystemd-dev systemd groff-base \
+  libclang-dev nasm libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
 # Debian packages only the tests need: Socket.IO clients from npm run on node, WebRTC peers in Chromium,
 # nftables to drop packets in the loss test's network namespace.
 TEST_DEB_PACKAGES := nodejs npm chromium nftables
