@@ -17,7 +17,8 @@ fn program(name: &str) -> PathBuf {
 /// One browser run at a time: two Chromium pages already fill both cores.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn run(codec: &str, loss_percent: Option<u32>) -> Value {
+/// One run of tests/e2e/forward.sh; `env` sets its options (LOSS_PERCENT, NODES).
+fn run(codec: &str, env: &[(&str, &str)]) -> Value {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf();
     let bin = program("owt-portal").parent().expect("bin dir").to_path_buf();
@@ -28,9 +29,7 @@ fn run(codec: &str, loss_percent: Option<u32>) -> Value {
     );
     let mut command = Command::new("unshare");
     command.args(["-n", "sh", "-c", &script]);
-    if let Some(loss) = loss_percent {
-        command.env("LOSS_PERCENT", loss.to_string());
-    }
+    command.envs(env.iter().copied());
     let out = command.output().expect("unshare (util-linux)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_default();
@@ -48,7 +47,7 @@ fn run(codec: &str, loss_percent: Option<u32>) -> Value {
 #[test]
 fn forward_stream_from_one_browser_to_another_for_vp8_h264_and_vp9_then_publish_on_the_same_connection() {
     for codec in ["VP8", "H264", "VP9"] {
-        let result = run(codec, None);
+        let result = run(codec, &[]);
         let samples = result["samples"].as_array().expect("samples");
         let first = &samples[0];
         let last = samples.last().expect("a sample");
@@ -136,7 +135,7 @@ fn forward_stream_from_one_browser_to_another_for_vp8_h264_and_vp9_then_publish_
 /// to subscriber): the subscriber keeps decoding, recovering losses by NACK/RTX.
 #[test]
 fn forward_stream_recovers_from_five_percent_udp_loss() {
-    let result = run("VP8", Some(5));
+    let result = run("VP8", &[("LOSS_PERCENT", "5")]);
     let samples = result["samples"].as_array().expect("samples");
     let (first, last) = (&samples[0], samples.last().expect("a sample"));
     let (start, end) = (first["frames"].as_u64().unwrap(), last["frames"].as_u64().unwrap());
@@ -151,4 +150,29 @@ fn forward_stream_recovers_from_five_percent_udp_loss() {
          {} PLIs, {} freezes totalling {} s",
         inbound["framesDecoded"], inbound["pliCount"], inbound["freezeCount"], inbound["totalFreezesDuration"]
     );
+}
+
+/// Two webrtc nodes: the publisher's transport lands on one, the subscriber's on the other
+/// (round-robin), so the stream crosses the media link (frames over ZeroMQ, packetized again
+/// on the subscriber's node). The subscriber sees the publisher's video and hears its tone.
+#[test]
+fn forward_stream_crosses_the_media_link_between_two_webrtc_nodes() {
+    for codec in ["VP8", "H264"] {
+        let result = run(codec, &[("NODES", "2")]);
+        assert_eq!(result["nodeTasks"], serde_json::json!([1, 1]), "{codec}: one transport per node: {result}");
+        let samples = result["samples"].as_array().expect("samples");
+        let (first, last) = (&samples[0], samples.last().expect("a sample"));
+        assert_eq!(
+            (last["width"].as_u64(), last["height"].as_u64()),
+            (Some(640), Some(480)),
+            "{codec}: publisher's size: {result}"
+        );
+        let (start, end) = (first["frames"].as_u64().unwrap(), last["frames"].as_u64().unwrap());
+        assert!(end >= start + 40, "{codec}: frames advance across nodes ({start} -> {end}): {result}");
+        let peak = last["peakHz"].as_u64().unwrap();
+        assert!((400..=480).contains(&peak), "{codec}: the 440 Hz tone crosses nodes ({peak} Hz): {result}");
+        let pause = &result["pause"];
+        let (to, resumed) = (pause["pausedTo"].as_u64().unwrap(), pause["resumed"].as_u64().unwrap());
+        assert!(resumed >= to + 15, "{codec}: resumed video advances ({to} -> {resumed})");
+    }
 }

@@ -30,13 +30,23 @@ reconnection_timeout = 2
 [app]
 enabled = false
 CONF
+# NODES=2: two webrtc nodes and round-robin scheduling put the publisher on one and the
+# subscriber on the other, so the stream crosses the media link between them.
+if [ "${NODES:-1}" = 2 ]; then
+  printf '[scheduling]\nwebrtc = "round-robin"\n' >> "$tmp/etc/portal.toml"
+fi
 printf '[webrtc]\nloopback_candidates = true\n' > "$tmp/etc-webrtc/webrtc.toml"
 room=$("$bin/owtctl" --config-dir "$tmp/etc" init --json --no-cert | python3 -c 'import json,sys; print(json.load(sys.stdin)["room"]["id"])')
 "$bin/owt-portal" --config-dir "$tmp/etc" 2>"$tmp/portal.log" & pids+=($!)
 "$bin/owt-webrtc" --config-dir "$tmp/etc-webrtc" 2>"$tmp/webrtc.log" & pids+=($!)
-export WEBRTC_PID=$!
+if [ "${NODES:-1}" = 2 ]; then
+  "$bin/owt-webrtc" --config-dir "$tmp/etc-webrtc" 2>"$tmp/webrtc2.log" & pids+=($!)
+else
+  export WEBRTC_PID=$!
+fi
 for _ in $(seq 200); do
-  if "$bin/owtctl" --config-dir "$tmp/etc" cluster --json 2>/dev/null | grep -q webrtc; then break; fi
+  workers=$("$bin/owtctl" --config-dir "$tmp/etc" cluster --json 2>/dev/null | grep -o '"kind": *"webrtc"' | wc -l || true)
+  if [ "$workers" -ge "${NODES:-1}" ]; then break; fi
   sleep 0.05
 done
 # A 440 Hz tone as the fake microphone, so the subscriber's audio energy is measurable.
@@ -54,5 +64,6 @@ node "$here/tests/js/e2e-forward.js" http://127.0.0.1:8080 "$(tok publisher)" "$
 if [ "$status" != 0 ]; then
   echo "--- portal.log" >&2; tail -30 "$tmp/portal.log" >&2
   echo "--- webrtc.log" >&2; tail -30 "$tmp/webrtc.log" >&2
+  if [ -f "$tmp/webrtc2.log" ]; then echo "--- webrtc2.log" >&2; tail -30 "$tmp/webrtc2.log" >&2; fi
 fi
 exit $status

@@ -48,6 +48,8 @@ server.listen(0, '127.0.0.1', async () => {
       const p = await sub.evaluate(() => window.probe());
       samples.push({ width: p.width, height: p.height, frames: p.frames, rms: p.rms, peakHz: p.peakHz, codecs: p.codecs, state: p.state, inbound: p.inbound });
     }
+    // Transports per webrtc node while both pages are in: with NODES=2, one on each.
+    const nodeTasks = owtctl('cluster').filter((w) => w.kind === 'webrtc').map((w) => w.tasks);
     // REST: pause the publication's video for everyone, then resume it.
     const frames = async () => (await sub.evaluate(() => window.probe())).frames;
     const paused = owtctl('stream', 'pause', room, published.id, '--kind', 'video');
@@ -93,7 +95,7 @@ server.listen(0, '127.0.0.1', async () => {
                     workers: owtctl('cluster').length };
     }
     await context.close();
-    out({ codec, nodeDeath, published, samples, pause, stats, killed, second, framesWhilePublishingToo: both.frames, streamLog, framesAfterUnpublish: after.frames }, 0);
+    out({ codec, nodeTasks, nodeDeath, published, samples, pause, stats, killed, second, framesWhilePublishingToo: both.frames, streamLog, framesAfterUnpublish: after.frames }, 0);
   } catch (err) {
     await context.close().catch(() => {});
     out({ error: String(err && err.stack || err) }, 1);

@@ -16,6 +16,7 @@
 //! [`service`] (bus registration and the daemon's service).
 
 pub mod interceptor;
+pub mod link;
 pub mod node;
 pub mod sdp;
 pub mod service;

@@ -7,19 +7,22 @@
 //! answered by the stack's NACK responder interceptor (its own packet cache per sender).
 
 use crate::interceptor::{self, KeyframeRequestForwarder};
+use crate::link;
 use crate::sdp;
+use owt_bus::media::MediaPublisher;
 use owt_bus::message::codes;
 use owt_bus::RemoteError;
 use owt_media::sessions::track_id;
 use owt_media::{KeyframeLimiter, RateMeter, Role, StreamRewriter, TransportSessions};
 use owt_proto::webrtc::{
-    events, methods, Format, Kind, PublishRequest, ReadyTrack, SessionFailed, SessionReady, SessionRequest,
-    SessionStats, SetActiveRequest, SignalingRequest, SubscribeRequest, TrackStats, TransportProgress,
-    TransportRequest, TransportStatus,
+    events, methods, Format, KeyframeRequest, Kind, LinkSource, PublishRequest, ReadyTrack, SessionFailed,
+    SessionReady, SessionRequest, SessionStats, SetActiveRequest, SignalingRequest, SubscribeRequest, TrackRequest,
+    TrackStats, TransportProgress, TransportRequest, TransportStatus,
 };
 use rtc::interceptor::{Registry, Slot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -143,14 +146,24 @@ fn parse<T: DeserializeOwned>(method: &str, params: Value) -> Result<T, RemoteEr
     serde_json::from_value(params).map_err(|err| bad_params(method, err))
 }
 
-/// A published track on this node.
+/// Where a published track's packets come from.
+enum Upstream {
+    /// A client's track on this node.
+    Remote(Arc<dyn TrackRemote>),
+    /// Frames of a track of another node, over the media link (crate::link).
+    Link { source: LinkSource, events: mpsc::UnboundedSender<(String, Value)> },
+}
+
+/// A published track on this node (a client's, or a linked one of another node).
 struct Published {
     track_id: String,
     session_id: String,
     kind: Kind,
     codec: RTCRtpCodec,
     format: Format,
-    remote: Arc<dyn TrackRemote>,
+    upstream: Upstream,
+    /// Set while other nodes consume this track: its frames go out on the media link.
+    link_out: Mutex<Option<link::LinkOut>>,
     media_ssrc: AtomicU32,
     subscribers: RwLock<Vec<Arc<Subscriber>>>,
     active: AtomicBool,
@@ -171,10 +184,62 @@ impl Published {
 
     async fn send_pli(&self) {
         self.plis.fetch_add(1, Ordering::Relaxed);
-        let media_ssrc = self.media_ssrc.load(Ordering::Relaxed);
-        let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
-        if let Err(err) = self.remote.write_rtcp(vec![Box::new(pli)]).await {
-            tracing::debug!("{}: PLI not sent: {err}", self.track_id);
+        match &self.upstream {
+            Upstream::Remote(remote) => {
+                let media_ssrc = self.media_ssrc.load(Ordering::Relaxed);
+                let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
+                if let Err(err) = remote.write_rtcp(vec![Box::new(pli)]).await {
+                    tracing::debug!("{}: PLI not sent: {err}", self.track_id);
+                }
+            }
+            Upstream::Link { source, events } => {
+                let request = KeyframeRequest { node: source.node.clone(), track_id: source.topic.clone() };
+                let _ = events.send((events::KEYFRAME_REQUEST.to_string(), json!(request)));
+            }
+        }
+    }
+
+    /// Sends one packet to every active subscriber, rewritten for each.
+    async fn fan_out(&self, packet: &rtp::Packet, now: Instant) {
+        let subscribers: Vec<Arc<Subscriber>> = match self.subscribers.read() {
+            Ok(list) => list.clone(),
+            Err(_) => return,
+        };
+        for sub in subscribers {
+            if !sub.active.load(Ordering::Relaxed) {
+                lock(&sub.rewriter).rebase();
+                continue;
+            }
+            let Ok(payload_type) = u8::try_from(sub.payload_type.load(Ordering::Relaxed)) else { continue };
+            let rewritten = lock(&sub.rewriter).rewrite(
+                packet.header.ssrc,
+                packet.header.sequence_number,
+                packet.header.timestamp,
+                now,
+            );
+            let Some(rewritten) = rewritten else { continue };
+            let mut out = packet.clone();
+            out.header.ssrc = rewritten.ssrc;
+            out.header.sequence_number = rewritten.sequence_number;
+            out.header.timestamp = rewritten.timestamp;
+            out.header.payload_type = payload_type;
+            // Extension ids are per leg: the sender adds its own.
+            out.header.extension = false;
+            out.header.extensions.clear();
+            out.header.extensions_padding = 0;
+            let size = out.payload.len() + 12;
+            match sub.local.write_rtp(out).await {
+                Ok(()) => {
+                    if let Ok(mut meter) = sub.meter.lock() {
+                        meter.record(size, now);
+                    }
+                }
+                Err(err) => {
+                    if sub.errors.fetch_add(1, Ordering::Relaxed) % 500 == 0 {
+                        tracing::debug!("{}: packet not forwarded: {err}", sub.track_id);
+                    }
+                }
+            }
         }
     }
 }
@@ -225,6 +290,8 @@ struct Inner {
     sessions: Mutex<HashMap<String, String>>,
     tracks: RwLock<HashMap<String, Arc<Published>>>,
     events: mpsc::UnboundedSender<(String, Value)>,
+    /// The media link's PUB socket (None: this node cannot feed other nodes).
+    media: Option<MediaPublisher>,
 }
 
 /// The node; cheap to clone.
@@ -272,7 +339,12 @@ fn kind_of(kind: RtpCodecKind) -> Option<Kind> {
 
 impl Node {
     /// A node that sends its events to `events` (forwarded to the portal).
-    pub fn new(net: NetSettings, events: mpsc::UnboundedSender<(String, Value)>) -> Node {
+    /// `media` publishes tracks that other nodes consume.
+    pub fn new(
+        net: NetSettings,
+        events: mpsc::UnboundedSender<(String, Value)>,
+        media: Option<MediaPublisher>,
+    ) -> Node {
         Node {
             inner: Arc::new(Inner {
                 net,
@@ -280,8 +352,91 @@ impl Node {
                 sessions: Mutex::new(HashMap::new()),
                 tracks: RwLock::new(HashMap::new()),
                 events,
+                media,
             }),
         }
+    }
+
+    /// Takes a one-way event of the portal.
+    pub async fn event(&self, method: &str, params: Value) {
+        if method != methods::REQUEST_KEYFRAME {
+            tracing::debug!("event {method} ignored");
+            return;
+        }
+        let Ok(request) = serde_json::from_value::<TrackRequest>(params) else { return };
+        if let Some(track) = self.track(&request.track_id) {
+            track.request_keyframe().await;
+        }
+    }
+
+    fn track(&self, id: &str) -> Option<Arc<Published>> {
+        self.inner.tracks.read().ok().and_then(|t| t.get(id).cloned())
+    }
+
+    /// `link-out`: the track's frames go out on the media link from now on.
+    async fn link_out(&self, request: TrackRequest) -> Result<Value, RemoteError> {
+        let track = self
+            .track(&request.track_id)
+            .ok_or_else(|| failed(format!("track {} does not exist", request.track_id)))?;
+        let media = self.inner.media.as_ref().ok_or_else(|| failed("this node has no media link"))?;
+        if !matches!(track.upstream, Upstream::Remote(_)) {
+            return Err(failed(format!("track {} is itself linked from another node", track.track_id)));
+        }
+        let codec = link::link_codec(&track.codec)
+            .ok_or_else(|| failed(format!("{} cannot cross nodes", track.codec.mime_type)))?;
+        let started = {
+            let mut out = lock(&track.link_out);
+            let started = out.is_none();
+            if started {
+                *out = Some(link::LinkOut::new(&track.track_id, codec, media.clone()));
+            }
+            started
+        };
+        if started {
+            tracing::info!("track {} goes out on the media link at {}", track.track_id, media.endpoint());
+            track.request_keyframe().await;
+        }
+        Ok(json!(link::source_of(&track.track_id, track.kind, &track.codec, &media.endpoint())))
+    }
+
+    /// The local source of a subscribed track: a track of this node, or one received over
+    /// the media link (created on first use, shared by its subscribers).
+    fn source_for(&self, track_id: &str, link: Option<&LinkSource>) -> Result<Arc<Published>, RemoteError> {
+        if let Some(track) = self.track(track_id) {
+            return Ok(track);
+        }
+        let Some(source) = link else {
+            return Err(failed(format!("track {track_id} is not published on this node")));
+        };
+        if link::link_codec(&link::rtp_codec(source)).is_none() {
+            return Err(failed(format!("{} cannot cross nodes", source.mime_type)));
+        }
+        let mut tracks = self.inner.tracks.write().map_err(|_| failed("track table poisoned"))?;
+        if let Some(track) = tracks.get(&source.topic) {
+            return Ok(track.clone());
+        }
+        let codec = link::rtp_codec(source);
+        let published = Arc::new(Published {
+            track_id: source.topic.clone(),
+            session_id: String::new(),
+            kind: source.kind,
+            format: codec_format(&codec),
+            codec,
+            upstream: Upstream::Link { source: source.clone(), events: self.inner.events.clone() },
+            link_out: Mutex::new(None),
+            media_ssrc: AtomicU32::new(rand::random::<u32>() | 1),
+            subscribers: RwLock::new(Vec::new()),
+            active: AtomicBool::new(true),
+            ended: AtomicBool::new(false),
+            keyframe: Mutex::new(KeyframeLimiter::new(KEYFRAME_INTERVAL)),
+            meter: Mutex::new(RateMeter::new()),
+            plis: AtomicU64::new(0),
+        });
+        tracks.insert(source.topic.clone(), published.clone());
+        drop(tracks);
+        tracing::info!("track {} arrives over the media link from {}", source.topic, source.endpoint);
+        tokio::spawn(forward_link(published.clone(), source.clone()));
+        Ok(published)
     }
 
     /// Transports open now.
@@ -311,6 +466,7 @@ impl Node {
                 }
             }
             methods::STATS => self.stats(parse(method, params)?),
+            methods::LINK_OUT => self.link_out(parse(method, params)?).await,
             "status" => Ok(json!({
                 "kind": "webrtc",
                 "implemented": true,
@@ -386,13 +542,7 @@ impl Node {
         // Every source must be here first.
         let mut sources = Vec::new();
         for track in &request.tracks {
-            let source = self
-                .inner
-                .tracks
-                .read()
-                .ok()
-                .and_then(|t| t.get(&track.source_track_id).cloned())
-                .ok_or_else(|| failed(format!("track {} is not published on this node", track.source_track_id)))?;
+            let source = self.source_for(&track.source_track_id, track.link.as_ref())?;
             if source.kind != track.kind {
                 return Err(failed(format!(
                     "track {} is {:?}, not {:?}",
@@ -835,8 +985,20 @@ impl Inner {
         for sub in subs {
             sub.active.store(false, Ordering::Relaxed);
             if let Some(source) = self.tracks.read().ok().and_then(|t| t.get(&sub.source).cloned()) {
-                if let Ok(mut list) = source.subscribers.write() {
-                    list.retain(|s| !Arc::ptr_eq(s, &sub));
+                let left = source
+                    .subscribers
+                    .write()
+                    .map(|mut list| {
+                        list.retain(|s| !Arc::ptr_eq(s, &sub));
+                        list.len()
+                    })
+                    .unwrap_or(0);
+                // A linked track lives as long as somebody here watches it.
+                if left == 0 && matches!(source.upstream, Upstream::Link { .. }) {
+                    source.ended.store(true, Ordering::Relaxed);
+                    if let Ok(mut tracks) = self.tracks.write() {
+                        tracks.retain(|_, t| !Arc::ptr_eq(t, &source));
+                    }
                 }
             }
         }
@@ -971,7 +1133,8 @@ impl Inner {
             kind,
             codec,
             format,
-            remote: track.clone(),
+            upstream: Upstream::Remote(track.clone()),
+            link_out: Mutex::new(None),
             media_ssrc: AtomicU32::new(ssrc),
             subscribers: RwLock::new(Vec::new()),
             active: AtomicBool::new(true),
@@ -984,7 +1147,7 @@ impl Inner {
             tracks.insert(id.clone(), published.clone());
         }
         tracing::info!("track {id} ({}) published by session {session_id}", published.codec.mime_type);
-        tokio::spawn(forward(published));
+        tokio::spawn(forward(published, track));
         let ready = lock(&transport.state).sessions.satisfy(&mid);
         if let Some(session) = ready {
             self.session_ready(&transport, &session);
@@ -993,15 +1156,18 @@ impl Inner {
 }
 
 /// Forwards every packet of a published track to its subscribers until it ends.
-async fn forward(track: Arc<Published>) {
+async fn forward(track: Arc<Published>, remote: Arc<dyn TrackRemote>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         let event = tokio::select! {
-            event = track.remote.poll() => event,
+            event = remote.poll() => event,
             _ = tick.tick() => {
                 let due = track.keyframe.lock().map(|mut k| k.due(Instant::now())).unwrap_or(false);
                 if due {
                     track.send_pli().await;
+                }
+                if let Some(out) = lock(&track.link_out).as_mut() {
+                    out.poll(Instant::now());
                 }
                 if track.ended.load(Ordering::Relaxed) {
                     break;
@@ -1027,48 +1193,64 @@ async fn forward(track: Arc<Published>) {
         if !track.active.load(Ordering::Relaxed) {
             continue;
         }
-        let subscribers: Vec<Arc<Subscriber>> = match track.subscribers.read() {
-            Ok(list) => list.clone(),
-            Err(_) => continue,
-        };
-        for sub in subscribers {
-            if !sub.active.load(Ordering::Relaxed) {
-                lock(&sub.rewriter).rebase();
+        // Paused tracks stay off the media link too (checked above).
+        let lost_upstream = lock(&track.link_out).as_mut().is_some_and(|out| {
+            out.push(&packet, now);
+            std::mem::take(&mut out.wants_keyframe)
+        });
+        if lost_upstream {
+            track.request_keyframe().await;
+        }
+        track.fan_out(&packet, now).await;
+    }
+    tracing::debug!("forwarding of {} (session {}) ended", track.track_id, track.session_id);
+}
+
+/// Forwards the frames of a linked track to its subscribers until it ends.
+async fn forward_link(track: Arc<Published>, source: LinkSource) {
+    let codec = link::link_codec(&track.codec).expect("checked when the link was made");
+    let mut subscriber = match link::subscribe(&source) {
+        Ok(subscriber) => subscriber,
+        Err(err) => {
+            tracing::warn!("{}: {err}", track.track_id);
+            track.ended.store(true, Ordering::Relaxed);
+            return;
+        }
+    };
+    let mut packets = link::LinkIn::new(codec, track.media_ssrc.load(Ordering::Relaxed));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        let received = tokio::select! {
+            received = subscriber.recv() => received,
+            _ = tick.tick() => {
+                let due = track.keyframe.lock().map(|mut k| k.due(Instant::now())).unwrap_or(false);
+                if due {
+                    track.send_pli().await;
+                }
+                if track.ended.load(Ordering::Relaxed) {
+                    break;
+                }
                 continue;
             }
-            let Ok(payload_type) = u8::try_from(sub.payload_type.load(Ordering::Relaxed)) else { continue };
-            let rewritten = lock(&sub.rewriter).rewrite(
-                packet.header.ssrc,
-                packet.header.sequence_number,
-                packet.header.timestamp,
-                now,
-            );
-            let Some(rewritten) = rewritten else { continue };
-            let mut out = packet.clone();
-            out.header.ssrc = rewritten.ssrc;
-            out.header.sequence_number = rewritten.sequence_number;
-            out.header.timestamp = rewritten.timestamp;
-            out.header.payload_type = payload_type;
-            // Extension ids are per leg: the sender adds its own.
-            out.header.extension = false;
-            out.header.extensions.clear();
-            out.header.extensions_padding = 0;
-            let size = out.payload.len() + 12;
-            match sub.local.write_rtp(out).await {
-                Ok(()) => {
-                    if let Ok(mut meter) = sub.meter.lock() {
-                        meter.record(size, now);
-                    }
-                }
-                Err(err) => {
-                    if sub.errors.fetch_add(1, Ordering::Relaxed) % 500 == 0 {
-                        tracing::debug!("{}: packet not forwarded: {err}", sub.track_id);
-                    }
-                }
+        };
+        let Some(received) = received else { break };
+        if track.ended.load(Ordering::Relaxed) {
+            break;
+        }
+        if received.gap {
+            track.request_keyframe().await;
+        }
+        let now = Instant::now();
+        for packet in packets.packets(&received.frame) {
+            if let Ok(mut meter) = track.meter.lock() {
+                meter.record(packet.payload.len() + 12, now);
+            }
+            if track.active.load(Ordering::Relaxed) {
+                track.fan_out(&packet, now).await;
             }
         }
     }
-    tracing::debug!("forwarding of {} (session {}) ended", track.track_id, track.session_id);
+    tracing::debug!("link of {} from {} ended", track.track_id, source.endpoint);
 }
 
 /// Peer connection events of one transport. The stack awaits these callbacks in its driver

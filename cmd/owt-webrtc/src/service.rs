@@ -5,6 +5,7 @@
 use crate::node::{NetSettings, Node};
 use owt_bus::client::BoxFuture;
 use owt_bus::load::CpuLoad;
+use owt_bus::media::MediaPublisher;
 use owt_bus::{BusClient, ClientOptions, ClientState, Handler, RemoteError};
 use owt_config::{WebrtcConfig, WorkerConfig};
 use serde_json::Value;
@@ -34,6 +35,12 @@ impl Handler for BusHandler {
         Box::pin(async move { node.request(&method, params).await })
     }
 
+    fn event(&self, method: &str, params: Value) {
+        let node = self.node.clone();
+        let method = method.to_string();
+        tokio::spawn(async move { node.event(&method, params).await });
+    }
+
     fn load(&self) -> f64 {
         self.load.lock().map(|mut load| load.sample()).unwrap_or(0.0)
     }
@@ -59,9 +66,14 @@ impl WebrtcService {
             .build()
             .map_err(StartError::Runtime)?;
         let (events_tx, mut events_rx) = mpsc::unbounded_channel::<(String, Value)>();
-        let node = Node::new(net, events_tx);
         let cluster = config.cluster();
-        let info = owt_bus::worker::worker_info(WebrtcConfig::KIND, cluster, config.capacity());
+        let media = runtime
+            .block_on(MediaPublisher::bind(media_bind_endpoint(&cluster.media_endpoint)))
+            .map_err(|err| StartError::Config(format!("cluster.media_endpoint: {err}")))?;
+        let mut info = owt_bus::worker::worker_info(WebrtcConfig::KIND, cluster, config.capacity());
+        info.media_endpoint = media.endpoint();
+        tracing::info!("media link on {}", info.media_endpoint);
+        let node = Node::new(net, events_tx, Some(media));
         tracing::info!("joining the cluster at {} as {} (webrtc)", cluster.portal, info.node_id);
         let handler = Arc::new(BusHandler { node: node.clone(), load: Mutex::new(CpuLoad::new()) });
         let client =
@@ -91,6 +103,16 @@ impl WebrtcService {
             events: Some(events),
             applied: config.clone(),
         })
+    }
+}
+
+/// Where the media link's PUB socket binds: the configured endpoint, or an ephemeral
+/// port on loopback (enough when every daemon runs on one machine).
+pub fn media_bind_endpoint(configured: &str) -> &str {
+    if configured.is_empty() {
+        "tcp://127.0.0.1:0"
+    } else {
+        configured
     }
 }
 
@@ -124,7 +146,9 @@ impl owt_daemon::Service<WebrtcConfig> for WebrtcService {
                 let _ = tokio::time::timeout(Duration::from_secs(2), node.shutdown()).await;
             });
             if let Some(events) = self.events.take() {
+                // Awaited, so the task and its share of the bus client are gone before stop().
                 events.abort();
+                let _ = runtime.block_on(events);
             }
             if let Some(client) = self.client.take() {
                 match Arc::try_unwrap(client) {

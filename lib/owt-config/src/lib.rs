@@ -602,7 +602,8 @@ pub struct WorkerClusterSection {
     pub node_id: String,
     /// Not given new work while its load (0..1) is at or above this (OWT: max_load).
     pub max_load: f64,
-    /// Address announced for this worker's media; empty: none announced.
+    /// ZeroMQ endpoint of the worker's media link PUB socket, bound and announced to the portal;
+    /// empty: an ephemeral port on 127.0.0.1 (one machine).
     pub media_endpoint: String,
 }
 
