@@ -176,3 +176,46 @@ fn forward_stream_crosses_the_media_link_between_two_webrtc_nodes() {
         assert!(resumed >= to + 15, "{codec}: resumed video advances ({to} -> {resumed})");
     }
 }
+
+/// Colour distance, for pixels that went through two lossy encodings.
+fn near(pixel: &Value, rgb: [i64; 3]) -> bool {
+    let p: Vec<i64> = pixel.as_array().map(|a| a.iter().filter_map(Value::as_i64).collect()).unwrap_or_default();
+    p.len() == 3 && p.iter().zip(rgb).all(|(got, want)| (got - want).abs() <= 40)
+}
+
+/// The MCU end to end (tests/e2e/mix.sh): two browsers publish solid red and solid blue with
+/// 440 Hz and 1000 Hz tones; a third page subscribes the room's mixed stream rendered by
+/// owt-mixer. The fluid layout for two inputs puts red top left and blue top right, bgColor
+/// (black) below; both tones are in the mixed audio. When blue leaves, red fills the frame.
+#[test]
+fn mixed_view_composes_publishers_in_the_layout_and_mixes_their_audio() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf();
+    let bin = program("owt-portal").parent().expect("bin dir").to_path_buf();
+    let script = format!("ip link set lo up; exec '{}' '{}'", here.join("tests/e2e/mix.sh").display(), bin.display());
+    let out = Command::new("unshare").args(["-n", "sh", "-c", &script]).output().expect("unshare (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_default();
+    let result: Value =
+        serde_json::from_str(line).unwrap_or_else(|_| panic!("no result; stdout:\n{stdout}\nstderr:\n{stderr}"));
+    assert!(out.status.success() && result.get("error").is_none(), "{result}\nstderr:\n{stderr}");
+    let samples = result["samples"].as_array().expect("samples");
+    let (first, last) = (&samples[0], samples.last().expect("a sample"));
+    assert_eq!((last["width"].as_u64(), last["height"].as_u64()), (Some(640), Some(480)), "the view's size: {result}");
+    let (start, end) = (first["frames"].as_u64().unwrap(), last["frames"].as_u64().unwrap());
+    assert!(end >= start + 30, "mixed frames advance ({start} -> {end}): {result}");
+    let pixels = &last["pixels"];
+    assert!(near(&pixels[0], [220, 30, 30]), "red publisher top left: {result}");
+    assert!(near(&pixels[1], [30, 30, 220]), "blue publisher top right: {result}");
+    assert!(near(&pixels[2], [0, 0, 0]) && near(&pixels[3], [0, 0, 0]), "bgColor where no input is: {result}");
+    let levels = &last["levels"];
+    let (a, b, quiet) = (levels[0].as_i64().unwrap(), levels[1].as_i64().unwrap(), levels[2].as_i64().unwrap());
+    assert!(
+        a > quiet + 20 && b > quiet + 20,
+        "both tones in the mix (440 Hz {a} dB, 1000 Hz {b} dB, 3 kHz {quiet} dB)"
+    );
+    let after = &result["afterLeave"]["pixels"];
+    assert!(near(&after[1], [220, 30, 30]) && near(&after[2], [220, 30, 30]), "one input fills the frame: {result}");
+    eprintln!("join to first mixed frame: {} ms", result["firstFrameMs"]);
+}

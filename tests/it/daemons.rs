@@ -211,13 +211,13 @@ fn receive_until(socket: &UnixDatagram, needle: &str, timeout: Duration) -> Vec<
 }
 
 #[test]
-fn mixer_speaks_sd_notify() {
+fn worker_speaks_sd_notify() {
     let dir = tempfile::tempdir().unwrap();
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    let log = dir.path().join("mixer.log");
-    let mut child = command("owt-mixer")
+    let log = dir.path().join("record.log");
+    let mut child = command("owt-record")
         .arg("--config-dir")
         .arg(dir.path())
         .env("NOTIFY_SOCKET", &socket_path)

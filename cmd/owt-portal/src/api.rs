@@ -457,7 +457,7 @@ impl Api {
                 match live.update_stream(room, id, &body) {
                     Ok(info) => Ok(Response::json(owt_room::rest_stream(&info, flatten_video))),
                     Err(message) if message == "Stream not found" => Err(ApiError::NotFound(message)),
-                    Err(message) if message.starts_with("Mixing needs") => Err(ApiError::Cloud(message)),
+                    Err(message) if message.contains("not implemented yet") => Err(ApiError::Cloud(message)),
                     Err(message) => Err(ApiError::BadRequest(message)),
                 }
             }

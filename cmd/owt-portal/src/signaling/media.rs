@@ -285,7 +285,7 @@ impl Hub {
                 let mid = track["mid"].as_str().ok_or("Invalid request: track.mid must be a string")?;
                 let from = track["from"].as_str().ok_or("Invalid request: track.from must be a string")?;
                 if track.get("parameters").is_some_and(|p| !p.is_null()) {
-                    return Err("Target video stream does NOT satisfy: transcoding needs owt-mixer, which this release does not have".into());
+                    return Err("Target video stream does NOT satisfy: transcoding is not implemented yet (subscribe without parameters)".into());
                 }
                 if conference.is_mixed(from) {
                     // Resolved below: the view's mixer says where its tracks are.
@@ -441,7 +441,7 @@ impl Hub {
             Some("pause") => false,
             Some("play") => true,
             Some("mix" | "unmix" | "get-region" | "set-region") => {
-                return Err("Mixing needs owt-mixer, which this release does not have".into())
+                return Err("Changing a stream's views or regions is not implemented yet: every forward stream is mixed into every view".into())
             }
             _ => return Err("Invalid stream-control operation".into()),
         };
@@ -498,7 +498,7 @@ impl Hub {
             (owned, state.rooms.get(room).is_some_and(|c| c.is_mixed(id)))
         };
         if mixed {
-            return Err("Mixing needs owt-mixer, which this release does not have".into());
+            return Err("Changing a stream's views or regions is not implemented yet: every forward stream is mixed into every view".into());
         }
         if !owned {
             return Err("Stream not found".into());
@@ -508,7 +508,7 @@ impl Hub {
         for operation in operations {
             let path = operation["path"].as_str().unwrap_or_default();
             if path.starts_with("/info/inViews") || path.starts_with("/info/layout") {
-                return Err("Mixing needs owt-mixer, which this release does not have".into());
+                return Err("Changing a stream's views or regions is not implemented yet: every forward stream is mixed into every view".into());
             }
             let kind = match (operation["op"].as_str(), path) {
                 (Some("replace"), "/media/audio/status") => Kind::Audio,
@@ -548,9 +548,7 @@ impl Hub {
         let active = match data["operation"].as_str() {
             Some("pause") => false,
             Some("play") => true,
-            Some("update") => {
-                return Err("Subscription update needs owt-mixer (transcoding), which this release does not have".into())
-            }
+            Some("update") => return Err("Subscription update is not implemented yet (it needs transcoding)".into()),
             _ => return Err("Invalid subscription-control operation".into()),
         };
         let kinds = kinds_of(&data["data"])?;

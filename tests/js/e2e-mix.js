@@ -1,0 +1,80 @@
+// End-to-end MCU test in headless Chromium (run inside `unshare -n`, see tests/e2e/mix.sh):
+// two browsers publish solid-colour video (y4m files) and different tones through owt-portal
+// and owt-webrtc; a third page subscribes the room's mixed stream, rendered by owt-mixer.
+// Prints one JSON line with what the subscriber saw: size, frames, colours at the regions of
+// the layout, audio levels at both tones; then again after one publisher left.
+//   node e2e-mix.js <signaling url> <token A> <token B> <subscriber token> <mixed stream id>
+// FAKE_A / FAKE_B: "<video.y4m>:<audio.wav>" of each publisher.
+const http = require('http');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { chromium } = require('playwright-core');
+const [url, tokenA, tokenB, subToken, mixedId] = process.argv.slice(2);
+
+const bundle = path.join(path.dirname(require.resolve('socket.io-client/package.json')), 'dist', 'socket.io.min.js');
+const page = fs.readFileSync(path.join(__dirname, 'e2e-page.html'));
+const server = http.createServer((req, res) => {
+  if (req.url === '/socket.io.js') { res.setHeader('Content-Type', 'text/javascript'); return res.end(fs.readFileSync(bundle)); }
+  res.setHeader('Content-Type', 'text/html'); res.end(page);
+});
+
+const out = (obj, code) => { console.log(JSON.stringify(obj)); process.exit(code); };
+setTimeout(() => out({ error: 'timeout after 150 s' }, 2), 150000);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// One browser per publisher: Chromium's fake capture files are per browser.
+const launch = (fake) => {
+  const [video, audio] = fake.split(':');
+  return chromium.launchPersistentContext(fs.mkdtempSync(path.join(os.tmpdir(), 'owt-mix-')), {
+    executablePath: '/usr/bin/chromium', headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
+      '--disable-quic', '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
+      '--autoplay-policy=no-user-gesture-required',
+      `--use-file-for-fake-video-capture=${video}`, `--use-file-for-fake-audio-capture=${audio}`],
+  });
+};
+
+server.listen(0, '127.0.0.1', async () => {
+  const origin = `http://localhost:${server.address().port}/`;
+  const contexts = [];
+  try {
+    contexts.push(await launch(process.env.FAKE_A), await launch(process.env.FAKE_B));
+    const [pubA, pubB, sub] = [await contexts[0].newPage(), await contexts[1].newPage(), await contexts[0].newPage()];
+    for (const p of [pubA, pubB, sub]) await p.goto(origin);
+    const publish = (p, token) => p.evaluate(([u, t]) => window.publish(u, t, 'VP8').then((r) => { window.publishedId = r.id; return r; }), [url, token]);
+    const a = await publish(pubA, tokenA);
+    await sleep(500);
+    const b = await publish(pubB, tokenB);
+    const joinStart = Date.now();
+    const subscribed = await sub.evaluate(([u, t, s]) => window.subscribe(u, t, s), [url, subToken, mixedId]);
+    if (subscribed.error) throw new Error('subscribe: ' + subscribed.error);
+    let firstFrameMs = null;
+    for (let i = 0; i < 200 && firstFrameMs === null; i++) {
+      if ((await sub.evaluate(() => window.probe())).frames > 0) firstFrameMs = Date.now() - joinStart;
+      else await sleep(50);
+    }
+    await sleep(3000);
+    // Fluid layout with two inputs: 2x2 grid, A top left, B top right, bottom row bgColor.
+    const points = [[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]];
+    const samples = [];
+    for (let i = 0; i < 4; i++) {
+      await sleep(1000);
+      const p = await sub.evaluate(() => window.probe());
+      samples.push({ width: p.width, height: p.height, frames: p.frames, codecs: p.codecs, state: p.state,
+                     pixels: await sub.evaluate((pts) => window.pixels(pts), points),
+                     levels: await sub.evaluate(() => window.levels([440, 1000, 3000])) });
+    }
+    // B leaves: one input, the fluid layout's single region fills the frame with A.
+    await pubB.evaluate(() => window.unpublish());
+    await sleep(3000);
+    const afterLeave = { pixels: await sub.evaluate((pts) => window.pixels(pts), points),
+                         frames: (await sub.evaluate(() => window.probe())).frames };
+    out({ published: [a, b], subscribed, firstFrameMs, samples, afterLeave }, 0);
+  } catch (err) {
+    out({ error: String(err && err.stack || err) }, 1);
+  } finally {
+    for (const c of contexts) await c.close().catch(() => {});
+  }
+});
