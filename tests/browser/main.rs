@@ -215,6 +215,17 @@ fn mixed_view_composes_publishers_in_the_layout_and_mixes_their_audio() {
         a > quiet + 20 && b > quiet + 20,
         "both tones in the mix (440 Hz {a} dB, 1000 Hz {b} dB, 3 kHz {quiet} dB)"
     );
+    let (red, blue) = (&result["published"][0]["id"], &result["published"][1]["id"]);
+    let updates = &result["updates"];
+    assert_eq!(&updates["activeInput"], red, "activeInput is the louder publisher: {result}");
+    let layout = updates["video.layout"].as_array().expect("a layout update");
+    assert_eq!((&layout[0]["stream"], &layout[1]["stream"]), (red, blue), "layout names both: {result}");
+    assert_eq!(
+        layout[1]["region"]["area"],
+        serde_json::json!({"left": "1/2", "top": "0/2", "width": "1/2", "height": "1/2"})
+    );
+    let after_layout = &result["afterLeave"]["layout"];
+    assert_eq!(after_layout.as_array().map(Vec::len), Some(1), "one region after blue left: {result}");
     let after = &result["afterLeave"]["pixels"];
     assert!(near(&after[1], [220, 30, 30]) && near(&after[2], [220, 30, 30]), "one input fills the frame: {result}");
     eprintln!("join to first mixed frame: {} ms", result["firstFrameMs"]);

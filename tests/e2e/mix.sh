@@ -2,7 +2,7 @@
 # One MCU end-to-end run: owt-portal + owt-webrtc + owt-mixer + headless Chromium, all on
 # loopback inside the caller's network namespace (run as `unshare -n sh -c 'ip link set lo
 # up; exec tests/e2e/mix.sh BIN_DIR'`). Two publishers send solid red and solid blue video
-# with 440 Hz and 1000 Hz tones; a subscriber watches the room's mixed stream. Prints the
+# with a loud 440 Hz and a softer 1000 Hz tone; a subscriber watches the room's mixed stream. Prints the
 # JSON line of tests/js/e2e-mix.js.
 set -euo pipefail
 bin=${1:?bin dir}
@@ -47,12 +47,13 @@ def y4m(path, rgb):
     frame = b"FRAME\n" + bytes([y]) * (w * h) + bytes([u]) * (w * h // 4) + bytes([v]) * (w * h // 4)
     with open(path, "wb") as f:
         f.write(b"YUV4MPEG2 W320 H240 F30:1 Ip A1:1 C420jpeg\n" + frame * 30)
-def tone(path, hz):
+def tone(path, hz, amplitude):
     with wave.open(path, "wb") as w:
         w.setnchannels(1); w.setsampwidth(2); w.setframerate(48000)
-        w.writeframes(b"".join(struct.pack("<h", int(10000 * math.sin(2 * math.pi * hz * i / 48000))) for i in range(48000 * 3)))
+        w.writeframes(b"".join(struct.pack("<h", int(amplitude * math.sin(2 * math.pi * hz * i / 48000))) for i in range(48000 * 3)))
 y4m(f"{tmp}/red.y4m", (220, 30, 30)); y4m(f"{tmp}/blue.y4m", (30, 30, 220))
-tone(f"{tmp}/a.wav", 440); tone(f"{tmp}/b.wav", 1000)
+# A is the louder speaker (activeInput).
+tone(f"{tmp}/a.wav", 440, 12000); tone(f"{tmp}/b.wav", 1000, 4000)
 PY
 export FAKE_A="$tmp/red.y4m:$tmp/a.wav" FAKE_B="$tmp/blue.y4m:$tmp/b.wav"
 tok() { "$bin/owtctl" --config-dir "$tmp/etc" token create "$room" --user "$1" --role presenter; }

@@ -66,12 +66,14 @@ server.listen(0, '127.0.0.1', async () => {
                      pixels: await sub.evaluate((pts) => window.pixels(pts), points),
                      levels: await sub.evaluate(() => window.levels([440, 1000, 3000])) });
     }
+    const updates = await sub.evaluate(() => window.updates || {});
     // B leaves: one input, the fluid layout's single region fills the frame with A.
     await pubB.evaluate(() => window.unpublish());
     await sleep(3000);
     const afterLeave = { pixels: await sub.evaluate((pts) => window.pixels(pts), points),
                          frames: (await sub.evaluate(() => window.probe())).frames };
-    out({ published: [a, b], subscribed, firstFrameMs, samples, afterLeave }, 0);
+    afterLeave.layout = (await sub.evaluate(() => window.updates || {}))['video.layout'];
+    out({ published: [a, b], subscribed, firstFrameMs, samples, updates, afterLeave }, 0);
   } catch (err) {
     out({ error: String(err && err.stack || err) }, 1);
   } finally {

@@ -288,6 +288,25 @@ impl Conference {
         ))
     }
 
+    /// A mixer reported a change of a mixed stream: `info.activeInput` (field `activeInput`)
+    /// or `info.layout` (field `video.layout`). Stored in its StreamInfo and announced as a
+    /// `stream` update, only when the value changed.
+    pub fn update_mixed(&mut self, id: &str, field: &str, value: Value) -> Result<Vec<Effect>, ConferenceError> {
+        let Some(info) = self.mixed.get_mut(id) else {
+            return refuse("Stream does NOT exist");
+        };
+        let key = match field {
+            "activeInput" => "activeInput",
+            "video.layout" => "layout",
+            _ => return refuse(format!("Invalid mixed stream field {field}")),
+        };
+        if info["info"][key] == value {
+            return Ok(Vec::new());
+        }
+        info["info"][key] = value.clone();
+        Ok(self.stream_change(json!({"id": id, "status": "update", "data": {"field": field, "value": value}})))
+    }
+
     fn stream_change(&self, data: Value) -> Vec<Effect> {
         if self.config.notifying.stream_change {
             vec![Effect::Broadcast { exclude: vec![], event: "stream", data }]

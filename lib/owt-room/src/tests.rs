@@ -236,3 +236,23 @@ fn leaving_removes_the_participants_publications_first() {
     assert_eq!((*event, data["status"].as_str()), ("stream", Some("remove")));
     assert!(conference.stream("s1").is_none());
 }
+
+#[test]
+fn mixer_reports_update_the_mixed_stream_once() {
+    let mut conference = room(json!({}));
+    conference.join("p1", "a", "presenter", origin()).unwrap();
+    let mixed = conference.streams()[0]["id"].as_str().unwrap().to_string();
+    let effects = conference.update_mixed(&mixed, "activeInput", json!("s1")).unwrap();
+    let Effect::Broadcast { event, data, .. } = &effects[0] else { panic!("{effects:?}") };
+    assert_eq!(*event, "stream");
+    assert_eq!(*data, json!({"id": mixed, "status": "update", "data": {"field": "activeInput", "value": "s1"}}));
+    assert_eq!(conference.stream(&mixed).unwrap()["info"]["activeInput"], "s1");
+    assert!(conference.update_mixed(&mixed, "activeInput", json!("s1")).unwrap().is_empty(), "no change, no news");
+    let layout = json!([{"stream": "s1", "region": {"id": "1", "shape": "rectangle",
+        "area": {"left": "0/1", "top": "0/1", "width": "1/1", "height": "1/1"}}}]);
+    let effects = conference.update_mixed(&mixed, "video.layout", layout.clone()).unwrap();
+    assert_eq!(effects.len(), 1);
+    assert_eq!(conference.stream(&mixed).unwrap()["info"]["layout"], layout);
+    assert!(conference.update_mixed("nope", "activeInput", json!("s1")).is_err());
+    assert!(conference.update_mixed(&mixed, "audio.status", json!("x")).is_err());
+}

@@ -722,7 +722,8 @@ impl Hub {
                     }
                 });
             }
-            _ => tracing::debug!(node, method, "unhandled webrtc node event"),
+            owt_proto::mixer::events::ACTIVE_INPUT => self.on_active_input(node, params),
+            _ => tracing::debug!(node, method, "unhandled worker event"),
         }
     }
 

@@ -10,12 +10,12 @@
 use super::Hub;
 use owt_media::layout;
 use owt_proto::mixer::{
-    methods as mixer_methods, AudioOutput, InitView, MixInput, RegionInput, SetInputs, VideoOutput, ViewOutputs,
-    ViewRequest,
+    methods as mixer_methods, ActiveInput, AudioOutput, InitView, MixInput, RegionInput, SetInputs, VideoOutput,
+    ViewOutputs, ViewRequest,
 };
 use owt_proto::webrtc::{Kind, LinkSource};
 use owt_types::room::{FitPolicy, View};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -152,11 +152,20 @@ impl Hub {
             }
             inputs.push(input);
         }
-        let layout = view_layout(&view, &inputs);
+        let (layout, layout_json) = view_layout(&view, &inputs);
         let request = SetInputs { view_id: view_id.to_string(), inputs: inputs.clone(), layout };
-        if let Some(running) = self.lock().views.get_mut(view_id) {
+        let routed = {
+            let mut state = self.lock();
+            let Some(running) = state.views.get_mut(view_id) else { return };
             running.inputs = inputs.into_iter().map(|i| (i.stream_id.clone(), i)).collect();
-        }
+            let room = running.room.clone();
+            let effects = match state.rooms.get_mut(&room) {
+                Some(conference) => conference.update_mixed(view_id, "video.layout", layout_json).unwrap_or_default(),
+                None => Vec::new(),
+            };
+            Self::route(&mut state, &room, effects)
+        };
+        self.deliver(routed.0, routed.1);
         if let Err(err) = self.cluster.request(&mixer, mixer_methods::SET_INPUTS, json!(request), MIXER_DEADLINE).await
         {
             tracing::warn!(view = view_id, %mixer, "set-inputs failed: {err}");
@@ -174,6 +183,24 @@ impl Hub {
             serde_json::from_value(reply).map_err(|err| format!("link-out on {node}: unexpected answer: {err}"))?;
         link.node = node.to_string();
         Ok(link)
+    }
+
+    /// A mixer's `active-input`: the loudest input of a view, told to the room.
+    pub(super) fn on_active_input(&self, mixer: &str, params: Value) {
+        let Ok(active) = serde_json::from_value::<ActiveInput>(params) else { return };
+        let routed = {
+            let mut state = self.lock();
+            let Some(view) = state.views.get(&active.view_id).filter(|v| v.mixer == mixer) else { return };
+            let room = view.room.clone();
+            let effects = match state.rooms.get_mut(&room) {
+                Some(conference) => {
+                    conference.update_mixed(&active.view_id, "activeInput", json!(active.stream_id)).unwrap_or_default()
+                }
+                None => Vec::new(),
+            };
+            Self::route(&mut state, &room, effects)
+        };
+        self.deliver(routed.0, routed.1);
     }
 
     /// Re-plans the views of a room after its streams changed (or closes them when the room
@@ -210,26 +237,29 @@ impl Hub {
     }
 }
 
-/// The regions of the view's template for its inputs, with the stream each one shows.
-fn view_layout(view: &View, inputs: &[MixInput]) -> Vec<RegionInput> {
-    let Some(video) = &view.video else { return Vec::new() };
+/// The regions of the view's template for its inputs, with the stream each one shows, and
+/// the same as the `video.layout` value clients see (spec §1.11).
+fn view_layout(view: &View, inputs: &[MixInput]) -> (Vec<RegionInput>, Value) {
+    let Some(video) = &view.video else { return (Vec::new(), json!([])) };
     let templates = layout::templates_for_view(video);
     let shown: Vec<String> = inputs.iter().filter(|i| i.video.is_some()).map(|i| i.stream_id.clone()).collect();
-    let Some(template) = layout::choose_template(&templates, shown.len()) else { return Vec::new() };
-    layout::assign(template, &shown, None)
-        .into_iter()
+    let Some(template) = layout::choose_template(&templates, shown.len()) else { return (Vec::new(), json!([])) };
+    let assignment = layout::assign(template, &shown, None);
+    let regions = assignment
+        .iter()
         .filter_map(|(region_id, stream_id)| {
-            let region = template.region(&region_id)?;
+            let region = template.region(region_id)?;
             Some(RegionInput {
-                region_id,
-                stream_id,
+                region_id: region_id.clone(),
+                stream_id: stream_id.clone(),
                 left: region.left.to_string(),
                 top: region.top.to_string(),
                 width: region.width.to_string(),
                 height: region.height.to_string(),
             })
         })
-        .collect()
+        .collect();
+    (regions, layout::layout_update(&assignment, template))
 }
 
 /// Applies view changes one room at a time, in the order they happened.
