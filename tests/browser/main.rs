@@ -186,7 +186,9 @@ fn near(pixel: &Value, rgb: [i64; 3]) -> bool {
 /// The MCU end to end (tests/e2e/mix.sh): two browsers publish solid red and solid blue with
 /// 440 Hz and 1000 Hz tones; a third page subscribes the room's mixed stream rendered by
 /// owt-mixer. The fluid layout for two inputs puts red top left and blue top right, bgColor
-/// (black) below; both tones are in the mixed audio. When blue leaves, red fills the frame.
+/// (black) below; both tones are in the mixed audio, the louder one is activeInput. The mixer
+/// rendering the view is killed: the second mixer takes over and frames go on (user guide
+/// Table 2-6). When blue leaves, red fills the frame.
 #[test]
 fn mixed_view_composes_publishers_in_the_layout_and_mixes_their_audio() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -224,9 +226,22 @@ fn mixed_view_composes_publishers_in_the_layout_and_mixes_their_audio() {
         layout[1]["region"]["area"],
         serde_json::json!({"left": "1/2", "top": "0/2", "width": "1/2", "height": "1/2"})
     );
+    // The mixer rendering the view was killed: the other one took over, frames went on.
+    let failover = &result["failover"];
+    assert!(failover["resumedAfterMs"].as_u64().is_some(), "frames resume after the mixer died: {failover}");
+    assert_eq!(failover["mixersAfter"].as_array().map(Vec::len), Some(1), "{failover}");
+    assert_eq!(failover["mixersAfter"][0]["tasks"], 1, "the survivor renders the view: {failover}");
+    let pixels = &failover["pixels"];
+    assert!(
+        near(&pixels[0], [220, 30, 30]) && near(&pixels[1], [30, 30, 220]),
+        "same layout after failover: {failover}"
+    );
     let after_layout = &result["afterLeave"]["layout"];
     assert_eq!(after_layout.as_array().map(Vec::len), Some(1), "one region after blue left: {result}");
     let after = &result["afterLeave"]["pixels"];
     assert!(near(&after[1], [220, 30, 30]) && near(&after[2], [220, 30, 30]), "one input fills the frame: {result}");
-    eprintln!("join to first mixed frame: {} ms", result["firstFrameMs"]);
+    eprintln!(
+        "join to first mixed frame: {} ms; frames again {} ms after the mixer was killed",
+        result["firstFrameMs"], failover["resumedAfterMs"]
+    );
 }

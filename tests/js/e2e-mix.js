@@ -11,6 +11,12 @@ const os = require('os');
 const path = require('path');
 const { chromium } = require('playwright-core');
 const [url, tokenA, tokenB, subToken, mixedId] = process.argv.slice(2);
+// `owtctl --config-dir DIR` (OWTCTL), for the cluster's mixers.
+const { execFileSync } = require('child_process');
+const owtctl = (...args) => {
+  const [bin, ...base] = process.env.OWTCTL.split(' ');
+  return JSON.parse(execFileSync(bin, [...base, '--json', ...args], { encoding: 'utf8' }));
+};
 
 const bundle = path.join(path.dirname(require.resolve('socket.io-client/package.json')), 'dist', 'socket.io.min.js');
 const page = fs.readFileSync(path.join(__dirname, 'e2e-page.html'));
@@ -67,13 +73,33 @@ server.listen(0, '127.0.0.1', async () => {
                      levels: await sub.evaluate(() => window.levels([440, 1000, 3000])) });
     }
     const updates = await sub.evaluate(() => window.updates || {});
+    // The mixer rendering the view dies (SIGKILL): the portal moves the view to the other
+    // mixer and the subscriber's frames go on without any client action.
+    const mixers = owtctl('cluster').filter((w) => w.kind === 'mixer');
+    const busy = mixers.find((w) => w.tasks > 0);
+    const failover = { mixers: mixers.length, killed: busy && busy.node_id };
+    if (busy) {
+      process.kill(busy.pid, 'SIGKILL');
+      const killedAt = Date.now();
+      await sleep(1000);
+      const stalled = (await sub.evaluate(() => window.probe())).frames;
+      failover.framesAtKill = stalled;
+      for (let i = 0; i < 60; i++) {
+        await sleep(250);
+        const frames = (await sub.evaluate(() => window.probe())).frames;
+        if (frames >= stalled + 30) { failover.resumedAfterMs = Date.now() - killedAt; break; }
+      }
+      await sleep(1000);
+      failover.pixels = await sub.evaluate((pts) => window.pixels(pts), points);
+      failover.mixersAfter = owtctl('cluster').filter((w) => w.kind === 'mixer').map((w) => ({ node: w.node_id, tasks: w.tasks }));
+    }
     // B leaves: one input, the fluid layout's single region fills the frame with A.
     await pubB.evaluate(() => window.unpublish());
     await sleep(3000);
     const afterLeave = { pixels: await sub.evaluate((pts) => window.pixels(pts), points),
                          frames: (await sub.evaluate(() => window.probe())).frames };
     afterLeave.layout = (await sub.evaluate(() => window.updates || {}))['video.layout'];
-    out({ published: [a, b], subscribed, firstFrameMs, samples, updates, afterLeave }, 0);
+    out({ published: [a, b], subscribed, firstFrameMs, samples, updates, failover, afterLeave }, 0);
   } catch (err) {
     out({ error: String(err && err.stack || err) }, 1);
   } finally {

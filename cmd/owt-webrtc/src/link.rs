@@ -93,20 +93,45 @@ impl LinkOut {
     }
 }
 
-/// Frames of a linked track turned into RTP packets of one SSRC.
+/// Frames of a linked track turned into RTP packets of one SSRC. Timestamps stay
+/// continuous for subscribers when the producer is replaced and starts its clock again.
 pub struct LinkIn {
     packetizer: FramePacketizer,
     ssrc: u32,
+    clock_rate: u64,
+    /// Last input timestamp, and what was added to it on output.
+    last_in: Option<u64>,
+    offset: u64,
 }
 
 impl LinkIn {
     pub fn new(codec: Codec, ssrc: u32) -> LinkIn {
         // The payload type is rewritten per subscriber; any fixed value serves here.
-        LinkIn { packetizer: FramePacketizer::new(codec, 96, ssrc, LINK_MTU), ssrc }
+        LinkIn {
+            packetizer: FramePacketizer::new(codec, 96, ssrc, LINK_MTU),
+            ssrc,
+            clock_rate: u64::from(codec.clock_rate()),
+            last_in: None,
+            offset: 0,
+        }
+    }
+
+    /// The output timestamp of an input one: a jump back, or ahead by more than 10 s, is a
+    /// new producer clock and continues 20 ms after the last output.
+    fn continuous(&mut self, timestamp: u64) -> u64 {
+        if let Some(last) = self.last_in {
+            if timestamp < last || timestamp > last + 10 * self.clock_rate {
+                let last_out = last.wrapping_add(self.offset);
+                self.offset = last_out.wrapping_add(self.clock_rate / 50).wrapping_sub(timestamp);
+            }
+        }
+        self.last_in = Some(timestamp);
+        timestamp.wrapping_add(self.offset)
     }
 
     /// The RTP packets of a frame; none for a frame this link cannot carry (logged).
     pub fn packets(&mut self, frame: &MediaFrame) -> Vec<rtp::Packet> {
+        let shift = self.continuous(frame.timestamp).wrapping_sub(frame.timestamp) as u32;
         let packets = match self.packetizer.packetize(frame) {
             Ok(packets) => packets,
             Err(err) => {
@@ -122,7 +147,7 @@ impl LinkIn {
                     marker: out.marker,
                     payload_type: 96,
                     sequence_number: out.sequence,
-                    timestamp: out.timestamp,
+                    timestamp: out.timestamp.wrapping_add(shift),
                     ssrc: self.ssrc,
                     ..Default::default()
                 },
@@ -138,4 +163,23 @@ pub fn subscribe(source: &LinkSource) -> Result<MediaSubscriber, String> {
     subscriber.connect(&source.endpoint).map_err(|e| format!("media link to {}: {e}", source.endpoint))?;
     subscriber.subscribe(&source.topic).map_err(|e| format!("media link topic {}: {e}", source.topic))?;
     Ok(subscriber)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_continue_across_a_new_producer_clock() {
+        let mut link = LinkIn::new(Codec::Vp8, 1);
+        assert_eq!(link.continuous(90_000), 90_000);
+        assert_eq!(link.continuous(93_000), 93_000);
+        // The producer restarts at 0: output goes on 20 ms later.
+        assert_eq!(link.continuous(0), 94_800);
+        assert_eq!(link.continuous(3_000), 97_800);
+        // A jump of more than 10 s ahead is a new clock too.
+        assert_eq!(link.continuous(3_000 + 20 * 90_000), 99_600);
+        // Small steps ahead are kept as they are.
+        assert_eq!(link.continuous(3_000 + 20 * 90_000 + 3_000), 102_600);
+    }
 }

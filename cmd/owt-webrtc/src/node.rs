@@ -9,7 +9,7 @@
 use crate::interceptor::{self, KeyframeRequestForwarder};
 use crate::link;
 use crate::sdp;
-use owt_bus::media::MediaPublisher;
+use owt_bus::media::{MediaPublisher, SubscriberHandle};
 use owt_bus::message::codes;
 use owt_bus::RemoteError;
 use owt_media::sessions::track_id;
@@ -150,8 +150,14 @@ fn parse<T: DeserializeOwned>(method: &str, params: Value) -> Result<T, RemoteEr
 enum Upstream {
     /// A client's track on this node.
     Remote(Arc<dyn TrackRemote>),
-    /// Frames of a track of another node, over the media link (crate::link).
-    Link { source: LinkSource, events: mpsc::UnboundedSender<(String, Value)> },
+    /// Frames of a track of another node, over the media link (crate::link). The source
+    /// changes when its producer is replaced (a mixer failed over: `relink`).
+    Link {
+        source: Mutex<LinkSource>,
+        /// The link's subscription, once its task runs.
+        subscription: Mutex<Option<SubscriberHandle>>,
+        events: mpsc::UnboundedSender<(String, Value)>,
+    },
 }
 
 /// A published track on this node (a client's, or a linked one of another node).
@@ -192,11 +198,32 @@ impl Published {
                     tracing::debug!("{}: PLI not sent: {err}", self.track_id);
                 }
             }
-            Upstream::Link { source, events } => {
-                let request = KeyframeRequest { node: source.node.clone(), track_id: source.topic.clone() };
+            Upstream::Link { source, events, .. } => {
+                let request = {
+                    let source = lock(source);
+                    KeyframeRequest { node: source.node.clone(), track_id: source.topic.clone() }
+                };
                 let _ = events.send((events::KEYFRAME_REQUEST.to_string(), json!(request)));
             }
         }
+    }
+
+    /// A linked track's producer moved (e.g. a mixer failed over): follow it.
+    async fn relink(&self, new: LinkSource) {
+        let Upstream::Link { source, subscription, .. } = &self.upstream else { return };
+        let old = std::mem::replace(&mut *lock(source), new.clone());
+        if old.endpoint == new.endpoint {
+            return;
+        }
+        if let Some(subscription) = lock(subscription).as_ref() {
+            subscription.disconnect(&old.endpoint);
+            if let Err(err) = subscription.connect(&new.endpoint) {
+                tracing::warn!("{}: relink to {} failed: {err}", self.track_id, new.endpoint);
+                return;
+            }
+        }
+        tracing::info!("track {} now arrives from {} ({})", self.track_id, new.endpoint, new.node);
+        self.request_keyframe().await;
     }
 
     /// Sends one packet to every active subscriber, rewritten for each.
@@ -359,13 +386,20 @@ impl Node {
 
     /// Takes a one-way event of the portal.
     pub async fn event(&self, method: &str, params: Value) {
-        if method != methods::REQUEST_KEYFRAME {
-            tracing::debug!("event {method} ignored");
-            return;
-        }
-        let Ok(request) = serde_json::from_value::<TrackRequest>(params) else { return };
-        if let Some(track) = self.track(&request.track_id) {
-            track.request_keyframe().await;
+        match method {
+            methods::REQUEST_KEYFRAME => {
+                let Ok(request) = serde_json::from_value::<TrackRequest>(params) else { return };
+                if let Some(track) = self.track(&request.track_id) {
+                    track.request_keyframe().await;
+                }
+            }
+            methods::RELINK => {
+                let Ok(source) = serde_json::from_value::<LinkSource>(params) else { return };
+                if let Some(track) = self.track(&source.topic) {
+                    track.relink(source).await;
+                }
+            }
+            _ => tracing::debug!("event {method} ignored"),
         }
     }
 
@@ -422,7 +456,11 @@ impl Node {
             kind: source.kind,
             format: codec_format(&codec),
             codec,
-            upstream: Upstream::Link { source: source.clone(), events: self.inner.events.clone() },
+            upstream: Upstream::Link {
+                source: Mutex::new(source.clone()),
+                subscription: Mutex::new(None),
+                events: self.inner.events.clone(),
+            },
             link_out: Mutex::new(None),
             media_ssrc: AtomicU32::new(rand::random::<u32>() | 1),
             subscribers: RwLock::new(Vec::new()),
@@ -1217,6 +1255,9 @@ async fn forward_link(track: Arc<Published>, source: LinkSource) {
             return;
         }
     };
+    if let Upstream::Link { subscription, .. } = &track.upstream {
+        *lock(subscription) = Some(subscriber.handle());
+    }
     let mut packets = link::LinkIn::new(codec, track.media_ssrc.load(Ordering::Relaxed));
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {

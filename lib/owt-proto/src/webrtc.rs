@@ -37,6 +37,9 @@ pub mod methods {
     pub const LINK_OUT: &str = "link-out";
     /// A keyframe of a track for a consumer on another node: `TrackRequest`.
     pub const REQUEST_KEYFRAME: &str = "request-keyframe";
+    /// Event: a linked track's producer was replaced (same topic, new node and endpoint):
+    /// `LinkSource`. Nodes without that track ignore it.
+    pub const RELINK: &str = "relink";
 }
 
 /// Events node -> portal.

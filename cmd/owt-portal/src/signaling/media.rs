@@ -751,6 +751,10 @@ pub(super) async fn follow_nodes(hub: Arc<Hub>) {
         match events.recv().await {
             Ok(ClusterEvent::WorkerEvent { node_id, method, params }) => hub.on_node_event(&node_id, &method, params),
             Ok(ClusterEvent::WorkerDied { node_id, kind, .. }) if kind == "webrtc" => hub.node_died(&node_id),
+            Ok(ClusterEvent::WorkerDied { node_id, kind, .. }) if kind == "mixer" => {
+                let hub = hub.clone();
+                tokio::spawn(async move { hub.mixer_died(&node_id).await });
+            }
             Ok(_) => {}
             Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                 tracing::warn!("signaling missed {missed} cluster events");

@@ -262,6 +262,44 @@ fn view_layout(view: &View, inputs: &[MixInput]) -> (Vec<RegionInput>, Value) {
     (regions, layout::layout_update(&assignment, template))
 }
 
+impl Hub {
+    /// A mixer died (user guide Table 2-6: transparent to clients): its views start again on
+    /// another mixer, and the webrtc nodes that carry them follow the new producer.
+    pub(super) async fn mixer_died(&self, mixer: &str) {
+        let orphans: Vec<(String, String)> = {
+            let mut state = self.lock();
+            let ids: Vec<String> =
+                state.views.iter().filter(|(_, v)| v.mixer == mixer).map(|(id, _)| id.clone()).collect();
+            ids.into_iter().filter_map(|id| state.views.remove(&id).map(|v| (id, v.room))).collect()
+        };
+        for (view_id, room) in orphans {
+            let _ = self.cluster.release("mixer", &view_id).await;
+            let outputs = match self.view_outputs(&room, &view_id).await {
+                Ok(outputs) => outputs,
+                Err(err) => {
+                    tracing::warn!(room, view = view_id, "view lost with mixer {mixer}: {err}");
+                    continue;
+                }
+            };
+            let nodes: Vec<String> =
+                self.cluster.workers().into_iter().filter(|w| w.kind == "webrtc").map(|w| w.node_id).collect();
+            for link in outputs.video.iter().chain(outputs.audio.iter()) {
+                for node in &nodes {
+                    if let Err(err) = self.cluster.event(node, owt_proto::webrtc::methods::RELINK, json!(link)).await {
+                        tracing::debug!(node, "relink not sent: {err}");
+                    }
+                }
+            }
+            tracing::info!(
+                room,
+                view = view_id,
+                "view moved from dead mixer {mixer} to {}",
+                outputs.video.as_ref().or(outputs.audio.as_ref()).map(|l| l.node.as_str()).unwrap_or("?")
+            );
+        }
+    }
+}
+
 /// Applies view changes one room at a time, in the order they happened.
 pub(super) async fn follow_views(hub: Arc<Hub>, mut changes: mpsc::UnboundedReceiver<String>) {
     while let Some(room) = changes.recv().await {
