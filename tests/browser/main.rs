@@ -188,7 +188,8 @@ fn near(pixel: &Value, rgb: [i64; 3]) -> bool {
 /// owt-mixer. The fluid layout for two inputs puts red top left and blue top right, bgColor
 /// (black) below; both tones are in the mixed audio, the louder one is activeInput. The mixer
 /// rendering the view is killed: the second mixer takes over and frames go on (user guide
-/// Table 2-6). When blue leaves, red fills the frame.
+/// Table 2-6). A fourth page subscribes red's VP8 as H.264 at 160x120 (transcoding on a
+/// mixer). When blue leaves, red fills the frame.
 #[test]
 fn mixed_view_composes_publishers_in_the_layout_and_mixes_their_audio() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -226,6 +227,13 @@ fn mixed_view_composes_publishers_in_the_layout_and_mixes_their_audio() {
         layout[1]["region"]["area"],
         serde_json::json!({"left": "1/2", "top": "0/2", "width": "1/2", "height": "1/2"})
     );
+    // Another page asked for red's VP8 as H.264 at 160x120: a mixer transcodes it.
+    let transcoded = &result["transcoded"];
+    assert_eq!((transcoded["width"].as_u64(), transcoded["height"].as_u64()), (Some(160), Some(120)), "{transcoded}");
+    assert!(transcoded["codecs"].as_array().unwrap().iter().any(|c| c == "video/H264"), "{transcoded}");
+    let (from, to) = (transcoded["framesFrom"].as_u64().unwrap(), transcoded["framesTo"].as_u64().unwrap());
+    assert!(to >= from + 10, "transcoded frames advance ({from} -> {to}): {transcoded}");
+    assert!(near(&transcoded["pixel"], [220, 30, 30]), "red, transcoded: {transcoded}");
     // The mixer rendering the view was killed: the other one took over, frames went on.
     let failover = &result["failover"];
     assert!(failover["resumedAfterMs"].as_u64().is_some(), "frames resume after the mixer died: {failover}");

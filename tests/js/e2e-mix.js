@@ -10,7 +10,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { chromium } = require('playwright-core');
-const [url, tokenA, tokenB, subToken, mixedId] = process.argv.slice(2);
+const [url, tokenA, tokenB, subToken, mixedId, transToken] = process.argv.slice(2);
 // `owtctl --config-dir DIR` (OWTCTL), for the cluster's mixers.
 const { execFileSync } = require('child_process');
 const owtctl = (...args) => {
@@ -93,13 +93,28 @@ server.listen(0, '127.0.0.1', async () => {
       failover.pixels = await sub.evaluate((pts) => window.pixels(pts), points);
       failover.mixersAfter = owtctl('cluster').filter((w) => w.kind === 'mixer').map((w) => ({ node: w.node_id, tasks: w.tasks }));
     }
+    // Transcoding: A's VP8 asked for as H.264 at 160x120 by another page.
+    const trans = await contexts[1].newPage();
+    await trans.goto(origin);
+    const asked = { format: { codec: 'h264' }, parameters: { resolution: { width: 160, height: 120 } } };
+    const transSub = await trans.evaluate(([u, t, s, v]) => window.subscribe(u, t, s, v), [url, transToken, a.id, asked]);
+    let transcoded = { subscribed: transSub };
+    if (!transSub.error) {
+      await sleep(3000);
+      const first = await trans.evaluate(() => window.probe());
+      await sleep(1000);
+      const p = await trans.evaluate(() => window.probe());
+      transcoded = { ...transcoded, width: p.width, height: p.height, framesFrom: first.frames, framesTo: p.frames,
+                     codecs: p.codecs, pixel: (await trans.evaluate(() => window.pixels([[0.5, 0.5]])))[0] };
+    }
+    await trans.close();
     // B leaves: one input, the fluid layout's single region fills the frame with A.
     await pubB.evaluate(() => window.unpublish());
     await sleep(3000);
     const afterLeave = { pixels: await sub.evaluate((pts) => window.pixels(pts), points),
                          frames: (await sub.evaluate(() => window.probe())).frames };
     afterLeave.layout = (await sub.evaluate(() => window.updates || {}))['video.layout'];
-    out({ published: [a, b], subscribed, firstFrameMs, samples, updates, failover, afterLeave }, 0);
+    out({ published: [a, b], subscribed, firstFrameMs, samples, transcoded, updates, failover, afterLeave }, 0);
   } catch (err) {
     out({ error: String(err && err.stack || err) }, 1);
   } finally {

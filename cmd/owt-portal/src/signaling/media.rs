@@ -268,13 +268,14 @@ impl Hub {
             return Err("Invalid request: between 1 and 16 tracks".into());
         }
         let session_id = uuid_hex();
-        let (tracks, source_nodes, mixed, origin) = {
+        let (tracks, source_nodes, mixed, transcoded, origin) = {
             let state = self.lock();
             let conference = state.rooms.get(room).ok_or("Illegal request")?;
             let me = conference.participant(participant).ok_or("Illegal request")?;
             let mut tracks = Vec::new();
             let mut source_nodes = Vec::new();
             let mut mixed = Vec::new();
+            let mut transcoded = Vec::new();
             for track in requested {
                 let kind = kind_of(&track["type"])?;
                 let allowed =
@@ -284,9 +285,6 @@ impl Hub {
                 }
                 let mid = track["mid"].as_str().ok_or("Invalid request: track.mid must be a string")?;
                 let from = track["from"].as_str().ok_or("Invalid request: track.from must be a string")?;
-                if track.get("parameters").is_some_and(|p| !p.is_null()) {
-                    return Err("Target video stream does NOT satisfy: transcoding is not implemented yet (subscribe without parameters)".into());
-                }
                 if conference.is_mixed(from) {
                     // Resolved below: the view's mixer says where its tracks are.
                     mixed.push((tracks.len(), from.to_string()));
@@ -311,6 +309,19 @@ impl Hub {
                     .ok_or(format!("Target {} stream does NOT exist: {from}", kind_name(kind)))?;
                 let source_track_id = source["id"].as_str().unwrap_or_default().to_string();
                 let stream_id = publication["id"].as_str().unwrap_or_default();
+                if kind == Kind::Video {
+                    if let Some(init) =
+                        super::mixing::transcode_plan(room, conference.config(), stream_id, source, track)?
+                    {
+                        // Resolved below: a mixer renders the stream in the format asked for.
+                        transcoded.push((tracks.len(), stream_id.to_string(), init));
+                        source_nodes.push(String::new());
+                        tracks.push(SubscribeTrack { kind, mid: mid.into(), source_track_id, link: None });
+                        continue;
+                    }
+                } else if track.get("format").is_some_and(|f| !f.is_null() && f["codec"] != source["format"]["codec"]) {
+                    return Err("Target audio stream does NOT satisfy: audio transcoding is not implemented yet".into());
+                }
                 let node = state
                     .media
                     .get(stream_id)
@@ -320,7 +331,7 @@ impl Hub {
                 source_nodes.push(node);
                 tracks.push(SubscribeTrack { kind, mid: mid.into(), source_track_id, link: None });
             }
-            (tracks, source_nodes, mixed, me.origin.clone())
+            (tracks, source_nodes, mixed, transcoded, me.origin.clone())
         };
         let mut tracks = tracks;
         for (index, view_id) in mixed {
@@ -333,6 +344,13 @@ impl Hub {
             .ok_or(format!("Target {} stream does NOT exist: {view_id}", kind_name(track.kind)))?;
             track.source_track_id = link.topic.clone();
             track.link = Some(link);
+        }
+        for (index, stream_id, init) in transcoded {
+            let kind = super::mixing::ViewKind::Transcode { stream: stream_id };
+            let outputs = self.start_view(room, kind, init).await?;
+            let link = outputs.video.ok_or("Target video stream does NOT satisfy: no transcoded video")?;
+            tracks[index].source_track_id = link.topic.clone();
+            tracks[index].link = Some(link);
         }
         let (transport_id, node, new_transport) = self.transport_for(participant, data, &session_id, &origin).await?;
         for (track, source_node) in tracks.iter_mut().zip(&source_nodes) {

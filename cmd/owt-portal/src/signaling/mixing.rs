@@ -14,7 +14,7 @@ use owt_proto::mixer::{
     ViewOutputs, ViewRequest,
 };
 use owt_proto::webrtc::{Kind, LinkSource};
-use owt_types::room::{FitPolicy, View};
+use owt_types::room::{default_bitrate_kbps, FitPolicy, RoomConfig, View};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,9 +23,21 @@ use tokio::sync::mpsc;
 
 const MIXER_DEADLINE: Duration = Duration::from_secs(6);
 
+/// What a view renders.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum ViewKind {
+    /// A view of the room (a mixed stream): every forward stream on the view's layout.
+    Mixed,
+    /// One forward stream's video in another format, shared by the subscribers asking for it.
+    Transcode { stream: String },
+}
+
 /// A view running on a mixer.
 pub(super) struct RunningView {
     pub room: String,
+    pub kind: ViewKind,
+    /// How it was started (again on another mixer when this one dies).
+    pub init: InitView,
     pub mixer: String,
     /// Where the view's tracks are published (node = the mixer).
     pub outputs: ViewOutputs,
@@ -59,10 +71,6 @@ fn init_view(room: &str, view: &View) -> InitView {
 impl Hub {
     /// The tracks of a mixed stream, starting its view on a mixer first if it is not running.
     pub(super) async fn view_outputs(&self, room: &str, view_id: &str) -> Result<ViewOutputs, String> {
-        let _turn = self.mixing.lock().await;
-        if let Some(view) = self.lock().views.get(view_id) {
-            return Ok(view.outputs.clone());
-        }
         let init = {
             let state = self.lock();
             let conference = state.rooms.get(room).ok_or("Illegal request")?;
@@ -74,6 +82,17 @@ impl Hub {
                 .ok_or(format!("Stream does NOT exist: {view_id}"))?;
             init_view(room, view)
         };
+        self.start_view(room, ViewKind::Mixed, init).await
+    }
+
+    /// Starts a view on a mixer unless it runs already; its outputs.
+    pub(super) async fn start_view(&self, room: &str, kind: ViewKind, init: InitView) -> Result<ViewOutputs, String> {
+        let _turn = self.mixing.lock().await;
+        let view_id = init.view_id.clone();
+        let view_id = view_id.as_str();
+        if let Some(view) = self.lock().views.get(view_id) {
+            return Ok(view.outputs.clone());
+        }
         let mixer =
             self.cluster.schedule("mixer", view_id, &owt_bus::Preference::default()).await.map_err(
                 |err| match err {
@@ -94,10 +113,9 @@ impl Hub {
             link.node = mixer.clone();
         }
         tracing::info!(room, view = view_id, %mixer, "view started");
-        self.lock().views.insert(
-            view_id.to_string(),
-            RunningView { room: room.to_string(), mixer, outputs: outputs.clone(), inputs: HashMap::new() },
-        );
+        let running =
+            RunningView { room: room.to_string(), kind, init, mixer, outputs: outputs.clone(), inputs: HashMap::new() };
+        self.lock().views.insert(view_id.to_string(), running);
         self.update_view(view_id).await;
         Ok(outputs)
     }
@@ -108,11 +126,24 @@ impl Hub {
             let state = self.lock();
             let Some(running) = state.views.get(view_id) else { return };
             let Some(conference) = state.rooms.get(&running.room) else { return };
-            let view = conference.config().views.iter().find(|v| format!("{}-{}", running.room, v.label) == view_id);
-            let Some(view) = view.cloned() else { return };
-            // Every forward stream of the room, with its tracks and their webrtc node.
+            let view = match &running.kind {
+                ViewKind::Mixed => {
+                    let view =
+                        conference.config().views.iter().find(|v| format!("{}-{}", running.room, v.label) == view_id);
+                    let Some(view) = view.cloned() else { return };
+                    Some(view)
+                }
+                ViewKind::Transcode { .. } => None,
+            };
+            // The forward streams it shows (all of the room's for a mixed view), with their
+            // tracks and their webrtc node.
             let mut streams = Vec::new();
-            for info in conference.streams().into_iter().filter(|s| s["type"] == "forward") {
+            let shown =
+                conference.streams().into_iter().filter(|s| s["type"] == "forward").filter(|s| match &running.kind {
+                    ViewKind::Mixed => true,
+                    ViewKind::Transcode { stream } => s["id"] == stream.as_str(),
+                });
+            for info in shown {
                 let id = info["id"].as_str().unwrap_or_default().to_string();
                 let Some(node) = state.media.get(&id).and_then(|s| state.transports.get(&s.transport)) else {
                     continue;
@@ -144,6 +175,9 @@ impl Hub {
             }
             let mut input = MixInput { stream_id: stream_id.clone(), video: None, audio: None };
             for (kind, track_id) in tracks {
+                if view.is_none() && kind == Kind::Audio {
+                    continue; // a transcoded stream's audio is forwarded as it is
+                }
                 match self.link_track(&node, &track_id).await {
                     Ok(link) if kind == Kind::Video => input.video = Some(link),
                     Ok(link) => input.audio = Some(link),
@@ -152,7 +186,10 @@ impl Hub {
             }
             inputs.push(input);
         }
-        let (layout, layout_json) = view_layout(&view, &inputs);
+        let (layout, layout_json) = match &view {
+            Some(view) => view_layout(view, &inputs),
+            None => (full_frame(&inputs), json!([])),
+        };
         let request = SetInputs { view_id: view_id.to_string(), inputs: inputs.clone(), layout };
         let routed = {
             let mut state = self.lock();
@@ -160,8 +197,10 @@ impl Hub {
             running.inputs = inputs.into_iter().map(|i| (i.stream_id.clone(), i)).collect();
             let room = running.room.clone();
             let effects = match state.rooms.get_mut(&room) {
-                Some(conference) => conference.update_mixed(view_id, "video.layout", layout_json).unwrap_or_default(),
-                None => Vec::new(),
+                Some(conference) if view.is_some() => {
+                    conference.update_mixed(view_id, "video.layout", layout_json).unwrap_or_default()
+                }
+                _ => Vec::new(),
             };
             Self::route(&mut state, &room, effects)
         };
@@ -211,18 +250,24 @@ impl Hub {
 
     async fn apply_view_changes(&self, room: &str) {
         let _turn = self.mixing.lock().await;
-        let (room_alive, views): (bool, Vec<(String, String)>) = {
+        let views: Vec<(String, String, bool)> = {
             let state = self.lock();
-            let views = state
+            let conference = state.rooms.get(room);
+            state
                 .views
                 .iter()
                 .filter(|(_, v)| v.room == room)
-                .map(|(id, v)| (id.clone(), v.mixer.clone()))
-                .collect();
-            (state.rooms.contains_key(room), views)
+                .map(|(id, v)| {
+                    let alive = conference.is_some_and(|c| match &v.kind {
+                        ViewKind::Mixed => true,
+                        ViewKind::Transcode { stream } => c.publication(stream).is_some(),
+                    });
+                    (id.clone(), v.mixer.clone(), alive)
+                })
+                .collect()
         };
-        for (view_id, mixer) in views {
-            if room_alive {
+        for (view_id, mixer, alive) in views {
+            if alive {
                 self.update_view(&view_id).await;
                 continue;
             }
@@ -232,7 +277,7 @@ impl Hub {
                 tracing::debug!(view = view_id, "close-view: {err}");
             }
             let _ = self.cluster.release("mixer", &view_id).await;
-            tracing::info!(room, view = view_id, "view closed: the room is gone");
+            tracing::info!(room, view = view_id, "view closed: its room or stream is gone");
         }
     }
 }
@@ -266,15 +311,16 @@ impl Hub {
     /// A mixer died (user guide Table 2-6: transparent to clients): its views start again on
     /// another mixer, and the webrtc nodes that carry them follow the new producer.
     pub(super) async fn mixer_died(&self, mixer: &str) {
-        let orphans: Vec<(String, String)> = {
+        let orphans: Vec<(String, RunningView)> = {
             let mut state = self.lock();
             let ids: Vec<String> =
                 state.views.iter().filter(|(_, v)| v.mixer == mixer).map(|(id, _)| id.clone()).collect();
-            ids.into_iter().filter_map(|id| state.views.remove(&id).map(|v| (id, v.room))).collect()
+            ids.into_iter().filter_map(|id| state.views.remove(&id).map(|v| (id, v))).collect()
         };
-        for (view_id, room) in orphans {
+        for (view_id, view) in orphans {
+            let room = view.room;
             let _ = self.cluster.release("mixer", &view_id).await;
-            let outputs = match self.view_outputs(&room, &view_id).await {
+            let outputs = match self.start_view(&room, view.kind, view.init).await {
                 Ok(outputs) => outputs,
                 Err(err) => {
                     tracing::warn!(room, view = view_id, "view lost with mixer {mixer}: {err}");
@@ -300,9 +346,207 @@ impl Hub {
     }
 }
 
+/// One region over the whole frame showing the first input (a transcoded stream).
+fn full_frame(inputs: &[MixInput]) -> Vec<RegionInput> {
+    vec![RegionInput {
+        region_id: "1".into(),
+        stream_id: inputs.first().map(|i| i.stream_id.clone()),
+        left: "0".into(),
+        top: "0".into(),
+        width: "1".into(),
+        height: "1".into(),
+    }]
+}
+
 /// Applies view changes one room at a time, in the order they happened.
 pub(super) async fn follow_views(hub: Arc<Hub>, mut changes: mpsc::UnboundedReceiver<String>) {
     while let Some(room) = changes.recv().await {
         hub.apply_view_changes(&room).await;
+    }
+}
+
+/// The transcoded view a subscription of a forward stream's video asks for with `format`
+/// and/or `parameters` (spec §1.8), checked against the room's `transcoding` switches and
+/// `mediaOut`; `None` when the stream can be forwarded as it is.
+pub(super) fn transcode_plan(
+    room: &str,
+    config: &RoomConfig,
+    stream_id: &str,
+    source_track: &Value,
+    request: &Value,
+) -> Result<Option<InitView>, String> {
+    const REFUSED: &str = "Target video stream does NOT satisfy";
+    let source_codec = source_track["format"]["codec"].as_str().unwrap_or_default().to_ascii_lowercase();
+    let codec = match request.get("format").filter(|f| !f.is_null()) {
+        None => None,
+        Some(format) => Some(
+            format["codec"]
+                .as_str()
+                .map(str::to_ascii_lowercase)
+                .ok_or("Invalid request: track.format.codec must be a string")?,
+        ),
+    };
+    let parameters = request.get("parameters").filter(|p| !p.is_null());
+    if let Some(parameters) = parameters {
+        if !parameters.is_object() {
+            return Err("Invalid request: track.parameters must be an object".into());
+        }
+        if let Some(key) = parameters.as_object().and_then(|p| {
+            p.keys().find(|k| !["resolution", "framerate", "bitrate", "keyFrameInterval"].contains(&k.as_str()))
+        }) {
+            return Err(format!("Invalid request: unknown parameter {key}"));
+        }
+    }
+    let codec_change = codec.as_deref().is_some_and(|c| c != source_codec);
+    let parameters = parameters.and_then(Value::as_object).filter(|p| !p.is_empty());
+    if !codec_change && parameters.is_none() {
+        return Ok(None);
+    }
+    let allowed = &config.transcoding.video;
+    let codec = codec.unwrap_or(source_codec);
+    if codec_change {
+        if !allowed.format {
+            return Err(format!("{REFUSED}: format transcoding is off in this room"));
+        }
+        if !config.media_out.video.format.iter().any(|f| f.codec == codec) {
+            return Err(format!("{REFUSED}: {codec} is not in the room's mediaOut"));
+        }
+    }
+    if !matches!(codec.as_str(), "vp8" | "vp9" | "h264") {
+        return Err(format!("{REFUSED}: transcoding to {codec} is not supported"));
+    }
+    let empty = serde_json::Map::new();
+    let parameters = parameters.unwrap_or(&empty);
+    let switch = |key: &str, on: bool| -> Result<(), String> {
+        if parameters.contains_key(key) && !on {
+            return Err(format!("{REFUSED}: {key} transcoding is off in this room"));
+        }
+        Ok(())
+    };
+    switch("resolution", allowed.parameters.resolution)?;
+    switch("framerate", allowed.parameters.framerate)?;
+    switch("bitrate", allowed.parameters.bitrate)?;
+    switch("keyFrameInterval", allowed.parameters.key_frame_interval)?;
+    let base = &source_track["parameters"];
+    let (width, height) = match parameters.get("resolution").or(base.get("resolution")) {
+        Some(r) => {
+            let size = |key: &str| r[key].as_u64().and_then(|v| u32::try_from(v).ok());
+            match (size("width"), size("height")) {
+                (Some(w), Some(h)) if (16..=4096).contains(&w) && (16..=4096).contains(&h) => (w & !1, h & !1),
+                _ => return Err("Invalid request: resolution must be {width, height} from 16 to 4096".into()),
+            }
+        }
+        None => (640, 480),
+    };
+    let framerate = match parameters.get("framerate").or(base.get("framerate")) {
+        Some(f) => f.as_u64().filter(|f| (1..=60).contains(f)).ok_or("Invalid request: framerate 1 to 60")? as u32,
+        None => 30,
+    };
+    let default = default_bitrate_kbps(&codec, width, height, f64::from(framerate), 1.0);
+    let bitrate_kbps = match parameters.get("bitrate") {
+        None => default,
+        Some(Value::Number(n)) => {
+            n.as_f64().filter(|b| (10.0..=50_000.0).contains(b)).ok_or("Invalid request: bitrate")?
+        }
+        Some(Value::String(s)) => {
+            let factor: f64 = s.strip_prefix('x').and_then(|f| f.parse().ok()).ok_or("Invalid request: bitrate")?;
+            if !(0.05..=4.0).contains(&factor) {
+                return Err("Invalid request: bitrate".into());
+            }
+            default * factor
+        }
+        Some(_) => return Err("Invalid request: bitrate".into()),
+    }
+    .round() as u32;
+    let keyframe_interval = match parameters.get("keyFrameInterval") {
+        Some(k) => k.as_u64().filter(|k| (1..=3600).contains(k)).ok_or("Invalid request: keyFrameInterval")? as u32,
+        None => 100,
+    };
+    Ok(Some(InitView {
+        view_id: format!("{stream_id}-{codec}-{width}x{height}-{framerate}-{bitrate_kbps}-{keyframe_interval}"),
+        room_id: room.to_string(),
+        video: Some(VideoOutput {
+            codec,
+            width,
+            height,
+            framerate,
+            bitrate_kbps,
+            keyframe_interval,
+            bg_color: [0, 0, 0],
+            crop: false,
+        }),
+        audio: None,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vp8_track() -> Value {
+        json!({"type": "video", "format": {"codec": "vp8"}, "parameters": {"resolution": {"width": 640, "height": 480}}})
+    }
+
+    fn plan(config: &RoomConfig, request: Value) -> Result<Option<InitView>, String> {
+        transcode_plan("r", config, "s1", &vp8_track(), &request)
+    }
+
+    #[test]
+    fn forwarding_needs_no_plan() {
+        let config = RoomConfig::default();
+        assert_eq!(plan(&config, json!({"from": "s1"})), Ok(None));
+        assert_eq!(plan(&config, json!({"format": {"codec": "vp8"}, "parameters": null})), Ok(None));
+        assert_eq!(plan(&config, json!({"parameters": {}})), Ok(None));
+    }
+
+    #[test]
+    fn format_and_parameters_make_a_shared_view() {
+        let config = RoomConfig::default();
+        let init = plan(
+            &config,
+            json!({"format": {"codec": "h264"}, "parameters": {"resolution": {"width": 320, "height": 240}, "bitrate": "x0.5"}}),
+        )
+        .unwrap()
+        .expect("a plan");
+        let video = init.video.as_ref().unwrap();
+        assert_eq!((video.codec.as_str(), video.width, video.height, video.framerate), ("h264", 320, 240, 30));
+        let default = default_bitrate_kbps("h264", 320, 240, 30.0, 1.0);
+        assert_eq!(video.bitrate_kbps, (default * 0.5).round() as u32);
+        assert!(init.audio.is_none());
+        let again = plan(
+            &config,
+            json!({"format": {"codec": "h264"}, "parameters": {"resolution": {"width": 320, "height": 240}, "bitrate": "x0.5"}}),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(again.view_id, init.view_id, "one view per distinct output");
+        let framerate = plan(&config, json!({"parameters": {"framerate": 15}})).unwrap().unwrap();
+        assert_eq!(framerate.video.unwrap().codec, "vp8", "same codec, other framerate");
+    }
+
+    #[test]
+    fn room_switches_and_hostile_requests_are_refused() {
+        let mut config = RoomConfig::default();
+        config.transcoding.video.format = false;
+        let refused = plan(&config, json!({"format": {"codec": "h264"}})).unwrap_err();
+        assert!(refused.starts_with("Target video stream does NOT satisfy"), "{refused}");
+        let mut config = RoomConfig::default();
+        config.transcoding.video.parameters.resolution = false;
+        assert!(plan(&config, json!({"parameters": {"resolution": {"width": 320, "height": 240}}})).is_err());
+        let config = RoomConfig::default();
+        for bad in [
+            json!({"format": {"codec": 7}}),
+            json!({"format": {"codec": "theora"}}),
+            json!({"parameters": "fast"}),
+            json!({"parameters": {"resolution": {"width": 1, "height": 240}}}),
+            json!({"parameters": {"resolution": {"width": 99999, "height": 240}}}),
+            json!({"parameters": {"framerate": 0}}),
+            json!({"parameters": {"bitrate": "x99"}}),
+            json!({"parameters": {"bitrate": true}}),
+            json!({"parameters": {"keyFrameInterval": -1}}),
+            json!({"parameters": {"sharpness": 3}}),
+        ] {
+            assert!(plan(&config, bad.clone()).is_err(), "{bad}");
+        }
     }
 }
