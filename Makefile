@@ -33,8 +33,9 @@ DEB_PACKAGES := pkg-config libssl-dev libsystemd-dev systemd groff-base \
 # Debian packages only the tests need: Socket.IO clients from npm run on node, WebRTC peers in Chromium,
 # nftables to drop packets in the loss test's network namespace.
 TEST_DEB_PACKAGES := nodejs npm chromium nftables
-# Debian packages only `make bench-sfu` needs: Janus (the reference SFU), curl, ip (veth).
-BENCH_DEB_PACKAGES := janus curl iproute2
+# Debian packages only the benchmarks need: Janus (the reference SFU), curl, ip (veth) for
+# bench-sfu; ffmpeg (the reference mixer) and GNU time for bench-mix.
+BENCH_DEB_PACKAGES := janus curl iproute2 ffmpeg time
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 RUN_DIR := $(CURDIR)/run
@@ -43,7 +44,7 @@ RUN_DIR := $(CURDIR)/run
 # (share/owt/app/vendor/ is not in git: it comes from the npm package of tests/js).
 APP_SOCKETIO := share/owt/app/vendor/socket.io.min.js
 
-.PHONY: help all deps test-deps build test unit-test lint fmt man man-check units-check run install uninstall bench bench-peer bench-join bench-deps bench-sfu clean
+.PHONY: help all deps test-deps build test unit-test lint fmt man man-check units-check run install uninstall bench bench-peer bench-join bench-deps bench-sfu bench-mix clean
 
 all: build
 
@@ -55,7 +56,7 @@ help:
 	@echo "make uninstall  remove what install installed (configuration is kept)"
 	@echo "make man        regenerate man/*.1 and man/owt-*.8 from the clap definitions"
 	@echo "make deps       install missing Debian build packages"
-	@echo "make bench      benchmarks side by side with references: bench-peer, bench-join, bench-sfu (bench/*.json)"
+	@echo "make bench      benchmarks side by side with references: bench-peer, bench-join, bench-sfu, bench-mix (bench/*.json)"
 	@echo "make lint       cargo fmt --check and clippy -D warnings"
 
 deps:
@@ -165,7 +166,7 @@ uninstall:
 	for f in man/*.[1578]; do s=$${f##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$$(basename $$f); done
 	@echo "configuration in $(DESTDIR)$(SYSCONFDIR)/owt and state in /var/lib/owt are kept"
 
-bench: bench-peer bench-join bench-sfu
+bench: bench-peer bench-join bench-sfu bench-mix
 
 # owt-peer against a minimal Node.js relay on npm socket.io 4, 1000 clients; prints a table
 # and writes bench/peer.json.
@@ -194,6 +195,14 @@ bench-deps:
 bench-sfu: deps bench-deps
 	$(CARGO) build --release -p owt-portal -p owt-webrtc -p owtctl -p owt-loadgen
 	$(SUDO) bash tests/bench/sfu.sh $(TARGET_DIR)/release bench/sfu.json
+
+# MCU video mixing, 4 and 9 VP8 640x480 inputs into 1280x720 30 fps VP8: owt-codec (its example
+# mixbench: decode, compose on the fluid layout, encode) against ffmpeg (scale+pad, xstack,
+# libvpx with owt-codec's settings) on the same clips; prints CPU per mixed frame with the
+# owt/ffmpeg ratios and writes bench/mix.json.
+bench-mix: deps bench-deps
+	$(CARGO) build --release -p owt-codec --example mixbench
+	bash tests/bench/mix.sh $(TARGET_DIR)/release/examples/mixbench bench/mix.json
 
 clean:
 	$(CARGO) clean
