@@ -43,6 +43,8 @@ pub(super) struct RunningView {
     pub outputs: ViewOutputs,
     /// Inputs linked so far, by stream id.
     pub inputs: HashMap<String, MixInput>,
+    /// The loudest input the mixer reported last.
+    pub active: Option<String>,
 }
 
 /// The `init-view` of a room's view.
@@ -113,8 +115,15 @@ impl Hub {
             link.node = mixer.clone();
         }
         tracing::info!(room, view = view_id, %mixer, "view started");
-        let running =
-            RunningView { room: room.to_string(), kind, init, mixer, outputs: outputs.clone(), inputs: HashMap::new() };
+        let running = RunningView {
+            room: room.to_string(),
+            kind,
+            init,
+            mixer,
+            outputs: outputs.clone(),
+            inputs: HashMap::new(),
+            active: None,
+        };
         self.lock().views.insert(view_id.to_string(), running);
         self.update_view(view_id).await;
         Ok(outputs)
@@ -164,9 +173,9 @@ impl Hub {
                 let known = running.inputs.get(&id).cloned();
                 streams.push((id, node.node.clone(), tracks, known));
             }
-            (running.mixer.clone(), view, streams)
+            (running.mixer.clone(), view, streams, running.active.clone())
         };
-        let (mixer, view, streams) = plan;
+        let (mixer, view, streams, active) = plan;
         let mut inputs = Vec::new();
         for (stream_id, node, tracks, known) in streams {
             if let Some(known) = known {
@@ -187,7 +196,7 @@ impl Hub {
             inputs.push(input);
         }
         let (layout, layout_json) = match &view {
-            Some(view) => view_layout(view, &inputs),
+            Some(view) => view_layout(view, &inputs, active.as_deref()),
             None => (full_frame(&inputs), json!([])),
         };
         let request = SetInputs { view_id: view_id.to_string(), inputs: inputs.clone(), layout };
@@ -229,8 +238,18 @@ impl Hub {
         let Ok(active) = serde_json::from_value::<ActiveInput>(params) else { return };
         let routed = {
             let mut state = self.lock();
-            let Some(view) = state.views.get(&active.view_id).filter(|v| v.mixer == mixer) else { return };
+            let Some(view) = state.views.get_mut(&active.view_id).filter(|v| v.mixer == mixer) else { return };
+            view.active = Some(active.stream_id.clone());
             let room = view.room.clone();
+            let keep_primary = state.rooms.get(&room).is_some_and(|c| {
+                c.config().views.iter().any(|v| {
+                    format!("{room}-{}", v.label) == active.view_id
+                        && v.video.as_ref().is_some_and(|video| video.keep_active_input_primary)
+                })
+            });
+            if keep_primary {
+                self.views_changed(&room);
+            }
             let effects = match state.rooms.get_mut(&room) {
                 Some(conference) => {
                     conference.update_mixed(&active.view_id, "activeInput", json!(active.stream_id)).unwrap_or_default()
@@ -284,12 +303,14 @@ impl Hub {
 
 /// The regions of the view's template for its inputs, with the stream each one shows, and
 /// the same as the `video.layout` value clients see (spec §1.11).
-fn view_layout(view: &View, inputs: &[MixInput]) -> (Vec<RegionInput>, Value) {
+/// With `keepActiveInputPrimary`, `active` (the loudest input) takes the primary region.
+fn view_layout(view: &View, inputs: &[MixInput], active: Option<&str>) -> (Vec<RegionInput>, Value) {
     let Some(video) = &view.video else { return (Vec::new(), json!([])) };
     let templates = layout::templates_for_view(video);
     let shown: Vec<String> = inputs.iter().filter(|i| i.video.is_some()).map(|i| i.stream_id.clone()).collect();
     let Some(template) = layout::choose_template(&templates, shown.len()) else { return (Vec::new(), json!([])) };
-    let assignment = layout::assign(template, &shown, None);
+    let primary = active.filter(|_| video.keep_active_input_primary);
+    let assignment = layout::assign(template, &shown, primary);
     let regions = assignment
         .iter()
         .filter_map(|(region_id, stream_id)| {
@@ -489,6 +510,37 @@ mod tests {
 
     fn plan(config: &RoomConfig, request: Value) -> Result<Option<InitView>, String> {
         transcode_plan("r", config, "s1", &vp8_track(), &request)
+    }
+
+    fn input(id: &str) -> MixInput {
+        let link = LinkSource {
+            node: "n".into(),
+            endpoint: "tcp://127.0.0.1:1".into(),
+            topic: format!("{id}-1"),
+            kind: Kind::Video,
+            mime_type: "video/VP8".into(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: String::new(),
+        };
+        MixInput { stream_id: id.into(), video: Some(link), audio: None }
+    }
+
+    #[test]
+    fn layout_follows_inputs_and_keeps_the_active_input_primary() {
+        let mut view = RoomConfig::default().views[0].clone();
+        let inputs = [input("a"), input("b")];
+        let (regions, announced) = view_layout(&view, &inputs, Some("b"));
+        assert_eq!(regions.len(), 4, "fluid 2x2 for two inputs");
+        assert_eq!((regions[0].stream_id.as_deref(), regions[1].stream_id.as_deref()), (Some("a"), Some("b")));
+        assert_eq!((regions[1].left.as_str(), regions[1].top.as_str()), ("1/2", "0/2"));
+        assert_eq!(announced[0]["stream"], "a");
+        assert!(announced[2].get("stream").is_none(), "empty regions have no stream: {announced}");
+        view.video.as_mut().unwrap().keep_active_input_primary = true;
+        let (regions, _) = view_layout(&view, &inputs, Some("b"));
+        assert_eq!((regions[0].stream_id.as_deref(), regions[1].stream_id.as_deref()), (Some("b"), Some("a")));
+        let (regions, _) = view_layout(&view, &inputs[..1], None);
+        assert_eq!(regions.len(), 1, "one input fills the frame");
     }
 
     #[test]
