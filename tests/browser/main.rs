@@ -184,7 +184,8 @@ fn near(pixel: &Value, rgb: [i64; 3]) -> bool {
 }
 
 /// The MCU end to end (tests/e2e/mix.sh): two browsers publish solid red and solid blue with
-/// 440 Hz and 1000 Hz tones; a third page subscribes the room's mixed stream rendered by
+/// 440 Hz and 1000 Hz tones, mixed into the view with `owtctl stream mix` (REST inViews, as
+/// OWT's sample app does); a third page subscribes the room's mixed stream rendered by
 /// owt-mixer. The fluid layout for two inputs puts red top left and blue top right, bgColor
 /// (black) below; both tones are in the mixed audio, the louder one is activeInput. The mixer
 /// rendering the view is killed: the second mixer takes over and frames go on (user guide
@@ -219,6 +220,10 @@ fn mixed_view_composes_publishers_in_the_layout_and_mixes_their_audio() {
         "both tones in the mix (440 Hz {a} dB, 1000 Hz {b} dB, 3 kHz {quiet} dB)"
     );
     let (red, blue) = (&result["published"][0]["id"], &result["published"][1]["id"]);
+    assert_eq!(result["published"][0]["mixed"], serde_json::json!(["common"]), "owtctl stream mix: {result}");
+    let bad_view = &result["badView"];
+    assert_eq!(bad_view["status"], 6, "an unknown view is an invalid request (exit 6): {bad_view}");
+    assert_eq!(bad_view["inViews"], serde_json::json!(["common"]), "and changes nothing: {bad_view}");
     let updates = &result["updates"];
     assert_eq!(&updates["activeInput"], red, "activeInput is the louder publisher: {result}");
     let layout = updates["video.layout"].as_array().expect("a layout update");

@@ -616,6 +616,11 @@ fn owtctl_lists_permits_and_drops_live_participants() {
     );
     let (_, streams) = run(&["stream", "list", &room]);
     assert!(streams.contains("mixed") && streams.contains("640x480"), "{streams}");
+    // Mixing needs a forward stream: an unknown one is not found, a mixed one cannot be mixed.
+    let (code, _) = run(&["stream", "mix", &room, "nostream", "common"]);
+    assert_eq!(code, Some(3), "unknown stream");
+    let (code, _) = run(&["stream", "unmix", &room, &format!("{room}-common")]);
+    assert_eq!(code, Some(7), "a view's own stream: not implemented (500)");
     let (code, _) = run(&["participant", "show", &room, "nobody"]);
     assert_eq!(code, Some(3));
     let (code, _) = run(&["participant", "drop", &room, &id]);

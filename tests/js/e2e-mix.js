@@ -50,9 +50,17 @@ server.listen(0, '127.0.0.1', async () => {
     const [pubA, pubB, sub] = [await contexts[0].newPage(), await contexts[1].newPage(), await contexts[0].newPage()];
     for (const p of [pubA, pubB, sub]) await p.goto(origin);
     const publish = (p, token) => p.evaluate(([u, t]) => window.publish(u, t, 'VP8').then((r) => { window.publishedId = r.id; return r; }), [url, token]);
+    // As OWT's sample app: streams are mixed into the view when the application asks.
+    const room = mixedId.replace(/-common$/, '');
     const a = await publish(pubA, tokenA);
+    a.mixed = owtctl('stream', 'mix', room, a.id, 'common').info.inViews;
     await sleep(500);
     const b = await publish(pubB, tokenB);
+    b.mixed = owtctl('stream', 'mix', room, b.id, 'common').info.inViews;
+    // A view that does not exist is refused, and changes nothing.
+    let badView = null;
+    try { owtctl('stream', 'mix', room, a.id, 'nope'); } catch (err) { badView = { status: err.status, stderr: String(err.stderr) }; }
+    badView.inViews = owtctl('stream', 'show', room, a.id).info.inViews;
     const joinStart = Date.now();
     const subscribed = await sub.evaluate(([u, t, s]) => window.subscribe(u, t, s), [url, subToken, mixedId]);
     if (subscribed.error) throw new Error('subscribe: ' + subscribed.error);
@@ -114,7 +122,7 @@ server.listen(0, '127.0.0.1', async () => {
     const afterLeave = { pixels: await sub.evaluate((pts) => window.pixels(pts), points),
                          frames: (await sub.evaluate(() => window.probe())).frames };
     afterLeave.layout = (await sub.evaluate(() => window.updates || {}))['video.layout'];
-    out({ published: [a, b], subscribed, firstFrameMs, samples, transcoded, updates, failover, afterLeave }, 0);
+    out({ published: [a, b], badView, subscribed, firstFrameMs, samples, transcoded, updates, failover, afterLeave }, 0);
   } catch (err) {
     out({ error: String(err && err.stack || err) }, 1);
   } finally {

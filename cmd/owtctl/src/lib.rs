@@ -141,6 +141,22 @@ pub enum StreamCommand {
         #[arg(long, default_value = "av", value_parser = ["audio", "video", "av"])]
         kind: String,
     },
+    /// Mix a forward stream into a view (its mixed stream `<room>-<view>`); streams are only
+    /// mixed when asked, as in OWT.
+    Mix {
+        room: String,
+        id: String,
+        /// The view's label.
+        #[arg(default_value = "common")]
+        view: String,
+    },
+    /// Take a forward stream out of a view.
+    Unmix {
+        room: String,
+        id: String,
+        #[arg(default_value = "common")]
+        view: String,
+    },
     /// Media statistics of a forward stream: packets, bytes, bitrate, keyframe requests.
     Stats { room: String, id: String },
     /// End a forward stream (its publisher is told its publication ended).
@@ -355,6 +371,12 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                         .collect();
                     let path = format!("/v1/rooms/{room}/streams/{id}");
                     output::room(global, &client.call("PATCH", &path, Some(&Value::Array(body)))?);
+                }
+                StreamCommand::Mix { room, id, view } | StreamCommand::Unmix { room, id, view } => {
+                    let op = if matches!(command, StreamCommand::Mix { .. }) { "add" } else { "remove" };
+                    let body = serde_json::json!([{"op": op, "path": "/info/inViews", "value": view}]);
+                    let path = format!("/v1/rooms/{room}/streams/{id}");
+                    output::room(global, &client.call("PATCH", &path, Some(&body))?);
                 }
                 StreamCommand::Stats { room, id } => {
                     output::stats(global, &client.call("GET", &format!("/v1/rooms/{room}/streams/{id}/stats"), None)?)

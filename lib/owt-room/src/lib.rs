@@ -97,6 +97,8 @@ pub struct Conference {
     forward: Vec<Publication>,
     /// Publications accepted but not yet ready (they count against inputLimit).
     pending: Vec<(String, String)>,
+    /// Counts mix operations, so a view's inputs keep the order they were mixed in.
+    mix_order: u64,
 }
 
 /// A forward stream published by a participant.
@@ -105,6 +107,8 @@ pub struct Publication {
     pub id: String,
     pub owner: String,
     pub info: Value,
+    /// Views it is mixed into, with the order of the mix operation.
+    pub mixed_at: BTreeMap<String, u64>,
 }
 
 /// A track of a publication as the media node negotiated it.
@@ -137,6 +141,7 @@ impl Conference {
             mixed,
             forward: Vec::new(),
             pending: Vec::new(),
+            mix_order: 0,
         }
     }
 
@@ -249,7 +254,7 @@ impl Conference {
             "media": {"tracks": tracks},
             "info": {"owner": owner, "type": "webrtc", "inViews": [], "attributes": attributes},
         });
-        self.forward.push(Publication { id: id.into(), owner, info: info.clone() });
+        self.forward.push(Publication { id: id.into(), owner, info: info.clone(), mixed_at: BTreeMap::new() });
         self.stream_change(json!({"id": id, "status": "add", "data": info}))
     }
 
@@ -259,6 +264,50 @@ impl Conference {
         let Some(index) = self.forward.iter().position(|p| p.id == id) else { return Vec::new() };
         self.forward.remove(index);
         self.stream_change(json!({"id": id, "status": "remove"}))
+    }
+
+    /// Mixes a forward stream into the view `label` (REST `/info/inViews` add, stream-control
+    /// `mix`). Streams are not mixed on their own, as in OWT: the application mixes them.
+    /// Mixing it again changes nothing. Tells everybody the new StreamInfo (field `.`).
+    pub fn mix(&mut self, id: &str, label: &str) -> Result<Vec<Effect>, ConferenceError> {
+        self.set_in_view(id, label, true)
+    }
+
+    /// Takes a forward stream out of the view `label`.
+    pub fn unmix(&mut self, id: &str, label: &str) -> Result<Vec<Effect>, ConferenceError> {
+        self.set_in_view(id, label, false)
+    }
+
+    /// The forward streams mixed into the view `label`, in the order they were mixed.
+    pub fn view_inputs(&self, label: &str) -> Vec<String> {
+        let mut mixed: Vec<(u64, String)> =
+            self.forward.iter().filter_map(|p| p.mixed_at.get(label).map(|order| (*order, p.id.clone()))).collect();
+        mixed.sort();
+        mixed.into_iter().map(|(_, id)| id).collect()
+    }
+
+    fn set_in_view(&mut self, id: &str, label: &str, mixed: bool) -> Result<Vec<Effect>, ConferenceError> {
+        if !self.config.views.iter().any(|v| v.label == label) {
+            return refuse(format!("View does NOT exist: {label}"));
+        }
+        self.mix_order += 1;
+        let order = self.mix_order;
+        let Some(publication) = self.forward.iter_mut().find(|p| p.id == id) else {
+            return refuse("Stream does NOT exist");
+        };
+        let changed = if mixed {
+            !publication.mixed_at.contains_key(label) && publication.mixed_at.insert(label.into(), order).is_none()
+        } else {
+            publication.mixed_at.remove(label).is_some()
+        };
+        if !changed {
+            return Ok(Vec::new());
+        }
+        let mut views: Vec<(&u64, &String)> = publication.mixed_at.iter().map(|(l, o)| (o, l)).collect();
+        views.sort();
+        publication.info["info"]["inViews"] = json!(views.into_iter().map(|(_, l)| l.clone()).collect::<Vec<_>>());
+        let info = publication.info.clone();
+        Ok(self.stream_change(json!({"id": id, "status": "update", "data": {"field": ".", "value": info}})))
     }
 
     /// stream-control pause/play: marks the publication's tracks of `kind` active or

@@ -256,3 +256,31 @@ fn mixer_reports_update_the_mixed_stream_once() {
     assert!(conference.update_mixed("nope", "activeInput", json!("s1")).is_err());
     assert!(conference.update_mixed(&mixed, "audio.status", json!("x")).is_err());
 }
+
+#[test]
+fn streams_are_mixed_into_views_only_when_asked() {
+    let mut conference = room(json!({}));
+    conference.join("p1", "a", "presenter", origin()).unwrap();
+    for id in ["s1", "s2"] {
+        conference.reserve_publication(id, "p1", &["video"]).unwrap();
+        conference.add_publication(id, &[track(&format!("{id}-1"), "video", "1", "vp8")], json!(null));
+    }
+    assert!(conference.view_inputs("common").is_empty(), "nothing is mixed on its own (as OWT)");
+    assert_eq!(conference.stream("s1").unwrap()["info"]["inViews"], json!([]));
+    conference.mix("s2", "common").unwrap();
+    let effects = conference.mix("s1", "common").unwrap();
+    let Effect::Broadcast { data, .. } = &effects[0] else { panic!("{effects:?}") };
+    assert_eq!(data["data"]["field"], ".");
+    assert_eq!(data["data"]["value"]["info"]["inViews"], json!(["common"]));
+    assert_eq!(conference.view_inputs("common"), ["s2", "s1"], "in the order they were mixed");
+    assert!(conference.mix("s1", "common").unwrap().is_empty(), "mixing again changes nothing");
+    assert!(conference.mix("s1", "nope").is_err(), "unknown view");
+    assert!(conference.mix("nope", "common").is_err(), "unknown stream");
+    assert!(conference.mix("r1-common", "common").is_err(), "a mixed stream is not a forward stream");
+    conference.unmix("s2", "common").unwrap();
+    assert_eq!(conference.view_inputs("common"), ["s1"]);
+    assert_eq!(conference.stream("s2").unwrap()["info"]["inViews"], json!([]));
+    assert!(conference.unmix("s2", "common").unwrap().is_empty());
+    conference.remove_publication("s1");
+    assert!(conference.view_inputs("common").is_empty());
+}

@@ -458,9 +458,24 @@ impl Hub {
         let active = match data["operation"].as_str() {
             Some("pause") => false,
             Some("play") => true,
-            Some("mix" | "unmix" | "get-region" | "set-region") => {
-                return Err("Changing a stream's views or regions is not implemented yet: every forward stream is mixed into every view".into())
+            Some(operation @ ("mix" | "unmix")) => {
+                let label = data["data"].as_str().ok_or("Invalid stream-control data: a view label")?;
+                let room = {
+                    let state = self.lock();
+                    let session = state.media.get(id).filter(|s| s.publish).ok_or("Stream does NOT exist")?;
+                    let is_admin = state
+                        .rooms
+                        .get(&session.room)
+                        .and_then(|c| c.participant(participant))
+                        .is_some_and(|p| p.role == "admin");
+                    if session.owner != participant && !is_admin {
+                        return Err("unauthorized".into());
+                    }
+                    session.room.clone()
+                };
+                return self.mix_stream(&room, id, label, operation == "mix");
             }
+            Some("get-region" | "set-region") => return Err("Regions of a view are not implemented yet".into()),
             _ => return Err("Invalid stream-control operation".into()),
         };
         let kinds = kinds_of(&data["data"])?;
@@ -516,34 +531,72 @@ impl Hub {
             (owned, state.rooms.get(room).is_some_and(|c| c.is_mixed(id)))
         };
         if mixed {
-            return Err("Changing a stream's views or regions is not implemented yet: every forward stream is mixed into every view".into());
+            return Err("Changing a view's layout or regions is not implemented yet".into());
         }
         if !owned {
             return Err("Stream not found".into());
         }
         let operations = operations.as_array().ok_or("Invalid stream update: expected an array of operations")?;
+        if operations.len() > 64 {
+            return Err("Invalid stream update: at most 64 operations".into());
+        }
+        enum Change {
+            Status(Kind, bool),
+            View(String, bool),
+        }
         let mut changes = Vec::new();
         for operation in operations {
             let path = operation["path"].as_str().unwrap_or_default();
-            if path.starts_with("/info/inViews") || path.starts_with("/info/layout") {
-                return Err("Changing a stream's views or regions is not implemented yet: every forward stream is mixed into every view".into());
-            }
-            let kind = match (operation["op"].as_str(), path) {
-                (Some("replace"), "/media/audio/status") => Kind::Audio,
-                (Some("replace"), "/media/video/status") => Kind::Video,
+            let change = match (operation["op"].as_str(), path) {
+                (Some(op @ ("add" | "remove")), "/info/inViews") => {
+                    let label =
+                        operation["value"].as_str().ok_or("Invalid stream update: value must be a view label")?;
+                    Change::View(label.to_string(), op == "add")
+                }
+                (Some("replace"), "/media/audio/status" | "/media/video/status") => {
+                    let kind = if path == "/media/audio/status" { Kind::Audio } else { Kind::Video };
+                    match operation["value"].as_str() {
+                        Some("active") => Change::Status(kind, true),
+                        Some("inactive") => Change::Status(kind, false),
+                        _ => return Err("Invalid stream update: value must be active or inactive".into()),
+                    }
+                }
                 _ => return Err(format!("Invalid stream update: unsupported operation on {path:?}")),
             };
-            let active = match operation["value"].as_str() {
-                Some("active") => true,
-                Some("inactive") => false,
-                _ => return Err("Invalid stream update: value must be active or inactive".into()),
-            };
-            changes.push((kind, active));
+            changes.push(change);
         }
-        for (kind, active) in changes {
-            self.set_stream_status(id, &[kind], active).await?;
+        // Views are checked before anything changes, so a bad label changes nothing.
+        {
+            let state = self.lock();
+            let conference = state.rooms.get(room).ok_or("Stream not found")?;
+            for change in &changes {
+                if let Change::View(label, _) = change {
+                    if !conference.config().views.iter().any(|v| &v.label == label) {
+                        return Err(format!("Invalid stream update: view {label:?} does not exist"));
+                    }
+                }
+            }
+        }
+        for change in changes {
+            match change {
+                Change::Status(kind, active) => self.set_stream_status(id, &[kind], active).await?,
+                Change::View(label, mix) => self.mix_stream(room, id, &label, mix)?,
+            }
         }
         self.lock().rooms.get(room).and_then(|c| c.stream(id)).ok_or_else(|| "Stream not found".to_string())
+    }
+
+    /// Mixes a forward stream into a view or takes it out; running views follow.
+    fn mix_stream(&self, room: &str, id: &str, label: &str, mix: bool) -> Result<(), String> {
+        let routed = {
+            let mut state = self.lock();
+            let conference = state.rooms.get_mut(room).ok_or("Stream not found")?;
+            let effects = if mix { conference.mix(id, label) } else { conference.unmix(id, label) }.map_err(|e| e.0)?;
+            Self::route(&mut state, room, effects)
+        };
+        self.deliver(routed.0, routed.1);
+        self.views_changed(room);
+        Ok(())
     }
 
     /// Statistics of a forward stream from its webrtc node (owt_proto::webrtc::SessionStats).

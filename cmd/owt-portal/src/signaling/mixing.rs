@@ -1,6 +1,7 @@
 //! Mixed streams: the views of a room rendered by owt-mixer (lib/owt-proto/src/mixer.rs).
 //! A view starts on a mixer scheduled from the cluster when its mixed stream is first
-//! subscribed; every forward stream of the room is mixed into it (OWT's default), each
+//! subscribed; the forward streams the application mixed into it (REST `/info/inViews`,
+//! stream-control `mix`; as in OWT nothing is mixed on its own) are its inputs, each
 //! input's tracks reaching the mixer over the media link (`link-out` on the publisher's
 //! webrtc node). The portal owns the layout: it picks the view's template for the number of
 //! inputs and assigns streams to regions (owt_media::layout), and sends the mixer the whole
@@ -147,11 +148,13 @@ impl Hub {
             // The forward streams it shows (all of the room's for a mixed view), with their
             // tracks and their webrtc node.
             let mut streams = Vec::new();
-            let shown =
-                conference.streams().into_iter().filter(|s| s["type"] == "forward").filter(|s| match &running.kind {
-                    ViewKind::Mixed => true,
-                    ViewKind::Transcode { stream } => s["id"] == stream.as_str(),
-                });
+            let shown: Vec<Value> = match (&running.kind, &view) {
+                (ViewKind::Mixed, Some(view)) => {
+                    conference.view_inputs(&view.label).iter().filter_map(|id| conference.stream(id)).collect()
+                }
+                (ViewKind::Transcode { stream }, _) => conference.stream(stream).into_iter().collect(),
+                (ViewKind::Mixed, None) => Vec::new(),
+            };
             for info in shown {
                 let id = info["id"].as_str().unwrap_or_default().to_string();
                 let Some(node) = state.media.get(&id).and_then(|s| state.transports.get(&s.transport)) else {
