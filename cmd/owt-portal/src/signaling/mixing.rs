@@ -27,7 +27,7 @@ const MIXER_DEADLINE: Duration = Duration::from_secs(6);
 /// What a view renders.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum ViewKind {
-    /// A view of the room (a mixed stream): every forward stream on the view's layout.
+    /// A view of the room (a mixed stream): the streams mixed into it, on the view's layout.
     Mixed,
     /// One forward stream's video in another format, shared by the subscribers asking for it.
     Transcode { stream: String },
