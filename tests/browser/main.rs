@@ -232,6 +232,10 @@ fn mixed_view_composes_publishers_in_the_layout_and_mixes_their_audio() {
         layout[1]["region"]["area"],
         serde_json::json!({"left": "1/2", "top": "0/2", "width": "1/2", "height": "1/2"})
     );
+    // The application swapped the regions: blue top left, red top right, told to clients.
+    let swap = &result["swap"];
+    assert!(near(&swap["pixels"][0], [30, 30, 220]) && near(&swap["pixels"][1], [220, 30, 30]), "swapped: {swap}");
+    assert_eq!((&swap["announced"][0]["stream"], &swap["announced"][1]["stream"]), (blue, red), "{swap}");
     // Another page asked for red's VP8 as H.264 at 160x120: a mixer transcodes it.
     let transcoded = &result["transcoded"];
     assert_eq!((transcoded["width"].as_u64(), transcoded["height"].as_u64()), (Some(160), Some(120)), "{transcoded}");
@@ -246,8 +250,8 @@ fn mixed_view_composes_publishers_in_the_layout_and_mixes_their_audio() {
     assert_eq!(failover["mixersAfter"][0]["tasks"], 1, "the survivor renders the view: {failover}");
     let pixels = &failover["pixels"];
     assert!(
-        near(&pixels[0], [220, 30, 30]) && near(&pixels[1], [30, 30, 220]),
-        "same layout after failover: {failover}"
+        near(&pixels[0], [30, 30, 220]) && near(&pixels[1], [220, 30, 30]),
+        "the swapped layout survives the failover: {failover}"
     );
     let after_layout = &result["afterLeave"]["layout"];
     assert_eq!(after_layout.as_array().map(Vec::len), Some(1), "one region after blue left: {result}");

@@ -525,8 +525,30 @@ fn rest_controls_live_participants_and_shows_streams() {
     let mix = json!([{"op": "add", "path": "/info/inViews", "value": "common"}]);
     let message = server
         .call("PATCH", &format!("/v1/rooms/{room}/streams/{room}-common"), Some(mix.clone()), Auth::Super)
-        .expect_error(500, 1301);
-    assert!(message.contains("not implemented yet"), "{message}");
+        .expect_error(400, 1201);
+    assert!(message.contains("unsupported operation"), "a view is not mixed into a view: {message}");
+    // A mixed stream's layout: every stream named must be mixed into the view; malformed
+    // layouts are refused with the item that is wrong.
+    let view_path = format!("/v1/rooms/{room}/streams/{room}-common");
+    let region =
+        json!({"id": "1", "shape": "rectangle", "area": {"left": "0", "top": "0", "width": "1", "height": "1"}});
+    for (body, expected) in [
+        (
+            json!([{"op": "replace", "path": "/info/layout", "value": [{"stream": "nope", "region": region}]}]),
+            "not mixed",
+        ),
+        (json!([{"op": "replace", "path": "/info/layout", "value": [{"region": {"id": "1"}}]}]), "layout[0]"),
+        (json!([{"op": "replace", "path": "/info/layout", "value": "big"}]), "array"),
+        (json!([{"op": "replace", "path": "/info/layout/9/stream", "value": "x"}]), "no region 9"),
+        (json!([{"op": "move", "path": "/info/layout"}]), "unsupported"),
+        (json!([]), "1 to 64"),
+    ] {
+        let message = server.call("PATCH", &view_path, Some(body.clone()), Auth::Super).expect_error(400, 1201);
+        assert!(message.contains(expected), "{body}: {message}");
+    }
+    let empty = json!([{"op": "replace", "path": "/info/layout", "value": [{"region": region}]}]);
+    let view = server.call("PATCH", &view_path, Some(empty), Auth::Super).ok_json();
+    assert_eq!(view["info"]["layout"][0]["region"]["id"], "1", "an empty one-region layout is taken: {view}");
     server.call("PATCH", &format!("/v1/rooms/{room}/streams/nope"), Some(mix), Auth::Super).expect_error(404, 1004);
 
     server.call("DELETE", &path, None, Auth::Super).ok_text();
@@ -620,7 +642,7 @@ fn owtctl_lists_permits_and_drops_live_participants() {
     let (code, _) = run(&["stream", "mix", &room, "nostream", "common"]);
     assert_eq!(code, Some(3), "unknown stream");
     let (code, _) = run(&["stream", "unmix", &room, &format!("{room}-common")]);
-    assert_eq!(code, Some(7), "a view's own stream: not implemented (500)");
+    assert_eq!(code, Some(6), "a view's own stream is not mixed into a view (400)");
     let (code, _) = run(&["participant", "show", &room, "nobody"]);
     assert_eq!(code, Some(3));
     let (code, _) = run(&["participant", "drop", &room, &id]);

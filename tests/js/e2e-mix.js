@@ -81,6 +81,15 @@ server.listen(0, '127.0.0.1', async () => {
                      levels: await sub.evaluate(() => window.levels([440, 1000, 3000])) });
     }
     const updates = await sub.evaluate(() => window.updates || {});
+    // The application swaps the two regions (REST /info/layout through owtctl stream layout).
+    const current = updates['video.layout'] || [];
+    const swapped = current.map((item, i) => (i < 2 ? { stream: current[1 - i].stream, region: item.region } : { region: item.region }));
+    const layoutFile = path.join(os.tmpdir(), `owt-layout-${process.pid}.json`);
+    fs.writeFileSync(layoutFile, JSON.stringify(swapped));
+    const swap = { answer: owtctl('stream', 'layout', room, mixedId, layoutFile).info.layout };
+    await sleep(1500);
+    swap.pixels = await sub.evaluate((pts) => window.pixels(pts), points);
+    swap.announced = (await sub.evaluate(() => window.updates || {}))['video.layout'];
     // The mixer rendering the view dies (SIGKILL): the portal moves the view to the other
     // mixer and the subscriber's frames go on without any client action.
     const mixers = owtctl('cluster').filter((w) => w.kind === 'mixer');
@@ -122,7 +131,7 @@ server.listen(0, '127.0.0.1', async () => {
     const afterLeave = { pixels: await sub.evaluate((pts) => window.pixels(pts), points),
                          frames: (await sub.evaluate(() => window.probe())).frames };
     afterLeave.layout = (await sub.evaluate(() => window.updates || {}))['video.layout'];
-    out({ published: [a, b], badView, subscribed, firstFrameMs, samples, transcoded, updates, failover, afterLeave }, 0);
+    out({ published: [a, b], badView, swap, subscribed, firstFrameMs, samples, transcoded, updates, failover, afterLeave }, 0);
   } catch (err) {
     out({ error: String(err && err.stack || err) }, 1);
   } finally {

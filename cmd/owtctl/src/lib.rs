@@ -157,6 +157,15 @@ pub enum StreamCommand {
         #[arg(default_value = "common")]
         view: String,
     },
+    /// Set the layout of a mixed stream: a JSON array of {stream?, region: {id, shape, area}}
+    /// as in OWT's stream update (`/info/layout`), read from FILE or stdin (`-`). It holds until
+    /// streams are mixed into the view or taken out.
+    Layout {
+        room: String,
+        /// The mixed stream (`<room>-<view>`).
+        id: String,
+        file: PathBuf,
+    },
     /// Media statistics of a forward stream: packets, bytes, bitrate, keyframe requests.
     Stats { room: String, id: String },
     /// End a forward stream (its publisher is told its publication ended).
@@ -378,6 +387,12 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                     let path = format!("/v1/rooms/{room}/streams/{id}");
                     output::room(global, &client.call("PATCH", &path, Some(&body))?);
                 }
+                StreamCommand::Layout { room, id, file } => {
+                    let layout = read_json_arg(file)?;
+                    let body = serde_json::json!([{"op": "replace", "path": "/info/layout", "value": layout}]);
+                    let path = format!("/v1/rooms/{room}/streams/{id}");
+                    output::room(global, &client.call("PATCH", &path, Some(&body))?);
+                }
                 StreamCommand::Stats { room, id } => {
                     output::stats(global, &client.call("GET", &format!("/v1/rooms/{room}/streams/{id}/stats"), None)?)
                 }
@@ -446,4 +461,17 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// A JSON value from a file, or from standard input for `-`.
+fn read_json_arg(path: &std::path::Path) -> Result<Value, Failure> {
+    let text = if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| Failure::Other(format!("standard input: {e}")))?;
+        text
+    } else {
+        std::fs::read_to_string(path).map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?
+    };
+    serde_json::from_str(&text).map_err(|e| Failure::Invalid(format!("{}: not valid JSON: {e}", path.display())))
 }

@@ -531,7 +531,7 @@ impl Hub {
             (owned, state.rooms.get(room).is_some_and(|c| c.is_mixed(id)))
         };
         if mixed {
-            return Err("Changing a view's layout or regions is not implemented yet".into());
+            return self.rest_update_view(room, id, operations);
         }
         if !owned {
             return Err("Stream not found".into());
@@ -592,6 +592,10 @@ impl Hub {
             let mut state = self.lock();
             let conference = state.rooms.get_mut(room).ok_or("Stream not found")?;
             let effects = if mix { conference.mix(id, label) } else { conference.unmix(id, label) }.map_err(|e| e.0)?;
+            // New inputs: the view's templates apply again.
+            if !effects.is_empty() {
+                state.custom_layouts.remove(&format!("{room}-{label}"));
+            }
             Self::route(&mut state, room, effects)
         };
         self.deliver(routed.0, routed.1);

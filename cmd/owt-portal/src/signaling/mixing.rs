@@ -33,6 +33,9 @@ pub(super) enum ViewKind {
     Transcode { stream: String },
 }
 
+/// A layout set through REST for a view: its regions and the stream of each.
+pub(super) type CustomLayout = (layout::Template, Vec<(String, Option<String>)>);
+
 /// A view running on a mixer.
 pub(super) struct RunningView {
     pub room: String,
@@ -176,9 +179,16 @@ impl Hub {
                 let known = running.inputs.get(&id).cloned();
                 streams.push((id, node.node.clone(), tracks, known));
             }
-            (running.mixer.clone(), view, streams, running.active.clone())
+            // A layout set through REST lasts while every stream it names is still mixed.
+            let custom = state.custom_layouts.get(view_id).cloned().filter(|(_, assignment)| {
+                assignment.iter().filter_map(|(_, s)| s.as_ref()).all(|s| streams.iter().any(|(id, ..)| id == s))
+            });
+            (running.mixer.clone(), view, streams, running.active.clone(), custom)
         };
-        let (mixer, view, streams, active) = plan;
+        let (mixer, view, streams, active, custom) = plan;
+        if custom.is_none() {
+            self.lock().custom_layouts.remove(view_id);
+        }
         let mut inputs = Vec::new();
         for (stream_id, node, tracks, known) in streams {
             if let Some(known) = known {
@@ -199,7 +209,7 @@ impl Hub {
             inputs.push(input);
         }
         let (layout, layout_json) = match &view {
-            Some(view) => view_layout(view, &inputs, active.as_deref()),
+            Some(view) => view_layout(view, &inputs, active.as_deref(), custom.as_ref()),
             None => (full_frame(&inputs), json!([])),
         };
         let request = SetInputs { view_id: view_id.to_string(), inputs: inputs.clone(), layout };
@@ -234,6 +244,65 @@ impl Hub {
             serde_json::from_value(reply).map_err(|err| format!("link-out on {node}: unexpected answer: {err}"))?;
         link.node = node.to_string();
         Ok(link)
+    }
+
+    /// REST `PATCH` of a mixed stream (spec §2.4): `replace` of `/info/layout` with a whole
+    /// layout, or of `/info/layout/<n>/stream` with another stream of the view. Every stream
+    /// named must be mixed into the view. The layout holds until streams are mixed into the
+    /// view or taken out of it; then the view's templates apply again. Returns the StreamInfo.
+    pub(super) fn rest_update_view(&self, room: &str, view_id: &str, operations: &Value) -> Result<Value, String> {
+        let operations = operations.as_array().ok_or("Invalid stream update: expected an array of operations")?;
+        if operations.is_empty() || operations.len() > 64 {
+            return Err("Invalid stream update: 1 to 64 operations".into());
+        }
+        let routed = {
+            let mut state = self.lock();
+            let conference = state.rooms.get(room).ok_or("Stream not found")?;
+            let label = conference
+                .config()
+                .views
+                .iter()
+                .find(|v| format!("{room}-{}", v.label) == view_id)
+                .filter(|v| v.video.is_some())
+                .map(|v| v.label.clone())
+                .ok_or("Invalid stream update: this view has no video")?;
+            let inputs = conference.view_inputs(&label);
+            let mut current = conference.stream(view_id).map(|s| s["info"]["layout"].clone()).unwrap_or(json!([]));
+            for operation in operations {
+                let path = operation["path"].as_str().unwrap_or_default();
+                if operation["op"] != "replace" {
+                    return Err(format!("Invalid stream update: unsupported operation on {path:?}"));
+                }
+                if path == "/info/layout" {
+                    current = operation["value"].clone();
+                    continue;
+                }
+                let index = path
+                    .strip_prefix("/info/layout/")
+                    .and_then(|rest| rest.strip_suffix("/stream"))
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .ok_or(format!("Invalid stream update: unsupported operation on {path:?}"))?;
+                let stream = operation["value"].as_str().ok_or("Invalid stream update: value must be a stream id")?;
+                let item = current
+                    .as_array_mut()
+                    .and_then(|items| items.get_mut(index))
+                    .ok_or(format!("Invalid stream update: the layout has no region {index}"))?;
+                item["stream"] = json!(stream);
+            }
+            let parsed = layout::parse_rest_layout(&current).map_err(|err| format!("Invalid stream update: {err}"))?;
+            if let Some(stream) = parsed.iter().filter_map(|(s, _)| s.as_ref()).find(|s| !inputs.contains(s)) {
+                return Err(format!("Invalid stream update: stream {stream} is not mixed into {label}"));
+            }
+            let (template, assignment) = layout::template_from_rest(&parsed);
+            let announced = layout::layout_update(&assignment, &template);
+            state.custom_layouts.insert(view_id.to_string(), (template, assignment));
+            let conference = state.rooms.get_mut(room).ok_or("Stream not found")?;
+            let effects = conference.update_mixed(view_id, "video.layout", announced).map_err(|e| e.0)?;
+            Self::route(&mut state, room, effects)
+        };
+        self.deliver(routed.0, routed.1);
+        self.views_changed(room);
+        self.lock().rooms.get(room).and_then(|c| c.stream(view_id)).ok_or_else(|| "Stream not found".to_string())
     }
 
     /// A mixer's `active-input`: the loudest input of a view, told to the room.
@@ -288,6 +357,10 @@ impl Hub {
                 })
                 .collect()
         };
+        if !self.lock().rooms.contains_key(room) {
+            let prefix = format!("{room}-");
+            self.lock().custom_layouts.retain(|id, _| !id.starts_with(&prefix));
+        }
         for (view_id, mixer, alive) in views {
             if alive {
                 self.update_view(&view_id).await;
@@ -306,14 +379,33 @@ impl Hub {
 
 /// The regions of the view's template for its inputs, with the stream each one shows, and
 /// the same as the `video.layout` value clients see (spec §1.11).
-/// With `keepActiveInputPrimary`, `active` (the loudest input) takes the primary region.
-fn view_layout(view: &View, inputs: &[MixInput], active: Option<&str>) -> (Vec<RegionInput>, Value) {
+/// With `keepActiveInputPrimary`, `active` (the loudest input) takes the primary region. A
+/// layout set through REST (`custom`) is used as it is, showing only streams still mixed.
+fn view_layout(
+    view: &View,
+    inputs: &[MixInput],
+    active: Option<&str>,
+    custom: Option<&CustomLayout>,
+) -> (Vec<RegionInput>, Value) {
     let Some(video) = &view.video else { return (Vec::new(), json!([])) };
     let templates = layout::templates_for_view(video);
     let shown: Vec<String> = inputs.iter().filter(|i| i.video.is_some()).map(|i| i.stream_id.clone()).collect();
-    let Some(template) = layout::choose_template(&templates, shown.len()) else { return (Vec::new(), json!([])) };
-    let primary = active.filter(|_| video.keep_active_input_primary);
-    let assignment = layout::assign(template, &shown, primary);
+    let (template, assignment) = match custom {
+        Some((template, assignment)) => {
+            let assignment = assignment
+                .iter()
+                .map(|(region, stream)| (region.clone(), stream.clone().filter(|s| shown.contains(s))))
+                .collect();
+            (template, assignment)
+        }
+        None => {
+            let Some(template) = layout::choose_template(&templates, shown.len()) else {
+                return (Vec::new(), json!([]));
+            };
+            let primary = active.filter(|_| video.keep_active_input_primary);
+            (template, layout::assign(template, &shown, primary))
+        }
+    };
     let regions = assignment
         .iter()
         .filter_map(|(region_id, stream_id)| {
@@ -533,17 +625,29 @@ mod tests {
     fn layout_follows_inputs_and_keeps_the_active_input_primary() {
         let mut view = RoomConfig::default().views[0].clone();
         let inputs = [input("a"), input("b")];
-        let (regions, announced) = view_layout(&view, &inputs, Some("b"));
+        let (regions, announced) = view_layout(&view, &inputs, Some("b"), None);
         assert_eq!(regions.len(), 4, "fluid 2x2 for two inputs");
         assert_eq!((regions[0].stream_id.as_deref(), regions[1].stream_id.as_deref()), (Some("a"), Some("b")));
         assert_eq!((regions[1].left.as_str(), regions[1].top.as_str()), ("1/2", "0/2"));
         assert_eq!(announced[0]["stream"], "a");
         assert!(announced[2].get("stream").is_none(), "empty regions have no stream: {announced}");
         view.video.as_mut().unwrap().keep_active_input_primary = true;
-        let (regions, _) = view_layout(&view, &inputs, Some("b"));
+        let (regions, _) = view_layout(&view, &inputs, Some("b"), None);
         assert_eq!((regions[0].stream_id.as_deref(), regions[1].stream_id.as_deref()), (Some("b"), Some("a")));
-        let (regions, _) = view_layout(&view, &inputs[..1], None);
+        let (regions, _) = view_layout(&view, &inputs[..1], None, None);
         assert_eq!(regions.len(), 1, "one input fills the frame");
+        // A layout set through REST is used as it is; streams no longer mixed leave it empty.
+        let rest = json!([
+            {"stream": "b", "region": {"id": "x", "shape": "rectangle", "area": {"left": "0", "top": "0", "width": "1/3", "height": "1"}}},
+            {"stream": "a", "region": {"id": "y", "shape": "rectangle", "area": {"left": "1/3", "top": "0", "width": "2/3", "height": "1"}}},
+        ]);
+        let custom = layout::template_from_rest(&layout::parse_rest_layout(&rest).unwrap());
+        let (regions, announced) = view_layout(&view, &inputs, None, Some(&custom));
+        assert_eq!((regions[0].region_id.as_str(), regions[0].stream_id.as_deref()), ("x", Some("b")));
+        assert_eq!((regions[1].width.as_str(), regions[1].stream_id.as_deref()), ("2/3", Some("a")));
+        assert_eq!(announced[1]["stream"], "a");
+        let (regions, _) = view_layout(&view, &inputs[..1], None, Some(&custom));
+        assert_eq!(regions[0].stream_id, None, "b is not mixed any more");
     }
 
     #[test]

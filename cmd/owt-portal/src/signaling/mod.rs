@@ -55,6 +55,8 @@ struct State {
     by_socket: HashMap<String, String>,
     /// Views running on mixers, by mixed stream id.
     views: HashMap<String, mixing::RunningView>,
+    /// Layouts set through REST, by mixed stream id (until the view's inputs change).
+    custom_layouts: HashMap<String, mixing::CustomLayout>,
 }
 
 /// A held notification re-emitted to a JavaScript client after `relogin`.
