@@ -189,8 +189,8 @@ fn near(pixel: &Value, rgb: [i64; 3]) -> bool {
 /// owt-mixer. The fluid layout for two inputs puts red top left and blue top right, bgColor
 /// (black) below; both tones are in the mixed audio, the louder one is activeInput. The mixer
 /// rendering the view is killed: the second mixer takes over and frames go on (user guide
-/// Table 2-6). A fourth page subscribes red's VP8 as H.264 at 160x120 (transcoding on a
-/// mixer). When blue leaves, red fills the frame.
+/// Table 2-6). A fourth page subscribes red's VP8 as H.264 at 160x120 and its Opus as PCMU
+/// (transcoding on a mixer). When blue leaves, red fills the frame.
 #[test]
 fn mixed_view_composes_publishers_in_the_layout_and_mixes_their_audio() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -236,6 +236,13 @@ fn mixed_view_composes_publishers_in_the_layout_and_mixes_their_audio() {
     let swap = &result["swap"];
     assert!(near(&swap["pixels"][0], [30, 30, 220]) && near(&swap["pixels"][1], [220, 30, 30]), "swapped: {swap}");
     assert_eq!((&swap["announced"][0]["stream"], &swap["announced"][1]["stream"]), (blue, red), "{swap}");
+    // stream-control set-region / get-region (OWT's legacy operations) from the publishers;
+    // only a stream's owner may move it.
+    let regions = &result["regions"];
+    assert_eq!(regions["setRegion"], "ok", "{regions}");
+    assert_eq!(regions["getRegion"], serde_json::json!({"region": "2"}), "{regions}");
+    assert!(regions["refused"].as_str().is_some_and(|e| e.contains("unauthorized")), "{regions}");
+    assert!(near(&regions["pixels"][0], [220, 30, 30]) && near(&regions["pixels"][1], [30, 30, 220]), "{regions}");
     // Another page asked for red's VP8 as H.264 at 160x120: a mixer transcodes it.
     let transcoded = &result["transcoded"];
     assert_eq!((transcoded["width"].as_u64(), transcoded["height"].as_u64()), (Some(160), Some(120)), "{transcoded}");
@@ -243,6 +250,9 @@ fn mixed_view_composes_publishers_in_the_layout_and_mixes_their_audio() {
     let (from, to) = (transcoded["framesFrom"].as_u64().unwrap(), transcoded["framesTo"].as_u64().unwrap());
     assert!(to >= from + 10, "transcoded frames advance ({from} -> {to}): {transcoded}");
     assert!(near(&transcoded["pixel"], [220, 30, 30]), "red, transcoded: {transcoded}");
+    assert!(transcoded["codecs"].as_array().unwrap().iter().any(|c| c == "audio/PCMU"), "{transcoded}");
+    let peak = transcoded["peakHz"].as_u64().unwrap_or(0);
+    assert!((400..=480).contains(&peak), "red's 440 Hz tone, transcoded to PCMU ({peak} Hz): {transcoded}");
     // The mixer rendering the view was killed: the other one took over, frames went on.
     let failover = &result["failover"];
     assert!(failover["resumedAfterMs"].as_u64().is_some(), "frames resume after the mixer died: {failover}");

@@ -110,11 +110,22 @@ server.listen(0, '127.0.0.1', async () => {
       failover.pixels = await sub.evaluate((pts) => window.pixels(pts), points);
       failover.mixersAfter = owtctl('cluster').filter((w) => w.kind === 'mixer').map((w) => ({ node: w.node_id, tasks: w.tasks }));
     }
-    // Transcoding: A's VP8 asked for as H.264 at 160x120 by another page.
+    // The publishers use OWT's legacy stream-control: A takes region 1 back (B moves to A's
+    // old region), then B asks where it is.
+    const control = (p, data) => p.evaluate((d) => request(window.publisher.socket, 'stream-control', d), data);
+    const regions = {
+      setRegion: await control(pubA, { id: a.id, operation: 'set-region', data: { view: 'common', region: '1' } }),
+      getRegion: await control(pubB, { id: b.id, operation: 'get-region', data: 'common' }),
+      refused: await control(pubB, { id: a.id, operation: 'set-region', data: { view: 'common', region: '2' } }).catch((e) => String(e)),
+    };
+    await sleep(1500);
+    regions.pixels = await sub.evaluate((pts) => window.pixels(pts), points);
+    // Transcoding: A's VP8 asked for as H.264 at 160x120 and its Opus as PCMU by another page.
     const trans = await contexts[1].newPage();
     await trans.goto(origin);
     const asked = { format: { codec: 'h264' }, parameters: { resolution: { width: 160, height: 120 } } };
-    const transSub = await trans.evaluate(([u, t, s, v]) => window.subscribe(u, t, s, v), [url, transToken, a.id, asked]);
+    const askedAudio = { format: { codec: 'pcmu' } };
+    const transSub = await trans.evaluate(([u, t, s, v, au]) => window.subscribe(u, t, s, v, au), [url, transToken, a.id, asked, askedAudio]);
     let transcoded = { subscribed: transSub };
     if (!transSub.error) {
       await sleep(3000);
@@ -122,7 +133,7 @@ server.listen(0, '127.0.0.1', async () => {
       await sleep(1000);
       const p = await trans.evaluate(() => window.probe());
       transcoded = { ...transcoded, width: p.width, height: p.height, framesFrom: first.frames, framesTo: p.frames,
-                     codecs: p.codecs, pixel: (await trans.evaluate(() => window.pixels([[0.5, 0.5]])))[0] };
+                     codecs: p.codecs, peakHz: p.peakHz, rms: p.rms, pixel: (await trans.evaluate(() => window.pixels([[0.5, 0.5]])))[0] };
     }
     await trans.close();
     // B leaves: one input, the fluid layout's single region fills the frame with A.
@@ -131,7 +142,7 @@ server.listen(0, '127.0.0.1', async () => {
     const afterLeave = { pixels: await sub.evaluate((pts) => window.pixels(pts), points),
                          frames: (await sub.evaluate(() => window.probe())).frames };
     afterLeave.layout = (await sub.evaluate(() => window.updates || {}))['video.layout'];
-    out({ published: [a, b], badView, swap, subscribed, firstFrameMs, samples, transcoded, updates, failover, afterLeave }, 0);
+    out({ published: [a, b], badView, swap, regions, subscribed, firstFrameMs, samples, transcoded, updates, failover, afterLeave }, 0);
   } catch (err) {
     out({ error: String(err && err.stack || err) }, 1);
   } finally {

@@ -99,7 +99,7 @@ impl Hub {
             "soac" => self.soac(&participant, data).await.map(|()| None),
             "unpublish" => self.end_session(Who::Participant(&participant), data, true).await.map(|()| None),
             "unsubscribe" => self.end_session(Who::Participant(&participant), data, false).await.map(|()| None),
-            "stream-control" => self.stream_control(&participant, data).await.map(|()| Some(json!("ok"))),
+            "stream-control" => self.stream_control(&participant, data).await.map(Some),
             "subscription-control" => self.subscription_control(&participant, data).await.map(|()| None),
             _ => Err("Illegal request".into()),
         }
@@ -319,8 +319,13 @@ impl Hub {
                         tracks.push(SubscribeTrack { kind, mid: mid.into(), source_track_id, link: None });
                         continue;
                     }
-                } else if track.get("format").is_some_and(|f| !f.is_null() && f["codec"] != source["format"]["codec"]) {
-                    return Err("Target audio stream does NOT satisfy: audio transcoding is not implemented yet".into());
+                } else if let Some(init) =
+                    super::mixing::audio_transcode_plan(room, conference.config(), stream_id, source, track)?
+                {
+                    transcoded.push((tracks.len(), stream_id.to_string(), init));
+                    source_nodes.push(String::new());
+                    tracks.push(SubscribeTrack { kind, mid: mid.into(), source_track_id, link: None });
+                    continue;
                 }
                 let node = state
                     .media
@@ -348,7 +353,10 @@ impl Hub {
         for (index, stream_id, init) in transcoded {
             let kind = super::mixing::ViewKind::Transcode { stream: stream_id };
             let outputs = self.start_view(room, kind, init).await?;
-            let link = outputs.video.ok_or("Target video stream does NOT satisfy: no transcoded video")?;
+            let link = match tracks[index].kind {
+                Kind::Audio => outputs.audio.ok_or("Target audio stream does NOT satisfy: no transcoded audio")?,
+                Kind::Video => outputs.video.ok_or("Target video stream does NOT satisfy: no transcoded video")?,
+            };
             tracks[index].source_track_id = link.topic.clone();
             tracks[index].link = Some(link);
         }
@@ -453,45 +461,73 @@ impl Hub {
         Ok(())
     }
 
-    async fn stream_control(&self, participant: &str, data: &Value) -> Result<(), String> {
+    /// The room of a publication that `participant` may control (its owner, or an admin).
+    fn controlled_publication(&self, participant: &str, id: &str) -> Result<String, String> {
+        let state = self.lock();
+        let session = state.media.get(id).filter(|s| s.publish).ok_or("Stream does NOT exist")?;
+        let is_admin =
+            state.rooms.get(&session.room).and_then(|c| c.participant(participant)).is_some_and(|p| p.role == "admin");
+        if session.owner != participant && !is_admin {
+            return Err("unauthorized".into());
+        }
+        Ok(session.room.clone())
+    }
+
+    /// stream-control: pause/play (ack "ok"), and OWT's legacy mix/unmix (`data`: view
+    /// label), get-region (ack `{region}`) and set-region (`data`: `{view, region}`).
+    async fn stream_control(&self, participant: &str, data: &Value) -> Result<Value, String> {
         let id = data.get("id").and_then(Value::as_str).filter(|id| valid_id(id)).ok_or("Invalid stream id")?;
         let active = match data["operation"].as_str() {
             Some("pause") => false,
             Some("play") => true,
             Some(operation @ ("mix" | "unmix")) => {
                 let label = data["data"].as_str().ok_or("Invalid stream-control data: a view label")?;
-                let room = {
-                    let state = self.lock();
-                    let session = state.media.get(id).filter(|s| s.publish).ok_or("Stream does NOT exist")?;
-                    let is_admin = state
-                        .rooms
-                        .get(&session.room)
-                        .and_then(|c| c.participant(participant))
-                        .is_some_and(|p| p.role == "admin");
-                    if session.owner != participant && !is_admin {
-                        return Err("unauthorized".into());
-                    }
-                    session.room.clone()
-                };
-                return self.mix_stream(&room, id, label, operation == "mix");
+                let room = self.controlled_publication(participant, id)?;
+                self.mix_stream(&room, id, label, operation == "mix")?;
+                return Ok(json!("ok"));
             }
-            Some("get-region" | "set-region") => return Err("Regions of a view are not implemented yet".into()),
+            Some("get-region") => {
+                let label = data["data"].as_str().ok_or("Invalid stream-control data: a view label")?;
+                let room = self.controlled_publication(participant, id)?;
+                let layout = self.view_layout_now(&room, label)?;
+                let region = layout
+                    .iter()
+                    .find(|item| item["stream"] == id)
+                    .map(|item| item["region"]["id"].clone())
+                    .ok_or(format!("Stream {id} has no region in view {label}"))?;
+                return Ok(json!({"region": region}));
+            }
+            Some("set-region") => {
+                let label = data["data"]["view"].as_str().ok_or("Invalid stream-control data: {view, region}")?;
+                let region = data["data"]["region"].as_str().ok_or("Invalid stream-control data: {view, region}")?;
+                let room = self.controlled_publication(participant, id)?;
+                let mut layout = self.view_layout_now(&room, label)?;
+                let target = layout
+                    .iter()
+                    .position(|item| item["region"]["id"] == region)
+                    .ok_or(format!("View {label} has no region {region}"))?;
+                // The stream moves there; whoever was there takes its old region.
+                let displaced = layout[target].get("stream").cloned();
+                if let Some(from) = layout.iter().position(|item| item["stream"] == id) {
+                    match &displaced {
+                        Some(other) => layout[from]["stream"] = other.clone(),
+                        None => {
+                            if let Some(item) = layout[from].as_object_mut() {
+                                item.remove("stream");
+                            }
+                        }
+                    }
+                }
+                layout[target]["stream"] = json!(id);
+                let operation = json!([{"op": "replace", "path": "/info/layout", "value": layout}]);
+                self.rest_update_view(&room, &format!("{room}-{label}"), &operation)?;
+                return Ok(json!("ok"));
+            }
             _ => return Err("Invalid stream-control operation".into()),
         };
         let kinds = kinds_of(&data["data"])?;
-        {
-            let state = self.lock();
-            let session = state.media.get(id).filter(|s| s.publish).ok_or("Stream does NOT exist")?;
-            let is_admin = state
-                .rooms
-                .get(&session.room)
-                .and_then(|c| c.participant(participant))
-                .is_some_and(|p| p.role == "admin");
-            if session.owner != participant && !is_admin {
-                return Err("unauthorized".into());
-            }
-        }
-        self.set_stream_status(id, &kinds, active).await
+        self.controlled_publication(participant, id)?;
+        self.set_stream_status(id, &kinds, active).await.map(|()| json!("ok"))
     }
 
     /// Pauses or resumes kinds of a publication on its node and tells the room.

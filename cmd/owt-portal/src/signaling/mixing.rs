@@ -183,9 +183,10 @@ impl Hub {
             let custom = state.custom_layouts.get(view_id).cloned().filter(|(_, assignment)| {
                 assignment.iter().filter_map(|(_, s)| s.as_ref()).all(|s| streams.iter().any(|(id, ..)| id == s))
             });
-            (running.mixer.clone(), view, streams, running.active.clone(), custom)
+            let renders = (running.init.video.is_some(), running.init.audio.is_some());
+            (running.mixer.clone(), view, streams, running.active.clone(), custom, renders)
         };
-        let (mixer, view, streams, active, custom) = plan;
+        let (mixer, view, streams, active, custom, renders) = plan;
         if custom.is_none() {
             self.lock().custom_layouts.remove(view_id);
         }
@@ -197,8 +198,13 @@ impl Hub {
             }
             let mut input = MixInput { stream_id: stream_id.clone(), video: None, audio: None };
             for (kind, track_id) in tracks {
-                if view.is_none() && kind == Kind::Audio {
-                    continue; // a transcoded stream's audio is forwarded as it is
+                // A transcode view takes only the kind it renders.
+                let wanted = match kind {
+                    Kind::Audio => renders.1,
+                    Kind::Video => renders.0,
+                };
+                if !wanted {
+                    continue;
                 }
                 match self.link_track(&node, &track_id).await {
                     Ok(link) if kind == Kind::Video => input.video = Some(link),
@@ -303,6 +309,14 @@ impl Hub {
         self.deliver(routed.0, routed.1);
         self.views_changed(room);
         self.lock().rooms.get(room).and_then(|c| c.stream(view_id)).ok_or_else(|| "Stream not found".to_string())
+    }
+
+    /// The current layout of the room's view `label` (its `video.layout` items).
+    pub(super) fn view_layout_now(&self, room: &str, label: &str) -> Result<Vec<Value>, String> {
+        let state = self.lock();
+        let conference = state.rooms.get(room).ok_or("Stream does NOT exist")?;
+        let view = conference.stream(&format!("{room}-{label}")).ok_or(format!("View does NOT exist: {label}"))?;
+        Ok(view["info"]["layout"].as_array().cloned().unwrap_or_default())
     }
 
     /// A mixer's `active-input`: the loudest input of a view, told to the room.
@@ -595,6 +609,42 @@ pub(super) fn transcode_plan(
     }))
 }
 
+/// The transcoded view a subscription of a forward stream's audio asks for with a `format`
+/// other than the publication's; `None` when it can be forwarded as it is.
+pub(super) fn audio_transcode_plan(
+    room: &str,
+    config: &RoomConfig,
+    stream_id: &str,
+    source_track: &Value,
+    request: &Value,
+) -> Result<Option<InitView>, String> {
+    const REFUSED: &str = "Target audio stream does NOT satisfy";
+    let Some(format) = request.get("format").filter(|f| !f.is_null()) else { return Ok(None) };
+    let codec = format["codec"]
+        .as_str()
+        .map(str::to_ascii_lowercase)
+        .ok_or("Invalid request: track.format.codec must be a string")?;
+    let source = source_track["format"]["codec"].as_str().unwrap_or_default().to_ascii_lowercase();
+    if codec == source {
+        return Ok(None);
+    }
+    if !config.transcoding.audio {
+        return Err(format!("{REFUSED}: audio transcoding is off in this room"));
+    }
+    if !config.media_out.audio.iter().any(|f| f.codec == codec) {
+        return Err(format!("{REFUSED}: {codec} is not in the room's mediaOut"));
+    }
+    if !matches!(codec.as_str(), "opus" | "pcmu" | "pcma" | "g722") {
+        return Err(format!("{REFUSED}: transcoding to {codec} is not supported"));
+    }
+    Ok(Some(InitView {
+        view_id: format!("{stream_id}-audio-{codec}"),
+        room_id: room.to_string(),
+        video: None,
+        audio: Some(AudioOutput { codec, vad: false }),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -648,6 +698,23 @@ mod tests {
         assert_eq!(announced[1]["stream"], "a");
         let (regions, _) = view_layout(&view, &inputs[..1], None, Some(&custom));
         assert_eq!(regions[0].stream_id, None, "b is not mixed any more");
+    }
+
+    #[test]
+    fn audio_in_another_format_is_transcoded() {
+        let opus = json!({"type": "audio", "format": {"codec": "opus", "sampleRate": 48000, "channelNum": 2}});
+        let config = RoomConfig::default();
+        let plan = |config: &RoomConfig, request: Value| audio_transcode_plan("r", config, "s1", &opus, &request);
+        assert_eq!(plan(&config, json!({"from": "s1"})), Ok(None));
+        assert_eq!(plan(&config, json!({"format": {"codec": "opus"}})), Ok(None));
+        let init = plan(&config, json!({"format": {"codec": "pcmu"}})).unwrap().expect("a plan");
+        assert_eq!((init.view_id.as_str(), init.audio.unwrap().codec.as_str()), ("s1-audio-pcmu", "pcmu"));
+        assert!(init.video.is_none());
+        assert!(plan(&config, json!({"format": {"codec": "aac"}})).is_err(), "not in mediaOut or not encodable");
+        assert!(plan(&config, json!({"format": {"codec": 1}})).is_err());
+        let mut off = RoomConfig::default();
+        off.transcoding.audio = false;
+        assert!(plan(&off, json!({"format": {"codec": "pcmu"}})).unwrap_err().contains("off"));
     }
 
     #[test]
