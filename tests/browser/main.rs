@@ -253,6 +253,11 @@ fn mixed_view_composes_publishers_in_the_layout_and_mixes_their_audio() {
     assert!(transcoded["codecs"].as_array().unwrap().iter().any(|c| c == "audio/PCMU"), "{transcoded}");
     let peak = transcoded["peakHz"].as_u64().unwrap_or(0);
     assert!((400..=480).contains(&peak), "red's 440 Hz tone, transcoded to PCMU ({peak} Hz): {transcoded}");
+    // The mixed stream asked for in H.264 at 320x240: a variant of the view, same layout.
+    let variant = &transcoded["variant"];
+    assert_eq!((variant["width"].as_u64(), variant["height"].as_u64()), (Some(320), Some(240)), "{variant}");
+    assert!(variant["codecs"].as_array().unwrap().iter().any(|c| c == "video/H264"), "{variant}");
+    assert!(near(&variant["pixels"][0], [220, 30, 30]) && near(&variant["pixels"][1], [30, 30, 220]), "{variant}");
     // The mixer rendering the view was killed: the other one took over, frames went on.
     let failover = &result["failover"];
     assert!(failover["resumedAfterMs"].as_u64().is_some(), "frames resume after the mixer died: {failover}");
@@ -271,4 +276,47 @@ fn mixed_view_composes_publishers_in_the_layout_and_mixes_their_audio() {
         "join to first mixed frame: {} ms; frames again {} ms after the mixer was killed",
         result["firstFrameMs"], failover["resumedAfterMs"]
     );
+}
+
+/// Four publishers in a view with a custom template (tests/e2e/mix4.sh): one tall region on
+/// the left and three stacked on the right, fractions as in the user guide (§3.5.1), on a
+/// white bgColor. Every region shows its publisher's colour; after the second publisher is
+/// unmixed the others move up in mix order and the last region shows the bgColor.
+#[test]
+fn four_publishers_fill_a_custom_template_and_unmix_leaves_bg_color() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf();
+    let bin = program("owt-portal").parent().expect("bin dir").to_path_buf();
+    let script = format!("ip link set lo up; exec '{}' '{}'", here.join("tests/e2e/mix4.sh").display(), bin.display());
+    let out = Command::new("unshare").args(["-n", "sh", "-c", &script]).output().expect("unshare (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_default();
+    let result: Value =
+        serde_json::from_str(line).unwrap_or_else(|_| panic!("no result; stdout:\n{stdout}\nstderr:\n{stderr}"));
+    assert!(out.status.success() && result.get("error").is_none(), "{result}\nstderr:\n{stderr}");
+    // Canvas colours reach the encoder through Chromium's own colour conversion: compare
+    // which channels are lit, not exact values.
+    let lit = |pixel: &Value| -> [bool; 3] {
+        let p: Vec<i64> = pixel.as_array().map(|a| a.iter().filter_map(Value::as_i64).collect()).unwrap_or_default();
+        let on = |i: usize| p.get(i).is_some_and(|v| *v > 150);
+        let off = |i: usize| p.get(i).is_some_and(|v| *v < 100);
+        assert!((0..3).all(|i| on(i) || off(i)), "a clear colour: {pixel}");
+        [on(0), on(1), on(2)]
+    };
+    let (red, green, blue, yellow) =
+        ([true, false, false], [false, true, false], [false, false, true], [true, true, false]);
+    let four = &result["four"];
+    assert_eq!((four["width"].as_u64(), four["height"].as_u64()), (Some(640), Some(480)), "{four}");
+    for (i, colour) in [red, green, blue, yellow].iter().enumerate() {
+        assert_eq!(lit(&four["pixels"][i]), *colour, "region {} shows publisher {i}: {four}", i + 1);
+    }
+    let layout = four["layout"].as_array().expect("layout announced");
+    assert_eq!(layout[0]["region"]["area"]["width"], "1/2", "the custom template is announced: {four}");
+    // Green unmixed: red, blue, yellow fill regions 1-3 in mix order; region 4 is white.
+    let three = &result["three"];
+    for (i, colour) in [red, blue, yellow].iter().enumerate() {
+        assert_eq!(lit(&three["pixels"][i]), *colour, "region {} after unmix: {three}", i + 1);
+    }
+    assert!(near(&three["pixels"][3], [255, 255, 255]), "bgColor in the empty region: {three}");
 }

@@ -60,7 +60,7 @@ PY
 export FAKE_A="$tmp/red.y4m:$tmp/a.wav" FAKE_B="$tmp/blue.y4m:$tmp/b.wav" OWTCTL="$bin/owtctl --config-dir $tmp/etc"
 tok() { "$bin/owtctl" --config-dir "$tmp/etc" token create "$room" --user "$1" --role presenter; }
 status=0
-node "$here/tests/js/e2e-mix.js" http://127.0.0.1:8080 "$(tok alice)" "$(tok bob)" "$(tok carol)" "$room-common" "$(tok dave)" || status=$?
+node "$here/tests/js/e2e-mix.js" http://127.0.0.1:8080 "$(tok alice)" "$(tok bob)" "$(tok carol)" "$room-common" "$(tok dave)" "$(tok erin)" || status=$?
 if [ "$status" != 0 ]; then
   for log in portal webrtc mixer mixer2; do echo "--- $log.log" >&2; tail -30 "$tmp/$log.log" >&2; done
 fi

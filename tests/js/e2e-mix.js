@@ -10,7 +10,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { chromium } = require('playwright-core');
-const [url, tokenA, tokenB, subToken, mixedId, transToken] = process.argv.slice(2);
+const [url, tokenA, tokenB, subToken, mixedId, transToken, variantToken] = process.argv.slice(2);
 // `owtctl --config-dir DIR` (OWTCTL), for the cluster's mixers.
 const { execFileSync } = require('child_process');
 const owtctl = (...args) => {
@@ -28,6 +28,18 @@ const server = http.createServer((req, res) => {
 const out = (obj, code) => { console.log(JSON.stringify(obj)); process.exit(code); };
 setTimeout(() => out({ error: 'timeout after 150 s' }, 2), 150000);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const isRed = (p) => p[0] > 150 && p[2] < 100;
+const isBlue = (p) => p[2] > 150 && p[0] < 100;
+// Samples `points` until `check` holds (a layout change has reached the subscriber) or
+// `ms` pass; returns the last sample (the test judges it).
+const settle = async (page, points, check, ms = 8000) => {
+  const until = Date.now() + ms;
+  for (;;) {
+    const pixels = await page.evaluate((pts) => window.pixels(pts), points);
+    if (check(pixels) || Date.now() > until) return pixels;
+    await sleep(250);
+  }
+};
 
 // One browser per publisher: Chromium's fake capture files are per browser.
 const launch = (fake) => {
@@ -87,8 +99,7 @@ server.listen(0, '127.0.0.1', async () => {
     const layoutFile = path.join(os.tmpdir(), `owt-layout-${process.pid}.json`);
     fs.writeFileSync(layoutFile, JSON.stringify(swapped));
     const swap = { answer: owtctl('stream', 'layout', room, mixedId, layoutFile).info.layout };
-    await sleep(1500);
-    swap.pixels = await sub.evaluate((pts) => window.pixels(pts), points);
+    swap.pixels = await settle(sub, points, (p) => isBlue(p[0]) && isRed(p[1]));
     swap.announced = (await sub.evaluate(() => window.updates || {}))['video.layout'];
     // The mixer rendering the view dies (SIGKILL): the portal moves the view to the other
     // mixer and the subscriber's frames go on without any client action.
@@ -118,8 +129,7 @@ server.listen(0, '127.0.0.1', async () => {
       getRegion: await control(pubB, { id: b.id, operation: 'get-region', data: 'common' }),
       refused: await control(pubB, { id: a.id, operation: 'set-region', data: { view: 'common', region: '2' } }).catch((e) => String(e)),
     };
-    await sleep(1500);
-    regions.pixels = await sub.evaluate((pts) => window.pixels(pts), points);
+    regions.pixels = await settle(sub, points, (p) => isRed(p[0]) && isBlue(p[1]));
     // Transcoding: A's VP8 asked for as H.264 at 160x120 and its Opus as PCMU by another page.
     const trans = await contexts[1].newPage();
     await trans.goto(origin);
@@ -135,11 +145,21 @@ server.listen(0, '127.0.0.1', async () => {
       transcoded = { ...transcoded, width: p.width, height: p.height, framesFrom: first.frames, framesTo: p.frames,
                      codecs: p.codecs, peakHz: p.peakHz, rms: p.rms, pixel: (await trans.evaluate(() => window.pixels([[0.5, 0.5]])))[0] };
     }
+    // A variant of the mixed stream: the view in H.264 at 320x240 (same layout).
+    const variantSub = await trans.evaluate(([u, t, s, v]) => window.subscribe(u, t, s, v),
+      [url, variantToken, mixedId, { format: { codec: 'h264' }, parameters: { resolution: { width: 320, height: 240 } } }]);
+    let variant = { subscribed: variantSub };
+    if (!variantSub.error) {
+      await sleep(3000);
+      const p = await trans.evaluate(() => window.probe());
+      variant = { ...variant, width: p.width, height: p.height, frames: p.frames, codecs: p.codecs,
+                  pixels: await trans.evaluate((pts) => window.pixels(pts), points) };
+    }
+    transcoded.variant = variant;
     await trans.close();
     // B leaves: one input, the fluid layout's single region fills the frame with A.
     await pubB.evaluate(() => window.unpublish());
-    await sleep(3000);
-    const afterLeave = { pixels: await sub.evaluate((pts) => window.pixels(pts), points),
+    const afterLeave = { pixels: await settle(sub, points, (p) => p.every(isRed)),
                          frames: (await sub.evaluate(() => window.probe())).frames };
     afterLeave.layout = (await sub.evaluate(() => window.updates || {}))['video.layout'];
     out({ published: [a, b], badView, swap, regions, subscribed, firstFrameMs, samples, transcoded, updates, failover, afterLeave }, 0);

@@ -286,6 +286,32 @@ impl Hub {
                 let mid = track["mid"].as_str().ok_or("Invalid request: track.mid must be a string")?;
                 let from = track["from"].as_str().ok_or("Invalid request: track.from must be a string")?;
                 if conference.is_mixed(from) {
+                    let mixed_track = conference
+                        .stream(from)
+                        .and_then(|s| {
+                            s["media"]["tracks"].as_array()?.iter().find(|t| t["type"] == kind_name(kind)).cloned()
+                        })
+                        .ok_or(format!("Target {} stream does NOT exist: {from}", kind_name(kind)))?;
+                    let view = conference.config().views.iter().find(|v| format!("{room}-{}", v.label) == from);
+                    let variant = match view {
+                        Some(view) => {
+                            super::mixing::mixed_variant_plan(room, conference.config(), view, &mixed_track, track)?
+                        }
+                        None => None,
+                    };
+                    if let (Some(init), Some(view)) = (variant, view) {
+                        // Resolved below: a mixer renders the view in the format asked for.
+                        let view_kind = super::mixing::ViewKind::Mixed { label: view.label.clone() };
+                        transcoded.push((tracks.len(), view_kind, init));
+                        source_nodes.push(String::new());
+                        tracks.push(SubscribeTrack {
+                            kind,
+                            mid: mid.into(),
+                            source_track_id: String::new(),
+                            link: None,
+                        });
+                        continue;
+                    }
                     // Resolved below: the view's mixer says where its tracks are.
                     mixed.push((tracks.len(), from.to_string()));
                     source_nodes.push(String::new());
@@ -314,7 +340,8 @@ impl Hub {
                         super::mixing::transcode_plan(room, conference.config(), stream_id, source, track)?
                     {
                         // Resolved below: a mixer renders the stream in the format asked for.
-                        transcoded.push((tracks.len(), stream_id.to_string(), init));
+                        let view_kind = super::mixing::ViewKind::Transcode { stream: stream_id.to_string() };
+                        transcoded.push((tracks.len(), view_kind, init));
                         source_nodes.push(String::new());
                         tracks.push(SubscribeTrack { kind, mid: mid.into(), source_track_id, link: None });
                         continue;
@@ -322,7 +349,8 @@ impl Hub {
                 } else if let Some(init) =
                     super::mixing::audio_transcode_plan(room, conference.config(), stream_id, source, track)?
                 {
-                    transcoded.push((tracks.len(), stream_id.to_string(), init));
+                    let view_kind = super::mixing::ViewKind::Transcode { stream: stream_id.to_string() };
+                    transcoded.push((tracks.len(), view_kind, init));
                     source_nodes.push(String::new());
                     tracks.push(SubscribeTrack { kind, mid: mid.into(), source_track_id, link: None });
                     continue;
@@ -350,9 +378,8 @@ impl Hub {
             track.source_track_id = link.topic.clone();
             track.link = Some(link);
         }
-        for (index, stream_id, init) in transcoded {
-            let kind = super::mixing::ViewKind::Transcode { stream: stream_id };
-            let outputs = self.start_view(room, kind, init).await?;
+        for (index, view_kind, init) in transcoded {
+            let outputs = self.start_view(room, view_kind, init).await?;
             let link = match tracks[index].kind {
                 Kind::Audio => outputs.audio.ok_or("Target audio stream does NOT satisfy: no transcoded audio")?,
                 Kind::Video => outputs.video.ok_or("Target video stream does NOT satisfy: no transcoded video")?,

@@ -27,8 +27,10 @@ const MIXER_DEADLINE: Duration = Duration::from_secs(6);
 /// What a view renders.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum ViewKind {
-    /// A view of the room (a mixed stream): the streams mixed into it, on the view's layout.
-    Mixed,
+    /// A view of the room (the mixed stream `<room>-<label>`): the streams mixed into it, on
+    /// the view's layout. A subscription asking the mixed stream in another format gets a
+    /// variant of it: another view of the same label with its own output.
+    Mixed { label: String },
     /// One forward stream's video in another format, shared by the subscribers asking for it.
     Transcode { stream: String },
 }
@@ -88,7 +90,8 @@ impl Hub {
                 .ok_or(format!("Stream does NOT exist: {view_id}"))?;
             init_view(room, view)
         };
-        self.start_view(room, ViewKind::Mixed, init).await
+        let label = view_id.strip_prefix(&format!("{room}-")).unwrap_or(view_id).to_string();
+        self.start_view(room, ViewKind::Mixed { label }, init).await
     }
 
     /// Starts a view on a mixer unless it runs already; its outputs.
@@ -140,23 +143,25 @@ impl Hub {
             let Some(running) = state.views.get(view_id) else { return };
             let Some(conference) = state.rooms.get(&running.room) else { return };
             let view = match &running.kind {
-                ViewKind::Mixed => {
-                    let view =
-                        conference.config().views.iter().find(|v| format!("{}-{}", running.room, v.label) == view_id);
-                    let Some(view) = view.cloned() else { return };
+                ViewKind::Mixed { label } => {
+                    let Some(view) = conference.config().views.iter().find(|v| &v.label == label).cloned() else {
+                        return;
+                    };
                     Some(view)
                 }
                 ViewKind::Transcode { .. } => None,
             };
+            // The mixed stream clients know (a variant's id differs).
+            let mixed_id = view.as_ref().map(|v| format!("{}-{}", running.room, v.label));
             // The forward streams it shows (all of the room's for a mixed view), with their
             // tracks and their webrtc node.
             let mut streams = Vec::new();
             let shown: Vec<Value> = match (&running.kind, &view) {
-                (ViewKind::Mixed, Some(view)) => {
+                (ViewKind::Mixed { .. }, Some(view)) => {
                     conference.view_inputs(&view.label).iter().filter_map(|id| conference.stream(id)).collect()
                 }
                 (ViewKind::Transcode { stream }, _) => conference.stream(stream).into_iter().collect(),
-                (ViewKind::Mixed, None) => Vec::new(),
+                (ViewKind::Mixed { .. }, None) => Vec::new(),
             };
             for info in shown {
                 let id = info["id"].as_str().unwrap_or_default().to_string();
@@ -180,15 +185,16 @@ impl Hub {
                 streams.push((id, node.node.clone(), tracks, known));
             }
             // A layout set through REST lasts while every stream it names is still mixed.
-            let custom = state.custom_layouts.get(view_id).cloned().filter(|(_, assignment)| {
-                assignment.iter().filter_map(|(_, s)| s.as_ref()).all(|s| streams.iter().any(|(id, ..)| id == s))
-            });
+            let custom =
+                mixed_id.as_ref().and_then(|id| state.custom_layouts.get(id)).cloned().filter(|(_, assignment)| {
+                    assignment.iter().filter_map(|(_, s)| s.as_ref()).all(|s| streams.iter().any(|(id, ..)| id == s))
+                });
             let renders = (running.init.video.is_some(), running.init.audio.is_some());
-            (running.mixer.clone(), view, streams, running.active.clone(), custom, renders)
+            (running.mixer.clone(), view, streams, running.active.clone(), custom, renders, mixed_id)
         };
-        let (mixer, view, streams, active, custom, renders) = plan;
-        if custom.is_none() {
-            self.lock().custom_layouts.remove(view_id);
+        let (mixer, view, streams, active, custom, renders, mixed_id) = plan;
+        if let (None, Some(mixed_id)) = (&custom, &mixed_id) {
+            self.lock().custom_layouts.remove(mixed_id);
         }
         let mut inputs = Vec::new();
         for (stream_id, node, tracks, known) in streams {
@@ -224,9 +230,9 @@ impl Hub {
             let Some(running) = state.views.get_mut(view_id) else { return };
             running.inputs = inputs.into_iter().map(|i| (i.stream_id.clone(), i)).collect();
             let room = running.room.clone();
-            let effects = match state.rooms.get_mut(&room) {
-                Some(conference) if view.is_some() => {
-                    conference.update_mixed(view_id, "video.layout", layout_json).unwrap_or_default()
+            let effects = match (state.rooms.get_mut(&room), &mixed_id) {
+                (Some(conference), Some(mixed_id)) => {
+                    conference.update_mixed(mixed_id, "video.layout", layout_json).unwrap_or_default()
                 }
                 _ => Vec::new(),
             };
@@ -364,7 +370,7 @@ impl Hub {
                 .filter(|(_, v)| v.room == room)
                 .map(|(id, v)| {
                     let alive = conference.is_some_and(|c| match &v.kind {
-                        ViewKind::Mixed => true,
+                        ViewKind::Mixed { .. } => true,
                         ViewKind::Transcode { stream } => c.publication(stream).is_some(),
                     });
                     (id.clone(), v.mixer.clone(), alive)
@@ -609,6 +615,29 @@ pub(super) fn transcode_plan(
     }))
 }
 
+/// The variant of a mixed stream a subscription asks for with `format` and/or `parameters`
+/// (same inputs and layout, another output); `None` for the view's own output.
+pub(super) fn mixed_variant_plan(
+    room: &str,
+    config: &RoomConfig,
+    view: &View,
+    mixed_track: &Value,
+    request: &Value,
+) -> Result<Option<InitView>, String> {
+    let view_id = format!("{room}-{}", view.label);
+    let own = init_view(room, view);
+    if mixed_track["type"] == "audio" {
+        let plan = audio_transcode_plan(room, config, &view_id, mixed_track, request)?;
+        return Ok(plan.map(|init| InitView { audio: init.audio.map(|a| AudioOutput { vad: false, ..a }), ..init }));
+    }
+    let Some(mut init) = transcode_plan(room, config, &view_id, mixed_track, request)? else { return Ok(None) };
+    if let (Some(video), Some(own)) = (init.video.as_mut(), own.video.as_ref()) {
+        video.bg_color = own.bg_color;
+        video.crop = own.crop;
+    }
+    Ok(Some(init))
+}
+
 /// The transcoded view a subscription of a forward stream's audio asks for with a `format`
 /// other than the publication's; `None` when it can be forwarded as it is.
 pub(super) fn audio_transcode_plan(
@@ -715,6 +744,25 @@ mod tests {
         let mut off = RoomConfig::default();
         off.transcoding.audio = false;
         assert!(plan(&off, json!({"format": {"codec": "pcmu"}})).unwrap_err().contains("off"));
+    }
+
+    #[test]
+    fn a_mixed_stream_in_another_format_is_a_variant_of_its_view() {
+        let config = RoomConfig::default();
+        let view = &config.views[0];
+        let info = owt_room::mixed_stream_info("r", &config, view);
+        let video = info["media"]["tracks"].as_array().unwrap().iter().find(|t| t["type"] == "video").unwrap().clone();
+        let audio = info["media"]["tracks"].as_array().unwrap().iter().find(|t| t["type"] == "audio").unwrap().clone();
+        assert_eq!(mixed_variant_plan("r", &config, view, &video, &json!({"from": "r-common"})), Ok(None));
+        let request = json!({"format": {"codec": "h264"}, "parameters": {"resolution": {"width": 320, "height": 240}}});
+        let init = mixed_variant_plan("r", &config, view, &video, &request).unwrap().expect("a variant");
+        assert!(init.view_id.starts_with("r-common-h264-320x240-"), "{}", init.view_id);
+        let out = init.video.unwrap();
+        let own = init_view("r", view).video.unwrap();
+        assert_eq!((out.bg_color, out.crop, out.framerate), (own.bg_color, own.crop, own.framerate));
+        let pcmu =
+            mixed_variant_plan("r", &config, view, &audio, &json!({"format": {"codec": "pcmu"}})).unwrap().unwrap();
+        assert_eq!(pcmu.audio.map(|a| (a.codec, a.vad)), Some(("pcmu".to_string(), false)));
     }
 
     #[test]
