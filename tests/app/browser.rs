@@ -1,7 +1,8 @@
 //! The page in headless Chromium (tests/js/app-browser.js): three pages join one room
 //! through the sample application, see each other in the participant list, chat, and show
-//! what became of publishing. As testing/peers.md requires for WebRTC, owt-portal,
-//! owt-webrtc and the browser run in a fresh network namespace with only loopback
+//! what became of publishing; the page in mixed mode sees the mixed view (the app mixes each
+//! publication through REST, as OWT's). As testing/peers.md requires for WebRTC, owt-portal,
+//! owt-webrtc, owt-mixer and the browser run in a fresh network namespace with only loopback
 //! (`unshare -n`), where the default ports are free.
 
 use crate::support::*;
@@ -35,11 +36,12 @@ fn pages_join_chat_and_show_the_publish_outcome() {
     assert!(init.status.success(), "owtctl init: {}", String::from_utf8_lossy(&init.stderr));
 
     let script = format!(
-        "ip link set lo up && exec timeout 150 node app-browser.js '{}' '{}' 3004 '{}' '{}'",
+        "ip link set lo up && exec timeout 150 node app-browser.js '{}' '{}' 3004 '{}' '{}' '{}'",
         program("owt-portal").display(),
         portal_etc.display(),
         program("owt-webrtc").display(),
-        webrtc_etc.display()
+        webrtc_etc.display(),
+        program("owt-mixer").display()
     );
     let output = Command::new("unshare")
         .args(["-n", "sh", "-c", &script])

@@ -19,7 +19,7 @@ const fs = require('fs'), os = require('os'), path = require('path'), net = requ
 const { spawn } = require('child_process');
 const { chromium } = require('playwright-core');
 
-const [portalBin, portalConfig, appPort, webrtcBin, webrtcConfig] = process.argv.slice(2);
+const [portalBin, portalConfig, appPort, webrtcBin, webrtcConfig, mixerBin] = process.argv.slice(2);
 const log = (obj) => console.log(JSON.stringify(obj));
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -163,7 +163,13 @@ function snapshot(p) {
       daemons.push(webrtc);
       await Promise.race([webrtc.ready, sleep(10000).then(() => { throw new Error('owt-webrtc did not register in 10 s'); })]);
     }
-    log({ step: 'daemons up', ms: Date.now() - t0, webrtc: Boolean(webrtcBin) });
+    if (mixerBin) {
+      // The mixer reads mixer.toml from the same directory: the embedded defaults serve.
+      const mixer = daemon('mixer', mixerBin, webrtcConfig, 'bus: registered with the portal');
+      daemons.push(mixer);
+      await Promise.race([mixer.ready, sleep(10000).then(() => { throw new Error('owt-mixer did not register in 10 s'); })]);
+    }
+    log({ step: 'daemons up', ms: Date.now() - t0, webrtc: Boolean(webrtcBin), mixer: Boolean(mixerBin) });
     ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(os.tmpdir(), 'owt-app-chr-')), {
       executablePath: '/usr/bin/chromium', headless: true,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -231,7 +237,11 @@ function snapshot(p) {
       const check = (good, what) => { if (!good) { ok = false; log({ page: p.name, failed: what }); } };
       const logText = s.log.join('\n');
       for (const error of serverErrors) check(logText.includes(error), 'server error missing from the log: ' + error);
-      if (p.name === 'carol') continue;
+      if (p.name === 'carol') {
+        // With a mixer, carol (?publish=false) watches the mixed view the pages mixed into.
+        if (mixerBin) check(s.remote.some((r) => r.state === 'ready' && r.videoWidth > 0), 'carol sees the mixed stream');
+        continue;
+      }
       check(server !== null, 'the page sent no publish request');
       if (server && server.error) {
         // The server refused: the page shows its words, unchanged.
