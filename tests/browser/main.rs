@@ -320,3 +320,20 @@ fn four_publishers_fill_a_custom_template_and_unmix_leaves_bg_color() {
     }
     assert!(near(&three["pixels"][3], [255, 255, 255]), "bgColor in the empty region: {three}");
 }
+
+/// The room's mediaIn decides the codec: AV1 is forwarded when the room accepts it, and a
+/// client that prefers VP9 in a VP8-only room publishes VP8 (the node offers the stack only
+/// the codecs the room accepts, so the answer picks one of them).
+#[test]
+fn media_in_decides_the_codec_av1_when_allowed_vp8_when_not() {
+    for (preferred, media_in, expected) in [("AV1", "av1,vp8", "video/AV1"), ("VP9", "vp8", "video/VP8")] {
+        let result = run(preferred, &[("MEDIA_IN", media_in)]);
+        let samples = result["samples"].as_array().expect("samples");
+        let (first, last) = (&samples[0], samples.last().expect("a sample"));
+        let (start, end) = (first["frames"].as_u64().unwrap(), last["frames"].as_u64().unwrap());
+        assert!(end >= start + 40, "{preferred} in a room of {media_in}: frames advance ({start} -> {end})");
+        assert_eq!((last["width"].as_u64(), last["height"].as_u64()), (Some(640), Some(480)), "{result}");
+        let codecs = last["codecs"].as_array().unwrap();
+        assert!(codecs.iter().any(|c| c == expected), "{preferred} in a room of {media_in}: {expected}: {result}");
+    }
+}

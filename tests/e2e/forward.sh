@@ -49,6 +49,15 @@ for _ in $(seq 200); do
   if [ "$workers" -ge "${NODES:-1}" ]; then break; fi
   sleep 0.05
 done
+# MEDIA_IN=codec,codec: the room accepts (mediaIn) and sends (mediaOut) only these video codecs.
+if [ -n "${MEDIA_IN:-}" ]; then
+  python3 - "$MEDIA_IN" > "$tmp/media.json" <<'PY'
+import json, sys
+codecs = [{"codec": c} for c in sys.argv[1].split(",")]
+print(json.dumps({"mediaIn": {"video": codecs}, "mediaOut": {"video": {"format": codecs}}}))
+PY
+  "$bin/owtctl" --config-dir "$tmp/etc" room update "$room" --file "$tmp/media.json" --json >/dev/null
+fi
 # A 440 Hz tone as the fake microphone, so the subscriber's audio energy is measurable.
 python3 - "$tmp/tone.wav" <<'PY'
 import math, struct, sys, wave

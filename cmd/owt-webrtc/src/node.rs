@@ -870,7 +870,23 @@ impl Inner {
                 return Err(failed(format!("cannot add the track of mid {mid}: {err}")));
             }
         }
-        let description = RTCSessionDescription::offer(offer.to_string()).map_err(|e| bad_params("offer", e))?;
+        // Publish m-lines offer only what the room's mediaIn accepts (the answer picks one of them).
+        let allowed: HashMap<String, Vec<String>> = {
+            let state = lock(&transport.state);
+            let mut allowed = HashMap::new();
+            for request in state.publish.values() {
+                for track in &request.tracks {
+                    let formats = match track.kind {
+                        Kind::Audio => &request.audio_formats,
+                        Kind::Video => &request.video_formats,
+                    };
+                    allowed.insert(track.mid.clone(), formats.iter().map(|f| f.codec.to_ascii_lowercase()).collect());
+                }
+            }
+            allowed
+        };
+        let offer = sdp::restrict_offer(offer, &allowed);
+        let description = RTCSessionDescription::offer(offer).map_err(|e| bad_params("offer", e))?;
         transport.pc.set_remote_description(description).await.map_err(|e| bad_params("offer", e))?;
         let answer = transport.pc.create_answer(None).await.map_err(|e| failed(format!("create answer: {e}")))?;
         transport.pc.set_local_description(answer).await.map_err(|e| failed(format!("set answer: {e}")))?;

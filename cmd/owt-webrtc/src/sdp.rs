@@ -254,3 +254,118 @@ a=fmtp:36 apt=35\r\na=recvonly\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:4\r\n
         assert_eq!(tidy_answer(clean), clean);
     }
 }
+
+/// The OWT name of an rtpmap encoding (`VP8/90000` -> `vp8`, `opus/48000/2` -> `opus`).
+fn codec_of_rtpmap(encoding: &str) -> String {
+    encoding.split('/').next().unwrap_or_default().to_ascii_lowercase()
+}
+
+/// Keeps, in the m-lines named in `allowed` (mid -> OWT codec names, in the room's mediaIn),
+/// only the payload types of those codecs and their RTX, so the stack answers a codec the
+/// room accepts even when the client prefers another. An m-line that would be left with no
+/// codec is kept as it is (the publication then fails with "format unacceptable").
+pub fn restrict_offer(sdp: &str, allowed: &std::collections::HashMap<String, Vec<String>>) -> String {
+    let newline = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut out: Vec<String> = Vec::new();
+    let mut section: Vec<&str> = Vec::new();
+    let flush = |section: &mut Vec<&str>, out: &mut Vec<String>| {
+        if section.is_empty() {
+            return;
+        }
+        let mid = section.iter().find_map(|l| l.strip_prefix("a=mid:")).map(str::trim);
+        match mid.and_then(|m| allowed.get(m)).filter(|codecs| !codecs.is_empty()) {
+            Some(codecs) => out.extend(restrict_section(section, codecs)),
+            None => out.extend(section.iter().map(|l| l.to_string())),
+        }
+        section.clear();
+    };
+    for line in sdp.split(newline) {
+        if line.starts_with("m=") {
+            flush(&mut section, &mut out);
+        }
+        if section.is_empty() && !line.starts_with("m=") {
+            out.push(line.to_string());
+        } else {
+            section.push(line);
+        }
+    }
+    flush(&mut section, &mut out);
+    out.join(newline)
+}
+
+fn restrict_section(lines: &[&str], codecs: &[String]) -> Vec<String> {
+    let fields: Vec<&str> = lines[0].split(' ').collect();
+    if fields.len() < 4 {
+        return lines.iter().map(|l| l.to_string()).collect();
+    }
+    let encoding_of = |pt: &str| {
+        lines.iter().find_map(|l| {
+            let rest = l.strip_prefix("a=rtpmap:")?;
+            let (p, encoding) = rest.split_once(' ')?;
+            (p == pt).then(|| codec_of_rtpmap(encoding))
+        })
+    };
+    let apt_of = |pt: &str| {
+        lines.iter().find_map(|l| {
+            let rest = l.strip_prefix("a=fmtp:")?;
+            let (p, params) = rest.split_once(' ')?;
+            (p == pt).then(|| params.split(';').find_map(|kv| kv.trim().strip_prefix("apt=").map(str::to_string)))?
+        })
+    };
+    let kept_codecs: Vec<&str> = fields[3..]
+        .iter()
+        .copied()
+        .filter(|pt| encoding_of(pt).is_some_and(|c| codecs.iter().any(|a| a.eq_ignore_ascii_case(&c))))
+        .collect();
+    if kept_codecs.is_empty() {
+        return lines.iter().map(|l| l.to_string()).collect();
+    }
+    let kept: Vec<&str> = fields[3..]
+        .iter()
+        .copied()
+        .filter(|pt| {
+            kept_codecs.contains(pt)
+                || (encoding_of(pt).as_deref() == Some("rtx")
+                    && apt_of(pt).is_some_and(|apt| kept_codecs.contains(&apt.as_str())))
+        })
+        .collect();
+    let mut out = vec![format!("{} {}", fields[..3].join(" "), kept.join(" "))];
+    for line in &lines[1..] {
+        if payload_of(line).is_some_and(|pt| !kept.contains(&pt)) {
+            continue;
+        }
+        out.push(line.to_string());
+    }
+    out
+}
+
+#[cfg(test)]
+mod restrict_tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 45 96 97 98 99\r\na=mid:1\r\na=sendonly\r\n\
+a=rtpmap:45 AV1/90000\r\na=rtcp-fb:45 nack\r\na=rtpmap:96 VP8/90000\r\na=rtcp-fb:96 nack\r\n\
+a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\na=rtpmap:98 VP9/90000\r\na=fmtp:98 profile-id=0\r\n\
+a=rtpmap:99 rtx/90000\r\na=fmtp:99 apt=98\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\n";
+
+    #[test]
+    fn only_allowed_codecs_and_their_rtx_stay_in_publish_m_lines() {
+        let allowed = HashMap::from([("1".to_string(), vec!["vp8".to_string(), "h264".to_string()])]);
+        let restricted = restrict_offer(OFFER, &allowed);
+        assert!(restricted.contains("m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n"), "{restricted}");
+        assert!(!restricted.contains("AV1") && !restricted.contains("VP9") && !restricted.contains("apt=98"));
+        assert!(restricted.contains("a=rtcp-fb:96 nack") && !restricted.contains("a=rtcp-fb:45"));
+        assert!(restricted.contains("m=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\n"), "other m-lines unchanged");
+    }
+
+    #[test]
+    fn nothing_allowed_or_no_rule_leaves_the_offer_alone() {
+        let none = HashMap::from([("1".to_string(), vec!["h265".to_string()])]);
+        assert_eq!(restrict_offer(OFFER, &none), OFFER);
+        assert_eq!(restrict_offer(OFFER, &HashMap::new()), OFFER);
+        assert_eq!(restrict_offer("garbage", &none), "garbage");
+    }
+}
