@@ -177,6 +177,24 @@ fn forward_stream_crosses_the_media_link_between_two_webrtc_nodes() {
     }
 }
 
+/// One run of a tests/e2e script that takes only the bin dir, in a network namespace of its
+/// own; its JSON result, checked for success.
+fn run_script(name: &str) -> Value {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf();
+    let bin = program("owt-portal").parent().expect("bin dir").to_path_buf();
+    let script =
+        format!("ip link set lo up; exec '{}' '{}'", here.join("tests/e2e").join(name).display(), bin.display());
+    let out = Command::new("unshare").args(["-n", "sh", "-c", &script]).output().expect("unshare (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_default();
+    let result: Value = serde_json::from_str(line)
+        .unwrap_or_else(|_| panic!("{name}: no result; stdout:\n{stdout}\nstderr:\n{stderr}"));
+    assert!(out.status.success() && result.get("error").is_none(), "{name}: {result}\nstderr:\n{stderr}");
+    result
+}
+
 /// Colour distance, for pixels that went through two lossy encodings.
 fn near(pixel: &Value, rgb: [i64; 3]) -> bool {
     let p: Vec<i64> = pixel.as_array().map(|a| a.iter().filter_map(Value::as_i64).collect()).unwrap_or_default();
@@ -193,17 +211,7 @@ fn near(pixel: &Value, rgb: [i64; 3]) -> bool {
 /// (transcoding on a mixer). When blue leaves, red fills the frame.
 #[test]
 fn mixed_view_composes_publishers_in_the_layout_and_mixes_their_audio() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf();
-    let bin = program("owt-portal").parent().expect("bin dir").to_path_buf();
-    let script = format!("ip link set lo up; exec '{}' '{}'", here.join("tests/e2e/mix.sh").display(), bin.display());
-    let out = Command::new("unshare").args(["-n", "sh", "-c", &script]).output().expect("unshare (util-linux)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_default();
-    let result: Value =
-        serde_json::from_str(line).unwrap_or_else(|_| panic!("no result; stdout:\n{stdout}\nstderr:\n{stderr}"));
-    assert!(out.status.success() && result.get("error").is_none(), "{result}\nstderr:\n{stderr}");
+    let result = run_script("mix.sh");
     let samples = result["samples"].as_array().expect("samples");
     let (first, last) = (&samples[0], samples.last().expect("a sample"));
     assert_eq!((last["width"].as_u64(), last["height"].as_u64()), (Some(640), Some(480)), "the view's size: {result}");
@@ -284,17 +292,7 @@ fn mixed_view_composes_publishers_in_the_layout_and_mixes_their_audio() {
 /// unmixed the others move up in mix order and the last region shows the bgColor.
 #[test]
 fn four_publishers_fill_a_custom_template_and_unmix_leaves_bg_color() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf();
-    let bin = program("owt-portal").parent().expect("bin dir").to_path_buf();
-    let script = format!("ip link set lo up; exec '{}' '{}'", here.join("tests/e2e/mix4.sh").display(), bin.display());
-    let out = Command::new("unshare").args(["-n", "sh", "-c", &script]).output().expect("unshare (util-linux)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_default();
-    let result: Value =
-        serde_json::from_str(line).unwrap_or_else(|_| panic!("no result; stdout:\n{stdout}\nstderr:\n{stderr}"));
-    assert!(out.status.success() && result.get("error").is_none(), "{result}\nstderr:\n{stderr}");
+    let result = run_script("mix4.sh");
     // Canvas colours reach the encoder through Chromium's own colour conversion: compare
     // which channels are lit, not exact values.
     let lit = |pixel: &Value| -> [bool; 3] {

@@ -121,18 +121,19 @@ pub fn bare_candidate(candidate: &str) -> Result<String, String> {
 /// m-line: payload types are listed once, RTX payloads need their codec present, and every
 /// rtpmap/fmtp/rtcp-fb line names a listed payload type and appears once.
 pub fn tidy_answer(sdp: &str) -> String {
+    map_media_sections(sdp, tidy_media_section)
+}
+
+/// `sdp` with every media section (an `m=` line and the lines up to the next one) replaced
+/// by what `section` makes of it; the session part is kept as it is.
+fn map_media_sections(sdp: &str, mut section_fn: impl FnMut(&[&str]) -> Vec<String>) -> String {
     let newline = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
     let mut out: Vec<String> = Vec::new();
     let mut section: Vec<&str> = Vec::new();
-    let flush = |section: &mut Vec<&str>, out: &mut Vec<String>| {
-        if !section.is_empty() {
-            out.extend(tidy_media_section(section));
-            section.clear();
-        }
-    };
     for line in sdp.split(newline) {
-        if line.starts_with("m=") {
-            flush(&mut section, &mut out);
+        if line.starts_with("m=") && !section.is_empty() {
+            out.extend(section_fn(&section));
+            section.clear();
         }
         if section.is_empty() && !line.starts_with("m=") {
             out.push(line.to_string());
@@ -140,7 +141,9 @@ pub fn tidy_answer(sdp: &str) -> String {
             section.push(line);
         }
     }
-    flush(&mut section, &mut out);
+    if !section.is_empty() {
+        out.extend(section_fn(&section));
+    }
     out.join(newline)
 }
 
@@ -265,32 +268,13 @@ fn codec_of_rtpmap(encoding: &str) -> String {
 /// room accepts even when the client prefers another. An m-line that would be left with no
 /// codec is kept as it is (the publication then fails with "format unacceptable").
 pub fn restrict_offer(sdp: &str, allowed: &std::collections::HashMap<String, Vec<String>>) -> String {
-    let newline = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
-    let mut out: Vec<String> = Vec::new();
-    let mut section: Vec<&str> = Vec::new();
-    let flush = |section: &mut Vec<&str>, out: &mut Vec<String>| {
-        if section.is_empty() {
-            return;
-        }
+    map_media_sections(sdp, |section| {
         let mid = section.iter().find_map(|l| l.strip_prefix("a=mid:")).map(str::trim);
         match mid.and_then(|m| allowed.get(m)).filter(|codecs| !codecs.is_empty()) {
-            Some(codecs) => out.extend(restrict_section(section, codecs)),
-            None => out.extend(section.iter().map(|l| l.to_string())),
+            Some(codecs) => restrict_section(section, codecs),
+            None => section.iter().map(|l| l.to_string()).collect(),
         }
-        section.clear();
-    };
-    for line in sdp.split(newline) {
-        if line.starts_with("m=") {
-            flush(&mut section, &mut out);
-        }
-        if section.is_empty() && !line.starts_with("m=") {
-            out.push(line.to_string());
-        } else {
-            section.push(line);
-        }
-    }
-    flush(&mut section, &mut out);
-    out.join(newline)
+    })
 }
 
 fn restrict_section(lines: &[&str], codecs: &[String]) -> Vec<String> {
