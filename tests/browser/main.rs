@@ -335,3 +335,24 @@ fn media_in_decides_the_codec_av1_when_allowed_vp8_when_not() {
         assert!(codecs.iter().any(|c| c == expected), "{preferred} in a room of {media_in}: {expected}: {result}");
     }
 }
+
+/// Simulcast (tests/e2e/simulcast.sh): Chromium publishes its camera as three layers (rid q, h,
+/// f); the publication lists one video track per layer (`<transportId>-<mid>:<rid>` with its
+/// `rid`); a subscriber of layer q sees 160x120, switches to f (640x480) and to h (320x240)
+/// with subscription-control `update`, frames going on after each switch.
+#[test]
+fn simulcast_layers_are_tracks_and_subscribers_switch_between_them() {
+    let result = run_script("simulcast.sh");
+    let layers = result["layers"].as_array().expect("layers");
+    let rids: Vec<&str> = layers.iter().filter_map(|l| l["rid"].as_str()).collect();
+    assert_eq!(rids, ["q", "h", "f"], "{result}");
+    assert!(layers.iter().all(|l| l["id"].as_str().is_some_and(|id| id.contains(':'))), "{result}");
+    for (step, width, height) in [("q", 160, 120), ("f", 640, 480), ("h", 320, 240)] {
+        let size = &result[step];
+        assert_eq!((size["width"].as_u64(), size["height"].as_u64()), (Some(width), Some(height)), "{step}: {result}");
+        assert!(size["advanced"].as_u64().unwrap_or(0) >= 5, "{step}: frames go on: {result}");
+    }
+    let refused = result["refused"].as_array().expect("refused");
+    assert!(refused.iter().all(|r| r.as_str().is_some_and(|r| r.contains("subscription-control:"))), "{result}");
+    assert_eq!(result["after"]["width"], 320, "the layer is kept: {result}");
+}

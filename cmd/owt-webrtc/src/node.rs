@@ -16,8 +16,8 @@ use owt_media::sessions::track_id;
 use owt_media::{KeyframeLimiter, RateMeter, Role, StreamRewriter, TransportSessions};
 use owt_proto::webrtc::{
     events, methods, Format, KeyframeRequest, Kind, LinkSource, PublishRequest, ReadyTrack, SessionFailed,
-    SessionReady, SessionRequest, SessionStats, SetActiveRequest, SignalingRequest, SubscribeRequest, TrackRequest,
-    TrackStats, TransportProgress, TransportRequest, TransportStatus,
+    SessionReady, SessionRequest, SessionStats, SetActiveRequest, SignalingRequest, SubscribeRequest, SwitchSource,
+    TrackRequest, TrackStats, TransportProgress, TransportRequest, TransportStatus,
 };
 use rtc::interceptor::{Registry, Slot};
 use rtc::media_stream::MediaStreamTrack;
@@ -170,6 +170,10 @@ struct Published {
     upstream: Upstream,
     /// Set while other nodes consume this track: its frames go out on the media link.
     link_out: Mutex<Option<link::LinkOut>>,
+    /// The simulcast layer this track is (its id is `<transportId>-<mid>:<rid>`), and its
+    /// place in the client's list of layers.
+    rid: Option<String>,
+    layer: usize,
     media_ssrc: AtomicU32,
     subscribers: RwLock<Vec<Arc<Subscriber>>>,
     active: AtomicBool,
@@ -276,7 +280,8 @@ struct Subscriber {
     track_id: String,
     session_id: String,
     kind: Kind,
-    source: String,
+    /// The track it forwards (changes with `switch-source`).
+    source: Mutex<String>,
     local: Arc<TrackLocalStaticRTP>,
     /// Negotiated payload type; above 127 = not negotiated yet.
     payload_type: AtomicU32,
@@ -285,6 +290,12 @@ struct Subscriber {
     meter: Mutex<RateMeter>,
     plis: AtomicU64,
     errors: AtomicU64,
+}
+
+impl Subscriber {
+    fn source(&self) -> String {
+        lock(&self.source).clone()
+    }
 }
 
 /// What one transport knows outside of its peer connection.
@@ -299,6 +310,8 @@ struct TransportState {
     answered: bool,
     ready: bool,
     closed: bool,
+    /// Simulcast layers (RIDs) the client sends, by mid, from its offers.
+    rids: HashMap<String, Vec<String>>,
 }
 
 struct Transport {
@@ -407,6 +420,42 @@ impl Node {
         self.inner.tracks.read().ok().and_then(|t| t.get(id).cloned())
     }
 
+    /// `switch-source`: a subscription's track forwards another track of this node (another
+    /// simulcast layer) of the same codec from now on; a keyframe is asked of the new source
+    /// (the subscriber's decoder waits for it).
+    async fn switch_source(&self, request: SwitchSource) -> Result<Value, RemoteError> {
+        let transport = self.session_transport(&request.session_id)?;
+        let new = self
+            .track(&request.source_track_id)
+            .ok_or_else(|| failed(format!("track {} is not published on this node", request.source_track_id)))?;
+        let sub = {
+            let state = lock(&transport.state);
+            let mids = state.sessions.mids(&request.session_id).map(<[String]>::to_vec).unwrap_or_default();
+            mids.iter().filter_map(|mid| state.subscribers.get(mid)).find(|s| s.kind == request.kind).cloned()
+        }
+        .ok_or_else(|| failed(format!("subscription {} has no {:?} track", request.session_id, request.kind)))?;
+        let old_id = sub.source();
+        if old_id == new.track_id {
+            return Ok(json!({}));
+        }
+        let old = self.track(&old_id);
+        if new.kind != request.kind || old.as_ref().is_some_and(|o| o.codec.mime_type != new.codec.mime_type) {
+            return Err(failed(format!("track {} is not the same kind and codec", new.track_id)));
+        }
+        if let Some(old) = &old {
+            if let Ok(mut list) = old.subscribers.write() {
+                list.retain(|s| !Arc::ptr_eq(s, &sub));
+            }
+        }
+        *lock(&sub.source) = new.track_id.clone();
+        if let Ok(mut list) = new.subscribers.write() {
+            list.push(sub.clone());
+        }
+        tracing::info!("subscription {} now forwards {} instead of {old_id}", request.session_id, new.track_id);
+        new.request_keyframe().await;
+        Ok(json!({}))
+    }
+
     /// `link-out`: the track's frames go out on the media link from now on.
     async fn link_out(&self, request: TrackRequest) -> Result<Value, RemoteError> {
         let track = self
@@ -462,6 +511,8 @@ impl Node {
                 events: self.inner.events.clone(),
             },
             link_out: Mutex::new(None),
+            rid: None,
+            layer: 0,
             media_ssrc: AtomicU32::new(rand::random::<u32>() | 1),
             subscribers: RwLock::new(Vec::new()),
             active: AtomicBool::new(true),
@@ -505,6 +556,7 @@ impl Node {
             }
             methods::STATS => self.stats(parse(method, params)?),
             methods::LINK_OUT => self.link_out(parse(method, params)?).await,
+            methods::SWITCH_SOURCE => self.switch_source(parse(method, params)?).await,
             "status" => Ok(json!({
                 "kind": "webrtc",
                 "implemented": true,
@@ -615,7 +667,7 @@ impl Node {
                 track_id: track_id(&transport.id, &track.mid),
                 session_id: request.session_id.clone(),
                 kind: track.kind,
-                source: track.source_track_id.clone(),
+                source: Mutex::new(track.source_track_id.clone()),
                 local: Arc::new(TrackLocalStaticRTP::new(media)),
                 payload_type: AtomicU32::new(u32::MAX),
                 rewriter: Mutex::new(StreamRewriter::new(ssrc, source.codec.clock_rate)),
@@ -701,18 +753,17 @@ impl Node {
                         sub.active.store(request.active, Ordering::Relaxed);
                         if request.active {
                             lock(&sub.rewriter).rebase();
-                            want_keyframe.push(sub.source.clone());
+                            want_keyframe.push(sub.source());
                         }
                         touched += 1;
                     }
                 }
                 _ => {
-                    let id = track_id(&transport.id, &mid);
-                    if let Some(track) = self.inner.tracks.read().ok().and_then(|t| t.get(&id).cloned()) {
+                    for track in self.inner.tracks_of_mid(&track_id(&transport.id, &mid)) {
                         if track.kind == request.kind {
                             track.active.store(request.active, Ordering::Relaxed);
                             if request.active {
-                                want_keyframe.push(id.clone());
+                                want_keyframe.push(track.track_id.clone());
                             }
                             touched += 1;
                         }
@@ -783,6 +834,20 @@ impl Node {
 }
 
 impl Inner {
+    /// The published track `<transportId>-<mid>`, or its simulcast layers
+    /// `<transportId>-<mid>:<rid>` in layer order.
+    fn tracks_of_mid(&self, id: &str) -> Vec<Arc<Published>> {
+        let Ok(tracks) = self.tracks.read() else { return Vec::new() };
+        if let Some(track) = tracks.get(id) {
+            return vec![track.clone()];
+        }
+        let prefix = format!("{id}:");
+        let mut layers: Vec<Arc<Published>> =
+            tracks.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(_, t)| t.clone()).collect();
+        layers.sort_by_key(|t| t.layer);
+        layers
+    }
+
     fn emit<T: serde::Serialize>(&self, method: &str, value: &T) {
         match serde_json::to_value(value) {
             Ok(v) => {
@@ -828,6 +893,7 @@ impl Inner {
     async fn offer(self: &Arc<Self>, transport: &Arc<Transport>, offer: &str) -> Result<Value, RemoteError> {
         let lines = sdp::m_lines(offer).map_err(|e| bad_params("offer", e))?;
         let _negotiating = transport.negotiation.lock().await;
+        lock(&transport.state).rids.extend(sdp::send_rids(offer));
         // Local tracks of new subscribe m-lines go in before the offer is applied, in m-line
         // order, each on a new sendonly transceiver: the stack pairs each new recvonly m-line
         // with the first unassociated transceiver of its kind.
@@ -934,9 +1000,9 @@ impl Inner {
         sub: &Arc<Subscriber>,
         senders: &[Arc<dyn webrtc::rtp_transceiver::RtpSender>],
     ) {
-        let source = self.tracks.read().ok().and_then(|t| t.get(&sub.source).cloned());
+        let source = self.tracks.read().ok().and_then(|t| t.get(&sub.source()).cloned());
         let Some(source) = source else {
-            self.fail_session(&transport.id, &sub.session_id, format!("track {} is gone", sub.source));
+            self.fail_session(&transport.id, &sub.session_id, format!("track {} is gone", sub.source()));
             return;
         };
         let own_id = sub.track_id.clone();
@@ -971,17 +1037,20 @@ impl Inner {
         if let Ok(mut list) = source.subscribers.write() {
             list.push(sub.clone());
         }
-        // Keyframe requests of this subscriber go to the source.
-        let weak_source = Arc::downgrade(&source);
+        // Keyframe requests of this subscriber go to its source of the moment.
+        let node = Arc::downgrade(self);
         let local = sub.local.clone();
         let subscriber = sub.clone();
         tokio::spawn(async move {
             while let Some(event) = local.poll().await {
                 let TrackLocalEvent::OnRtcpPacket(packets) = event else { continue };
-                let Some(source) = weak_source.upgrade() else { break };
+                let Some(node) = node.upgrade() else { break };
                 if packets.iter().any(|p| interceptor::is_keyframe_request(p.as_ref())) {
                     subscriber.plis.fetch_add(1, Ordering::Relaxed);
-                    source.request_keyframe().await;
+                    let source = node.tracks.read().ok().and_then(|t| t.get(&subscriber.source()).cloned());
+                    if let Some(source) = source {
+                        source.request_keyframe().await;
+                    }
                 }
             }
         });
@@ -1006,15 +1075,22 @@ impl Inner {
         let mut tracks = Vec::new();
         for mid in state.sessions.mids(session_id).unwrap_or_default() {
             let id = track_id(&transport.id, mid);
-            let (kind, format) = if let Some(sub) = state.subscribers.get(mid) {
-                let format = self.tracks.read().ok().and_then(|t| t.get(&sub.source).map(|s| s.format.clone()));
-                (sub.kind, format.unwrap_or_default())
-            } else if let Some(track) = self.tracks.read().ok().and_then(|t| t.get(&id).cloned()) {
-                (track.kind, track.format.clone())
-            } else {
+            if let Some(sub) = state.subscribers.get(mid) {
+                let format = self.tracks.read().ok().and_then(|t| t.get(&sub.source()).map(|s| s.format.clone()));
+                let format = format.unwrap_or_default();
+                tracks.push(ReadyTrack { kind: sub.kind, mid: mid.clone(), track_id: id, format, rid: None });
                 continue;
-            };
-            tracks.push(ReadyTrack { kind, mid: mid.clone(), track_id: id, format });
+            }
+            // A publication's track, or its simulcast layers.
+            for track in self.tracks_of_mid(&id) {
+                tracks.push(ReadyTrack {
+                    kind: track.kind,
+                    mid: mid.clone(),
+                    track_id: track.track_id.clone(),
+                    format: track.format.clone(),
+                    rid: track.rid.clone(),
+                });
+            }
         }
         drop(state);
         tracing::info!("session {session_id} ready on transport {}", transport.id);
@@ -1038,7 +1114,7 @@ impl Inner {
         lock(&self.sessions).remove(session_id);
         for sub in subs {
             sub.active.store(false, Ordering::Relaxed);
-            if let Some(source) = self.tracks.read().ok().and_then(|t| t.get(&sub.source).cloned()) {
+            if let Some(source) = self.tracks.read().ok().and_then(|t| t.get(&sub.source()).cloned()) {
                 let left = source
                     .subscribers
                     .write()
@@ -1057,9 +1133,10 @@ impl Inner {
             }
         }
         for mid in &mids {
-            let id = track_id(&transport.id, mid);
-            let track = self.tracks.write().ok().and_then(|mut t| t.remove(&id));
-            if let Some(track) = track {
+            for track in self.tracks_of_mid(&track_id(&transport.id, mid)) {
+                if let Ok(mut tracks) = self.tracks.write() {
+                    tracks.remove(&track.track_id);
+                }
                 track.ended.store(true, Ordering::Relaxed);
                 if let Ok(mut list) = track.subscribers.write() {
                     list.clear();
@@ -1181,26 +1258,43 @@ impl Inner {
             return;
         }
         let id = track_id(&transport_id, &mid);
-        let published = Arc::new(Published {
-            track_id: id.clone(),
-            session_id: session_id.clone(),
-            kind,
-            codec,
-            format,
-            upstream: Upstream::Remote(track.clone()),
-            link_out: Mutex::new(None),
-            media_ssrc: AtomicU32::new(ssrc),
-            subscribers: RwLock::new(Vec::new()),
-            active: AtomicBool::new(true),
-            ended: AtomicBool::new(false),
-            keyframe: Mutex::new(KeyframeLimiter::new(KEYFRAME_INTERVAL)),
-            meter: Mutex::new(RateMeter::new()),
-            plis: AtomicU64::new(0),
-        });
-        if let Ok(mut tracks) = self.tracks.write() {
-            tracks.insert(id.clone(), published.clone());
+        // A simulcast m-line is one remote track carrying every layer: a published track per
+        // layer (RID), `<transportId>-<mid>:<rid>`, fed by the one forwarding task.
+        let rids = lock(&transport.state).rids.get(&mid).cloned().unwrap_or_default();
+        let layers: Vec<Option<String>> =
+            if kind == Kind::Video && !rids.is_empty() { rids.into_iter().map(Some).collect() } else { vec![None] };
+        let mut published = Vec::new();
+        for (layer, rid) in layers.into_iter().enumerate() {
+            let layer_id = match &rid {
+                Some(rid) => format!("{id}:{rid}"),
+                None => id.clone(),
+            };
+            published.push(Arc::new(Published {
+                track_id: layer_id,
+                session_id: session_id.clone(),
+                kind,
+                codec: codec.clone(),
+                format: format.clone(),
+                upstream: Upstream::Remote(track.clone()),
+                link_out: Mutex::new(None),
+                rid,
+                layer,
+                media_ssrc: AtomicU32::new(ssrc),
+                subscribers: RwLock::new(Vec::new()),
+                active: AtomicBool::new(true),
+                ended: AtomicBool::new(false),
+                keyframe: Mutex::new(KeyframeLimiter::new(KEYFRAME_INTERVAL)),
+                meter: Mutex::new(RateMeter::new()),
+                plis: AtomicU64::new(0),
+            }));
         }
-        tracing::info!("track {id} ({}) published by session {session_id}", published.codec.mime_type);
+        if let Ok(mut tracks) = self.tracks.write() {
+            for layer in &published {
+                tracks.insert(layer.track_id.clone(), layer.clone());
+            }
+        }
+        let names: Vec<&str> = published.iter().map(|p| p.track_id.as_str()).collect();
+        tracing::info!("track {} ({}) published by session {session_id}", names.join(", "), codec.mime_type);
         tokio::spawn(forward(published, track));
         let ready = lock(&transport.state).sessions.satisfy(&mid);
         if let Some(session) = ready {
@@ -1209,21 +1303,27 @@ impl Inner {
     }
 }
 
-/// Forwards every packet of a published track to its subscribers until it ends.
-async fn forward(track: Arc<Published>, remote: Arc<dyn TrackRemote>) {
+/// Forwards every packet of a published track to its subscribers until it ends. A simulcast
+/// track carries several layers (one SSRC each): packets go to the layer their SSRC's RID
+/// names; packets of SSRCs without a known layer yet are dropped.
+async fn forward(layers: Vec<Arc<Published>>, remote: Arc<dyn TrackRemote>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let simulcast = layers.iter().any(|l| l.rid.is_some());
+    let mut layer_of_ssrc: HashMap<u32, usize> = HashMap::new();
     loop {
         let event = tokio::select! {
             event = remote.poll() => event,
             _ = tick.tick() => {
-                let due = track.keyframe.lock().map(|mut k| k.due(Instant::now())).unwrap_or(false);
-                if due {
-                    track.send_pli().await;
+                for track in &layers {
+                    let due = track.keyframe.lock().map(|mut k| k.due(Instant::now())).unwrap_or(false);
+                    if due {
+                        track.send_pli().await;
+                    }
+                    if let Some(out) = lock(&track.link_out).as_mut() {
+                        out.poll(Instant::now());
+                    }
                 }
-                if let Some(out) = lock(&track.link_out).as_mut() {
-                    out.poll(Instant::now());
-                }
-                if track.ended.load(Ordering::Relaxed) {
+                if layers.iter().all(|t| t.ended.load(Ordering::Relaxed)) {
                     break;
                 }
                 continue;
@@ -1236,6 +1336,21 @@ async fn forward(track: Arc<Published>, remote: Arc<dyn TrackRemote>) {
             }
             continue;
         };
+        let ssrc = packet.header.ssrc;
+        let index = match layer_of_ssrc.get(&ssrc) {
+            Some(index) => *index,
+            None if !simulcast => 0,
+            None => {
+                let rid = remote.rid(ssrc).await;
+                let Some(index) = layers.iter().position(|l| l.rid.is_some() && l.rid.as_deref() == rid.as_deref())
+                else {
+                    continue;
+                };
+                layer_of_ssrc.insert(ssrc, index);
+                index
+            }
+        };
+        let track = &layers[index];
         if track.ended.load(Ordering::Relaxed) {
             break;
         }
@@ -1243,7 +1358,7 @@ async fn forward(track: Arc<Published>, remote: Arc<dyn TrackRemote>) {
         if let Ok(mut meter) = track.meter.lock() {
             meter.record(packet.payload.len() + 12, now);
         }
-        track.media_ssrc.store(packet.header.ssrc, Ordering::Relaxed);
+        track.media_ssrc.store(ssrc, Ordering::Relaxed);
         if !track.active.load(Ordering::Relaxed) {
             continue;
         }
@@ -1257,7 +1372,9 @@ async fn forward(track: Arc<Published>, remote: Arc<dyn TrackRemote>) {
         }
         track.fan_out(&packet, now).await;
     }
-    tracing::debug!("forwarding of {} (session {}) ended", track.track_id, track.session_id);
+    for track in &layers {
+        tracing::debug!("forwarding of {} (session {}) ended", track.track_id, track.session_id);
+    }
 }
 
 /// Forwards the frames of a linked track to its subscribers until it ends.

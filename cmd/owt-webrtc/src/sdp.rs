@@ -353,3 +353,51 @@ m=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\na=r
         assert_eq!(restrict_offer("garbage", &none), "garbage");
     }
 }
+
+/// The simulcast layers a client sends, per mid: the `a=rid:<id> send` lines of each m-line,
+/// in order (empty for m-lines without simulcast).
+pub fn send_rids(sdp: &str) -> std::collections::HashMap<String, Vec<String>> {
+    let mut rids = std::collections::HashMap::new();
+    let mut mid: Option<String> = None;
+    let mut layers: Vec<String> = Vec::new();
+    let mut flush = |mid: &mut Option<String>, layers: &mut Vec<String>| {
+        if let Some(mid) = mid.take() {
+            if !layers.is_empty() {
+                rids.insert(mid, std::mem::take(layers));
+            }
+        }
+        layers.clear();
+    };
+    for line in sdp.lines().map(|l| l.trim_end_matches('\r')) {
+        if line.starts_with("m=") {
+            flush(&mut mid, &mut layers);
+        } else if let Some(value) = line.strip_prefix("a=mid:") {
+            mid = Some(value.trim().to_string());
+        } else if let Some(rest) = line.strip_prefix("a=rid:") {
+            let mut parts = rest.split_whitespace();
+            if let (Some(id), Some("send")) = (parts.next(), parts.next()) {
+                let valid = !id.is_empty() && id.len() <= 16 && id.chars().all(|c| c.is_ascii_alphanumeric());
+                if valid && layers.len() < 4 && !layers.iter().any(|l| l == id) {
+                    layers.push(id.to_string());
+                }
+            }
+        }
+    }
+    flush(&mut mid, &mut layers);
+    rids
+}
+
+#[cfg(test)]
+mod rid_tests {
+    use super::*;
+
+    #[test]
+    fn send_rids_per_mid() {
+        let sdp = "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\nm=video 9 X 96\r\na=mid:1\r\na=rid:q send\r\na=rid:h send\r\n\
+a=rid:f send\r\na=rid:r recv\r\na=rid:q send\r\na=rid:b@d send\r\na=simulcast:send q;h;f\r\nm=video 9 X 96\r\na=mid:2\r\n";
+        let rids = send_rids(sdp);
+        assert_eq!(rids.get("1").map(Vec::as_slice), Some(&["q".to_string(), "h".to_string(), "f".to_string()][..]));
+        assert!(!rids.contains_key("0") && !rids.contains_key("2"));
+        assert!(send_rids("garbage").is_empty());
+    }
+}

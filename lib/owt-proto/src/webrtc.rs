@@ -33,6 +33,8 @@ pub mod methods {
     pub const DESTROY_TRANSPORT: &str = "destroy-transport";
     /// Statistics of a session: `SessionStats`.
     pub const STATS: &str = "stats";
+    /// Another source for a subscription's track (simulcast layer choice): `SwitchSource`.
+    pub const SWITCH_SOURCE: &str = "switch-source";
     /// Publish a track's frames on the media link: `TrackRequest` -> `LinkSource`.
     pub const LINK_OUT: &str = "link-out";
     /// A keyframe of a track for a consumer on another node: `TrackRequest`.
@@ -134,6 +136,16 @@ pub struct LinkSource {
     pub sdp_fmtp_line: String,
 }
 
+/// `switch-source`: the subscription's track of `kind` forwards `source_track_id` from now on
+/// (switched at the new source's next keyframe, which is asked for).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SwitchSource {
+    pub session_id: String,
+    pub kind: Kind,
+    pub source_track_id: String,
+}
+
 /// `link-out`, `request-keyframe`: one track of the node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -221,10 +233,13 @@ pub struct ReadyTrack {
     #[serde(rename = "type")]
     pub kind: Kind,
     pub mid: String,
-    /// `<transportId>-<mid>`.
+    /// `<transportId>-<mid>`, or `<transportId>-<mid>:<rid>` for a simulcast layer.
     pub track_id: String,
     /// The negotiated format.
     pub format: Format,
+    /// The simulcast layer (RID) this track is, when the client publishes simulcast.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rid: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -122,6 +122,8 @@ pub struct PublishedTrack {
     pub source: String,
     /// `{codec, ...}` as clients name formats.
     pub format: Value,
+    /// The simulcast layer (RID), for a track that is one (its id is `<transportId>-<mid>:<rid>`).
+    pub rid: Option<String>,
 }
 
 impl Conference {
@@ -236,7 +238,7 @@ impl Conference {
                         .unwrap_or(owt_types::room::VideoFormat { codec: String::new(), profile: None });
                     builder.video_optional(&format, 640, 480, 30)
                 };
-                json!({
+                let mut info = json!({
                     "id": track.id,
                     "type": track.kind,
                     "source": track.source,
@@ -244,7 +246,11 @@ impl Conference {
                     "optional": optional,
                     "status": "active",
                     "mid": track.mid,
-                })
+                });
+                if let Some(rid) = &track.rid {
+                    info["rid"] = json!(rid);
+                }
+                info
             })
             .collect();
         let attributes = if attributes.is_object() { attributes } else { json!({}) };

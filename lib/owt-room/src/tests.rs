@@ -183,6 +183,7 @@ fn track(id: &str, kind: &str, mid: &str, codec: &str) -> PublishedTrack {
         mid: mid.into(),
         source: if kind == "audio" { "mic".into() } else { "camera".into() },
         format: json!({"codec": codec}),
+        rid: None,
     }
 }
 
@@ -283,4 +284,24 @@ fn streams_are_mixed_into_views_only_when_asked() {
     assert!(conference.unmix("s2", "common").unwrap().is_empty());
     conference.remove_publication("s1");
     assert!(conference.view_inputs("common").is_empty());
+}
+
+#[test]
+fn simulcast_layers_are_tracks_with_their_rid() {
+    let mut conference = room(json!({}));
+    conference.join("p1", "a", "presenter", origin()).unwrap();
+    conference.reserve_publication("s1", "p1", &["video"]).unwrap();
+    let layers: Vec<PublishedTrack> = ["q", "h"]
+        .iter()
+        .map(|rid| PublishedTrack { rid: Some(rid.to_string()), ..track(&format!("t-1:{rid}"), "video", "1", "vp8") })
+        .collect();
+    conference.add_publication("s1", &layers, json!(null));
+    let info = conference.stream("s1").unwrap();
+    let tracks = info["media"]["tracks"].as_array().unwrap();
+    assert_eq!((tracks[0]["id"].as_str(), tracks[0]["rid"].as_str()), (Some("t-1:q"), Some("q")));
+    assert_eq!((tracks[1]["id"].as_str(), tracks[1]["mid"].as_str()), (Some("t-1:h"), Some("1")));
+    let plain = track("t-0", "audio", "0", "opus");
+    conference.reserve_publication("s2", "p1", &["audio"]).unwrap();
+    conference.add_publication("s2", &[plain], json!(null));
+    assert!(conference.stream("s2").unwrap()["media"]["tracks"][0].get("rid").is_none());
 }

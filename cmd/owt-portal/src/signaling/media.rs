@@ -10,8 +10,8 @@ use super::{uuid_hex, Hub, State};
 use owt_bus::ClusterEvent;
 use owt_proto::webrtc::{
     events, methods, Format, KeyframeRequest, Kind, LinkSource, PublishRequest, PublishTrack, SessionFailed,
-    SessionReady, SessionRequest, SetActiveRequest, SignalingRequest, SubscribeRequest, SubscribeTrack, TrackRequest,
-    TransportProgress, TransportRequest, TransportStatus,
+    SessionReady, SessionRequest, SetActiveRequest, SignalingRequest, SubscribeRequest, SubscribeTrack, SwitchSource,
+    TrackRequest, TransportProgress, TransportRequest, TransportStatus,
 };
 use owt_room::{Effect, PublishedTrack};
 use serde_json::{json, Value};
@@ -686,7 +686,7 @@ impl Hub {
         let active = match data["operation"].as_str() {
             Some("pause") => false,
             Some("play") => true,
-            Some("update") => return Err("Subscription update is not implemented yet (it needs transcoding)".into()),
+            Some("update") => return self.update_subscription(participant, id, &data["data"]).await,
             _ => return Err("Invalid subscription-control operation".into()),
         };
         let kinds = kinds_of(&data["data"])?;
@@ -702,6 +702,75 @@ impl Hub {
         for kind in kinds {
             self.ask_node(&node, methods::SET_ACTIVE, json!(SetActiveRequest { session_id: id.into(), kind, active }))
                 .await?;
+        }
+        Ok(())
+    }
+
+    /// subscription-control `update` (spec §1.12): `{audio?: {from}, video?: {from?,
+    /// parameters?}}`. A new `from` (another simulcast layer, or another stream's track on the
+    /// same webrtc node, of the same codec) is switched to on the node; new parameters would
+    /// need a transcoder switch and are refused as not implemented yet.
+    async fn update_subscription(&self, participant: &str, id: &str, update: &Value) -> Result<(), String> {
+        if !update.is_object() {
+            return Err("Invalid subscription update: data must be {audio?, video?}".into());
+        }
+        if update["video"].get("parameters").is_some_and(|p| !p.is_null()) {
+            return Err("Subscription update of parameters is not implemented yet (subscribe again with them)".into());
+        }
+        let mut switches = Vec::new();
+        {
+            let state = self.lock();
+            let session = state
+                .media
+                .get(id)
+                .filter(|s| !s.publish && s.owner == participant)
+                .ok_or("Subscription does NOT exist")?;
+            let node = state
+                .transports
+                .get(&session.transport)
+                .map(|t| t.node.clone())
+                .ok_or("Subscription does NOT exist")?;
+            let conference = state.rooms.get(&session.room).ok_or("Subscription does NOT exist")?;
+            for kind in [Kind::Audio, Kind::Video] {
+                let Some(from) = update[kind_name(kind)].get("from").filter(|f| !f.is_null()) else { continue };
+                let from = from
+                    .as_str()
+                    .filter(|f| valid_id(&f.replace(':', "-")))
+                    .ok_or("Invalid subscription update: from")?;
+                // `from` is a track id (a simulcast layer) or a stream id with one track of the kind.
+                let source = conference
+                    .streams()
+                    .into_iter()
+                    .filter(|s| s["type"] == "forward")
+                    .find_map(|s| {
+                        let tracks = s["media"]["tracks"].as_array()?.clone();
+                        let of_kind: Vec<&Value> = tracks.iter().filter(|t| t["type"] == kind_name(kind)).collect();
+                        let track = of_kind
+                            .iter()
+                            .find(|t| t["id"] == from)
+                            .copied()
+                            .or_else(|| (s["id"] == from && of_kind.len() == 1).then(|| of_kind[0]))?;
+                        Some((s["id"].as_str()?.to_string(), track["id"].as_str()?.to_string()))
+                    })
+                    .ok_or(format!("Target {} stream does NOT exist: {from}", kind_name(kind)))?;
+                let (stream_id, track_id) = source;
+                let source_node = state
+                    .media
+                    .get(&stream_id)
+                    .and_then(|s| state.transports.get(&s.transport))
+                    .map(|t| t.node.clone());
+                if source_node.as_deref() != Some(node.as_str()) {
+                    return Err("Subscription update to a stream on another webrtc node is not implemented yet".into());
+                }
+                switches.push((node.clone(), kind, track_id));
+            }
+        }
+        if switches.is_empty() {
+            return Err("Invalid subscription update: nothing to change".into());
+        }
+        for (node, kind, source_track_id) in switches {
+            let request = SwitchSource { session_id: id.into(), kind, source_track_id };
+            self.ask_node(&node, methods::SWITCH_SOURCE, json!(request)).await?;
         }
         Ok(())
     }
@@ -812,6 +881,7 @@ impl Hub {
                                     .map(|r| r.source.clone())
                                     .unwrap_or_default(),
                                 format: serde_json::to_value(&t.format).unwrap_or(Value::Null),
+                                rid: t.rid.clone(),
                             })
                             .collect();
                         if let Some(conference) = state.rooms.get_mut(&room) {
