@@ -170,6 +170,8 @@ struct Published {
     upstream: Upstream,
     /// Set while other nodes consume this track: its frames go out on the media link.
     link_out: Mutex<Option<link::LinkOut>>,
+    /// The codec as the media link names it (None: one it does not carry).
+    media_codec: Option<owt_proto::media::Codec>,
     /// The simulcast layer this track is (its id is `<transportId>-<mid>:<rid>`), and its
     /// place in the client's list of layers.
     rid: Option<String>,
@@ -241,6 +243,9 @@ impl Published {
                 lock(&sub.rewriter).rebase();
                 continue;
             }
+            if !sub.takes(self, packet) {
+                continue;
+            }
             let Ok(payload_type) = u8::try_from(sub.payload_type.load(Ordering::Relaxed)) else { continue };
             let rewritten = lock(&sub.rewriter).rewrite(
                 packet.header.ssrc,
@@ -282,6 +287,9 @@ struct Subscriber {
     kind: Kind,
     /// The track it forwards (changes with `switch-source`).
     source: Mutex<String>,
+    /// Set while a switch to another source waits for that source's next keyframe.
+    switching: AtomicBool,
+    switch: Mutex<Option<PendingSwitch>>,
     local: Arc<TrackLocalStaticRTP>,
     /// Negotiated payload type; above 127 = not negotiated yet.
     payload_type: AtomicU32,
@@ -292,9 +300,43 @@ struct Subscriber {
     errors: AtomicU64,
 }
 
+/// A subscriber's switch to another source, done at that source's next keyframe.
+struct PendingSwitch {
+    from: Weak<Published>,
+    to: String,
+}
+
 impl Subscriber {
     fn source(&self) -> String {
         lock(&self.source).clone()
+    }
+
+    /// Whether `track`'s packet goes to this subscriber: its current source does until a
+    /// pending switch completes, the switch target from its first keyframe packet on.
+    fn takes(self: &Arc<Self>, track: &Published, packet: &rtp::Packet) -> bool {
+        if !self.switching.load(Ordering::Relaxed) {
+            return true;
+        }
+        let mut switch = lock(&self.switch);
+        let Some(pending) = switch.as_ref() else { return true };
+        if pending.to != track.track_id {
+            return true;
+        }
+        let keyframe =
+            track.media_codec.is_none_or(|codec| owt_media::rtp_keyframe::starts_keyframe(codec, &packet.payload));
+        if !keyframe {
+            return false;
+        }
+        if let Some(from) = pending.from.upgrade() {
+            if let Ok(mut list) = from.subscribers.write() {
+                list.retain(|s| !Arc::ptr_eq(s, self));
+            }
+        }
+        *lock(&self.source) = track.track_id.clone();
+        *switch = None;
+        self.switching.store(false, Ordering::Relaxed);
+        tracing::debug!("{} switched to {} on a keyframe", self.track_id, track.track_id);
+        true
     }
 }
 
@@ -442,16 +484,29 @@ impl Node {
         if new.kind != request.kind || old.as_ref().is_some_and(|o| o.codec.mime_type != new.codec.mime_type) {
             return Err(failed(format!("track {} is not the same kind and codec", new.track_id)));
         }
-        if let Some(old) = &old {
-            if let Ok(mut list) = old.subscribers.write() {
-                list.retain(|s| !Arc::ptr_eq(s, &sub));
+        // The switch happens at the new source's next keyframe; meanwhile the old one goes on.
+        let previous = lock(&sub.switch).replace(PendingSwitch {
+            from: old.as_ref().map(Arc::downgrade).unwrap_or_default(),
+            to: new.track_id.clone(),
+        });
+        if let Some(previous) = previous.filter(|p| p.to != new.track_id) {
+            if let Some(abandoned) = self.track(&previous.to) {
+                if let Ok(mut list) = abandoned.subscribers.write() {
+                    list.retain(|s| !Arc::ptr_eq(s, &sub));
+                }
             }
         }
-        *lock(&sub.source) = new.track_id.clone();
         if let Ok(mut list) = new.subscribers.write() {
-            list.push(sub.clone());
+            if !list.iter().any(|s| Arc::ptr_eq(s, &sub)) {
+                list.push(sub.clone());
+            }
         }
-        tracing::info!("subscription {} now forwards {} instead of {old_id}", request.session_id, new.track_id);
+        sub.switching.store(true, Ordering::Relaxed);
+        tracing::info!(
+            "subscription {} switches from {old_id} to {} at its next keyframe",
+            request.session_id,
+            new.track_id
+        );
         new.request_keyframe().await;
         Ok(json!({}))
     }
@@ -504,6 +559,7 @@ impl Node {
             session_id: String::new(),
             kind: source.kind,
             format: codec_format(&codec),
+            media_codec: link::link_codec(&codec),
             codec,
             upstream: Upstream::Link {
                 source: Mutex::new(source.clone()),
@@ -668,6 +724,8 @@ impl Node {
                 session_id: request.session_id.clone(),
                 kind: track.kind,
                 source: Mutex::new(track.source_track_id.clone()),
+                switching: AtomicBool::new(false),
+                switch: Mutex::new(None),
                 local: Arc::new(TrackLocalStaticRTP::new(media)),
                 payload_type: AtomicU32::new(u32::MAX),
                 rewriter: Mutex::new(StreamRewriter::new(ssrc, source.codec.clock_rate)),
@@ -1114,6 +1172,13 @@ impl Inner {
         lock(&self.sessions).remove(session_id);
         for sub in subs {
             sub.active.store(false, Ordering::Relaxed);
+            // A switch still waiting for its keyframe holds the subscriber in its target too.
+            let pending = lock(&sub.switch).take();
+            if let Some(target) = pending.and_then(|p| self.tracks.read().ok().and_then(|t| t.get(&p.to).cloned())) {
+                if let Ok(mut list) = target.subscribers.write() {
+                    list.retain(|s| !Arc::ptr_eq(s, &sub));
+                }
+            }
             if let Some(source) = self.tracks.read().ok().and_then(|t| t.get(&sub.source()).cloned()) {
                 let left = source
                     .subscribers
@@ -1277,6 +1342,7 @@ impl Inner {
                 format: format.clone(),
                 upstream: Upstream::Remote(track.clone()),
                 link_out: Mutex::new(None),
+                media_codec: link::link_codec(&codec),
                 rid,
                 layer,
                 media_ssrc: AtomicU32::new(ssrc),

@@ -21,6 +21,7 @@ pub mod keyframe;
 pub mod layout;
 pub mod meter;
 pub mod rewrite;
+pub mod rtp_keyframe;
 pub mod sessions;
 
 pub use cache::PacketCache;
