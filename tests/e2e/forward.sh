@@ -5,12 +5,7 @@
 set -euo pipefail
 codec=${1:-VP8}
 bin=${2:?bin dir}
-here=$(cd "$(dirname "$0")/../.." && pwd)
-tmp=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-mkdir -p "$tmp/etc" "$tmp/etc-webrtc"
+. "$(dirname "$0")/common.sh"
 # LOSS_PERCENT=N drops that share of every UDP packet in this namespace (media both ways,
 # ICE, DTLS): the media path must recover with NACK/RTX and keyframe requests.
 if [ -n "${LOSS_PERCENT:-}" ]; then
@@ -18,37 +13,21 @@ if [ -n "${LOSS_PERCENT:-}" ]; then
   nft add chain inet owt_loss input '{ type filter hook input priority 0; }'
   nft add rule inet owt_loss input meta l4proto udp numgen random mod 100 \< "$LOSS_PERCENT" drop
 fi
-cat > "$tmp/etc/portal.toml" <<CONF
-[state]
-dir = "$tmp/state"
-[management-api]
-ip_address = "127.0.0.1"
-[portal]
-ip_address = "127.0.0.1"
-bind_address = "127.0.0.1"
-reconnection_timeout = 2
-[app]
-enabled = false
-CONF
+write_portal_config "reconnection_timeout = 2"
 # NODES=2: two webrtc nodes and round-robin scheduling put the publisher on one and the
 # subscriber on the other, so the stream crosses the media link between them.
 if [ "${NODES:-1}" = 2 ]; then
   printf '[scheduling]\nwebrtc = "round-robin"\n' >> "$tmp/etc/portal.toml"
 fi
-printf '[webrtc]\nloopback_candidates = true\n' > "$tmp/etc-webrtc/webrtc.toml"
-room=$("$bin/owtctl" --config-dir "$tmp/etc" init --json --no-cert | python3 -c 'import json,sys; print(json.load(sys.stdin)["room"]["id"])')
-"$bin/owt-portal" --config-dir "$tmp/etc" 2>"$tmp/portal.log" & pids+=($!)
-"$bin/owt-webrtc" --config-dir "$tmp/etc-webrtc" 2>"$tmp/webrtc.log" & pids+=($!)
+room=$(init_room)
+start owt-portal portal
+start owt-webrtc webrtc
 if [ "${NODES:-1}" = 2 ]; then
-  "$bin/owt-webrtc" --config-dir "$tmp/etc-webrtc" 2>"$tmp/webrtc2.log" & pids+=($!)
+  start owt-webrtc webrtc2
 else
-  export WEBRTC_PID=$!
+  export WEBRTC_PID=$started
 fi
-for _ in $(seq 200); do
-  workers=$("$bin/owtctl" --config-dir "$tmp/etc" cluster --json 2>/dev/null | grep -o '"kind": *"webrtc"' | wc -l || true)
-  if [ "$workers" -ge "${NODES:-1}" ]; then break; fi
-  sleep 0.05
-done
+wait_workers webrtc "${NODES:-1}"
 # MEDIA_IN=codec,codec: the room accepts (mediaIn) and sends (mediaOut) only these video codecs.
 if [ -n "${MEDIA_IN:-}" ]; then
   python3 - "$MEDIA_IN" > "$tmp/media.json" <<'PY'
@@ -67,12 +46,7 @@ with wave.open(sys.argv[1], "wb") as w:
 PY
 export OWT_FAKE_AUDIO="$tmp/tone.wav"
 export OWTCTL="$bin/owtctl --config-dir $tmp/etc" OWT_ROOM="$room"
-tok() { "$bin/owtctl" --config-dir "$tmp/etc" token create "$room" --user "$1" --role presenter; }
 status=0
 node "$here/tests/js/e2e-forward.js" http://127.0.0.1:8080 "$(tok publisher)" "$(tok subscriber)" "$codec" || status=$?
-if [ "$status" != 0 ]; then
-  echo "--- portal.log" >&2; tail -30 "$tmp/portal.log" >&2
-  echo "--- webrtc.log" >&2; tail -30 "$tmp/webrtc.log" >&2
-  if [ -f "$tmp/webrtc2.log" ]; then echo "--- webrtc2.log" >&2; tail -30 "$tmp/webrtc2.log" >&2; fi
-fi
+if [ "$status" != 0 ]; then show_logs portal webrtc webrtc2; fi
 exit $status

@@ -6,36 +6,16 @@
 # JSON line of tests/js/e2e-mix.js.
 set -euo pipefail
 bin=${1:?bin dir}
-here=$(cd "$(dirname "$0")/../.." && pwd)
-tmp=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-mkdir -p "$tmp/etc" "$tmp/etc-worker"
-cat > "$tmp/etc/portal.toml" <<CONF
-[state]
-dir = "$tmp/state"
-[management-api]
-ip_address = "127.0.0.1"
-[portal]
-ip_address = "127.0.0.1"
-bind_address = "127.0.0.1"
-reconnection_timeout = 2
-[app]
-enabled = false
-CONF
-printf '[webrtc]\nloopback_candidates = true\n' > "$tmp/etc-worker/webrtc.toml"
-room=$("$bin/owtctl" --config-dir "$tmp/etc" init --json --no-cert | python3 -c 'import json,sys; print(json.load(sys.stdin)["room"]["id"])')
-"$bin/owt-portal" --config-dir "$tmp/etc" 2>"$tmp/portal.log" & pids+=($!)
-"$bin/owt-webrtc" --config-dir "$tmp/etc-worker" 2>"$tmp/webrtc.log" & pids+=($!)
+. "$(dirname "$0")/common.sh"
+write_portal_config "reconnection_timeout = 2"
+room=$(init_room)
+start owt-portal portal
+start owt-webrtc webrtc
 # Two mixers: the test kills the one rendering the view, the other takes over.
-"$bin/owt-mixer" --config-dir "$tmp/etc-worker" 2>"$tmp/mixer.log" & pids+=($!)
-"$bin/owt-mixer" --config-dir "$tmp/etc-worker" 2>"$tmp/mixer2.log" & pids+=($!)
-for _ in $(seq 200); do
-  kinds=$("$bin/owtctl" --config-dir "$tmp/etc" cluster --json 2>/dev/null || true)
-  if grep -q webrtc <<<"$kinds" && [ "$(grep -o '"kind": *"mixer"' <<<"$kinds" | wc -l)" -ge 2 ]; then break; fi
-  sleep 0.05
-done
+start owt-mixer mixer
+start owt-mixer mixer2
+wait_workers webrtc 1
+wait_workers mixer 2
 # Solid-colour 320x240 y4m clips and tones: what each publisher's fake camera and microphone send.
 python3 - "$tmp" <<'PY'
 import math, struct, sys, wave
@@ -58,10 +38,7 @@ y4m(f"{tmp}/red.y4m", (220, 30, 30)); y4m(f"{tmp}/blue.y4m", (30, 30, 220))
 tone(f"{tmp}/a.wav", 440, 12000); tone(f"{tmp}/b.wav", 1000, 4000)
 PY
 export FAKE_A="$tmp/red.y4m:$tmp/a.wav" FAKE_B="$tmp/blue.y4m:$tmp/b.wav" OWTCTL="$bin/owtctl --config-dir $tmp/etc"
-tok() { "$bin/owtctl" --config-dir "$tmp/etc" token create "$room" --user "$1" --role presenter; }
 status=0
 node "$here/tests/js/e2e-mix.js" http://127.0.0.1:8080 "$(tok alice)" "$(tok bob)" "$(tok carol)" "$room-common" "$(tok dave)" "$(tok erin)" || status=$?
-if [ "$status" != 0 ]; then
-  for log in portal webrtc mixer mixer2; do echo "--- $log.log" >&2; tail -30 "$tmp/$log.log" >&2; done
-fi
+if [ "$status" != 0 ]; then show_logs portal webrtc mixer mixer2; fi
 exit $status

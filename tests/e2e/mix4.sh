@@ -5,33 +5,14 @@
 # (user guide §3.5.1) and a white bgColor. Prints the JSON line of tests/js/e2e-mix4.js.
 set -euo pipefail
 bin=${1:?bin dir}
-here=$(cd "$(dirname "$0")/../.." && pwd)
-tmp=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-mkdir -p "$tmp/etc" "$tmp/etc-worker"
-cat > "$tmp/etc/portal.toml" <<CONF
-[state]
-dir = "$tmp/state"
-[management-api]
-ip_address = "127.0.0.1"
-[portal]
-ip_address = "127.0.0.1"
-bind_address = "127.0.0.1"
-[app]
-enabled = false
-CONF
-printf '[webrtc]\nloopback_candidates = true\n' > "$tmp/etc-worker/webrtc.toml"
-"$bin/owtctl" --config-dir "$tmp/etc" init --json --no-cert >/dev/null
-"$bin/owt-portal" --config-dir "$tmp/etc" 2>"$tmp/portal.log" & pids+=($!)
-"$bin/owt-webrtc" --config-dir "$tmp/etc-worker" 2>"$tmp/webrtc.log" & pids+=($!)
-"$bin/owt-mixer" --config-dir "$tmp/etc-worker" 2>"$tmp/mixer.log" & pids+=($!)
-for _ in $(seq 200); do
-  kinds=$("$bin/owtctl" --config-dir "$tmp/etc" cluster --json 2>/dev/null || true)
-  if grep -q webrtc <<<"$kinds" && grep -q mixer <<<"$kinds"; then break; fi
-  sleep 0.05
-done
+. "$(dirname "$0")/common.sh"
+write_portal_config
+init_room >/dev/null
+start owt-portal portal
+start owt-webrtc webrtc
+start owt-mixer mixer
+wait_workers webrtc 1
+wait_workers mixer 1
 # One tall region on the left, three stacked on the right; fractions as in the user guide.
 cat > "$tmp/room.json" <<'JSON'
 {"views": [{"label": "common", "video": {"bgColor": {"r": 255, "g": 255, "b": 255}, "layout": {"templates": {
@@ -43,10 +24,7 @@ cat > "$tmp/room.json" <<'JSON'
 JSON
 room=$("$bin/owtctl" --config-dir "$tmp/etc" room create four --file "$tmp/room.json" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 export OWTCTL="$bin/owtctl --config-dir $tmp/etc"
-tok() { "$bin/owtctl" --config-dir "$tmp/etc" token create "$room" --user "$1" --role presenter; }
 status=0
 node "$here/tests/js/e2e-mix4.js" http://127.0.0.1:8080 "$room" "$(tok p1)" "$(tok p2)" "$(tok p3)" "$(tok p4)" "$(tok viewer)" || status=$?
-if [ "$status" != 0 ]; then
-  for log in portal webrtc mixer; do echo "--- $log.log" >&2; tail -30 "$tmp/$log.log" >&2; done
-fi
+if [ "$status" != 0 ]; then show_logs portal webrtc mixer; fi
 exit $status
