@@ -167,9 +167,7 @@ impl ViewHandle {
                         continue;
                     };
                     if received.gap {
-                        let request =
-                            KeyframeRequest { node: info.producer.clone(), track_id: received.stream_id.clone() };
-                        let _ = events.send((webrtc::events::KEYFRAME_REQUEST.to_string(), json!(request)));
+                        ask_keyframe(&events, &info.producer, &received.stream_id);
                     }
                     let command = Command::Frame {
                         stream_id: info.stream_id,
@@ -241,6 +239,12 @@ impl ViewHandle {
     }
 }
 
+/// Asks `producer` (through the portal) for a keyframe of its track `topic`.
+fn ask_keyframe(events: &mpsc::UnboundedSender<(String, Value)>, producer: &str, topic: &str) {
+    let request = KeyframeRequest { node: producer.to_string(), track_id: topic.to_string() };
+    let _ = events.send((webrtc::events::KEYFRAME_REQUEST.to_string(), json!(request)));
+}
+
 /// The render thread: inputs in, outputs out on the view's clocks.
 fn render_loop(
     spec: ViewSpec,
@@ -301,8 +305,7 @@ fn render_loop(
                         .entry(topic.clone())
                         .or_insert_with(|| KeyframeLimiter::new(KEYFRAME_REQUEST_INTERVAL));
                     if limiter.request(Instant::now()) {
-                        let request = KeyframeRequest { node: producer, track_id: topic };
-                        let _ = events.send((webrtc::events::KEYFRAME_REQUEST.to_string(), json!(request)));
+                        ask_keyframe(&events, &producer, &topic);
                     }
                 }
             }

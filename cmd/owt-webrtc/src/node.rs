@@ -186,6 +186,49 @@ struct Published {
 }
 
 impl Published {
+    /// A track that starts active, with no subscribers yet.
+    fn new(
+        track_id: String,
+        session_id: String,
+        kind: Kind,
+        codec: RTCRtpCodec,
+        upstream: Upstream,
+        layer: (Option<String>, usize),
+        media_ssrc: u32,
+    ) -> Published {
+        Published {
+            track_id,
+            session_id,
+            kind,
+            format: codec_format(&codec),
+            media_codec: link::link_codec(&codec),
+            codec,
+            upstream,
+            link_out: Mutex::new(None),
+            rid: layer.0,
+            layer: layer.1,
+            media_ssrc: AtomicU32::new(media_ssrc),
+            subscribers: RwLock::new(Vec::new()),
+            active: AtomicBool::new(true),
+            ended: AtomicBool::new(false),
+            keyframe: Mutex::new(KeyframeLimiter::new(KEYFRAME_INTERVAL)),
+            meter: Mutex::new(RateMeter::new()),
+            plis: AtomicU64::new(0),
+        }
+    }
+
+    /// The forwarding task's periodic work: a keyframe request the limiter held back is
+    /// sent when due, and media link frames whose missing packets did not come are given up.
+    async fn tick(&self) {
+        let due = self.keyframe.lock().map(|mut k| k.due(Instant::now())).unwrap_or(false);
+        if due {
+            self.send_pli().await;
+        }
+        if let Some(out) = lock(&self.link_out).as_mut() {
+            out.poll(Instant::now());
+        }
+    }
+
     /// A keyframe request from a subscriber (or a new subscriber): upstream if the limit allows.
     async fn request_keyframe(&self) {
         let allowed = self.keyframe.lock().map(|mut k| k.request(Instant::now())).unwrap_or(false);
@@ -554,29 +597,20 @@ impl Node {
             return Ok(track.clone());
         }
         let codec = link::rtp_codec(source);
-        let published = Arc::new(Published {
-            track_id: source.topic.clone(),
-            session_id: String::new(),
-            kind: source.kind,
-            format: codec_format(&codec),
-            media_codec: link::link_codec(&codec),
+        let upstream = Upstream::Link {
+            source: Mutex::new(source.clone()),
+            subscription: Mutex::new(None),
+            events: self.inner.events.clone(),
+        };
+        let published = Arc::new(Published::new(
+            source.topic.clone(),
+            String::new(),
+            source.kind,
             codec,
-            upstream: Upstream::Link {
-                source: Mutex::new(source.clone()),
-                subscription: Mutex::new(None),
-                events: self.inner.events.clone(),
-            },
-            link_out: Mutex::new(None),
-            rid: None,
-            layer: 0,
-            media_ssrc: AtomicU32::new(rand::random::<u32>() | 1),
-            subscribers: RwLock::new(Vec::new()),
-            active: AtomicBool::new(true),
-            ended: AtomicBool::new(false),
-            keyframe: Mutex::new(KeyframeLimiter::new(KEYFRAME_INTERVAL)),
-            meter: Mutex::new(RateMeter::new()),
-            plis: AtomicU64::new(0),
-        });
+            upstream,
+            (None, 0),
+            rand::random::<u32>() | 1,
+        ));
         tracks.insert(source.topic.clone(), published.clone());
         drop(tracks);
         tracing::info!("track {} arrives over the media link from {}", source.topic, source.endpoint);
@@ -1334,25 +1368,15 @@ impl Inner {
                 Some(rid) => format!("{id}:{rid}"),
                 None => id.clone(),
             };
-            published.push(Arc::new(Published {
-                track_id: layer_id,
-                session_id: session_id.clone(),
+            published.push(Arc::new(Published::new(
+                layer_id,
+                session_id.clone(),
                 kind,
-                codec: codec.clone(),
-                format: format.clone(),
-                upstream: Upstream::Remote(track.clone()),
-                link_out: Mutex::new(None),
-                media_codec: link::link_codec(&codec),
-                rid,
-                layer,
-                media_ssrc: AtomicU32::new(ssrc),
-                subscribers: RwLock::new(Vec::new()),
-                active: AtomicBool::new(true),
-                ended: AtomicBool::new(false),
-                keyframe: Mutex::new(KeyframeLimiter::new(KEYFRAME_INTERVAL)),
-                meter: Mutex::new(RateMeter::new()),
-                plis: AtomicU64::new(0),
-            }));
+                codec.clone(),
+                Upstream::Remote(track.clone()),
+                (rid, layer),
+                ssrc,
+            )));
         }
         if let Ok(mut tracks) = self.tracks.write() {
             for layer in &published {
@@ -1381,13 +1405,7 @@ async fn forward(layers: Vec<Arc<Published>>, remote: Arc<dyn TrackRemote>) {
             event = remote.poll() => event,
             _ = tick.tick() => {
                 for track in &layers {
-                    let due = track.keyframe.lock().map(|mut k| k.due(Instant::now())).unwrap_or(false);
-                    if due {
-                        track.send_pli().await;
-                    }
-                    if let Some(out) = lock(&track.link_out).as_mut() {
-                        out.poll(Instant::now());
-                    }
+                    track.tick().await;
                 }
                 if layers.iter().all(|t| t.ended.load(Ordering::Relaxed)) {
                     break;
@@ -1463,10 +1481,7 @@ async fn forward_link(track: Arc<Published>, source: LinkSource) {
         let received = tokio::select! {
             received = subscriber.recv() => received,
             _ = tick.tick() => {
-                let due = track.keyframe.lock().map(|mut k| k.due(Instant::now())).unwrap_or(false);
-                if due {
-                    track.send_pli().await;
-                }
+                track.tick().await;
                 if track.ended.load(Ordering::Relaxed) {
                     break;
                 }

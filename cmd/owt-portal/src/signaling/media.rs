@@ -427,7 +427,7 @@ impl Hub {
     }
 
     /// The media link of a track on another node: that node starts publishing its frames.
-    async fn link_out(&self, source_node: &str, track_id: &str) -> Result<LinkSource, String> {
+    pub(super) async fn link_out(&self, source_node: &str, track_id: &str) -> Result<LinkSource, String> {
         let reply =
             self.ask_node(source_node, methods::LINK_OUT, json!(TrackRequest { track_id: track_id.into() })).await?;
         let mut link: LinkSource = serde_json::from_value(reply)

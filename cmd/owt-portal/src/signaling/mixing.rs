@@ -14,7 +14,7 @@ use owt_proto::mixer::{
     methods as mixer_methods, ActiveInput, AudioOutput, InitView, MixInput, RegionInput, SetInputs, VideoOutput,
     ViewOutputs, ViewRequest,
 };
-use owt_proto::webrtc::{Kind, LinkSource};
+use owt_proto::webrtc::Kind;
 use owt_types::room::{default_bitrate_kbps, FitPolicy, RoomConfig, View};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -212,7 +212,7 @@ impl Hub {
                 if !wanted {
                     continue;
                 }
-                match self.link_track(&node, &track_id).await {
+                match self.link_out(&node, &track_id).await {
                     Ok(link) if kind == Kind::Video => input.video = Some(link),
                     Ok(link) => input.audio = Some(link),
                     Err(err) => tracing::warn!(view = view_id, stream = %stream_id, "input not mixed: {err}"),
@@ -243,19 +243,6 @@ impl Hub {
         {
             tracing::warn!(view = view_id, %mixer, "set-inputs failed: {err}");
         }
-    }
-
-    async fn link_track(&self, node: &str, track_id: &str) -> Result<LinkSource, String> {
-        let params = json!(owt_proto::webrtc::TrackRequest { track_id: track_id.into() });
-        let reply = self
-            .cluster
-            .request(node, owt_proto::webrtc::methods::LINK_OUT, params, MIXER_DEADLINE)
-            .await
-            .map_err(|err| format!("link-out failed on {node}: {err}"))?;
-        let mut link: LinkSource =
-            serde_json::from_value(reply).map_err(|err| format!("link-out on {node}: unexpected answer: {err}"))?;
-        link.node = node.to_string();
-        Ok(link)
     }
 
     /// REST `PATCH` of a mixed stream (spec §2.4): `replace` of `/info/layout` with a whole
@@ -677,6 +664,7 @@ pub(super) fn audio_transcode_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use owt_proto::webrtc::LinkSource;
 
     fn vp8_track() -> Value {
         json!({"type": "video", "format": {"codec": "vp8"}, "parameters": {"resolution": {"width": 640, "height": 480}}})
