@@ -13,11 +13,11 @@ use owt_bus::media::{MediaPublisher, SubscriberHandle};
 use owt_bus::message::codes;
 use owt_bus::RemoteError;
 use owt_media::sessions::track_id;
-use owt_media::{KeyframeLimiter, RateMeter, Role, StreamRewriter, TransportSessions};
+use owt_media::{KeyframeLimiter, RateMeter, Role, StreamRewriter, TransportSessions, VideoFactsMeter};
 use owt_proto::webrtc::{
     events, methods, Format, KeyframeRequest, Kind, LinkSource, PublishRequest, ReadyTrack, SessionFailed,
     SessionReady, SessionRequest, SessionStats, SetActiveRequest, SignalingRequest, SubscribeRequest, SwitchSource,
-    TrackRequest, TrackStats, TransportProgress, TransportRequest, TransportStatus,
+    TrackRequest, TrackStats, TrackUpdate, TransportProgress, TransportRequest, TransportStatus,
 };
 use rtc::interceptor::{Registry, Slot};
 use rtc::media_stream::MediaStreamTrack;
@@ -182,6 +182,8 @@ struct Published {
     ended: AtomicBool,
     keyframe: Mutex<KeyframeLimiter>,
     meter: Mutex<RateMeter>,
+    /// Size, frame rate and bitrate of a client's video track, told to the portal.
+    facts: Mutex<VideoFactsMeter>,
     plis: AtomicU64,
 }
 
@@ -213,8 +215,33 @@ impl Published {
             ended: AtomicBool::new(false),
             keyframe: Mutex::new(KeyframeLimiter::new(KEYFRAME_INTERVAL)),
             meter: Mutex::new(RateMeter::new()),
+            facts: Mutex::new(VideoFactsMeter::new()),
             plis: AtomicU64::new(0),
         }
+    }
+
+    /// Measures a client's video packet (size from keyframes, frame rate, bitrate).
+    fn observe_video(&self, packet: &rtp::Packet, now: Instant) {
+        let Some(codec) = self.media_codec.filter(|_| self.kind == Kind::Video) else { return };
+        let size = if owt_media::rtp_keyframe::starts_keyframe(codec, &packet.payload) {
+            owt_media::video_size::keyframe_size(codec, &packet.payload)
+        } else {
+            None
+        };
+        lock(&self.facts).observe(now, packet.header.timestamp, packet.payload.len(), size);
+    }
+
+    /// Tells the portal the track's facts when they changed enough.
+    fn report_facts(&self, events: &mpsc::UnboundedSender<(String, Value)>, now: Instant) {
+        let Some(facts) = lock(&self.facts).report(now) else { return };
+        let update = TrackUpdate {
+            track_id: self.track_id.clone(),
+            width: facts.width,
+            height: facts.height,
+            framerate: facts.framerate,
+            bitrate_kbps: facts.bitrate_kbps,
+        };
+        let _ = events.send((events::TRACK_UPDATE.to_string(), json!(update)));
     }
 
     /// The forwarding task's periodic work: a keyframe request the limiter held back is
@@ -1385,7 +1412,7 @@ impl Inner {
         }
         let names: Vec<&str> = published.iter().map(|p| p.track_id.as_str()).collect();
         tracing::info!("track {} ({}) published by session {session_id}", names.join(", "), codec.mime_type);
-        tokio::spawn(forward(published, track));
+        tokio::spawn(forward(published, track, self.events.clone()));
         let ready = lock(&transport.state).sessions.satisfy(&mid);
         if let Some(session) = ready {
             self.session_ready(&transport, &session);
@@ -1396,7 +1423,11 @@ impl Inner {
 /// Forwards every packet of a published track to its subscribers until it ends. A simulcast
 /// track carries several layers (one SSRC each): packets go to the layer their SSRC's RID
 /// names; packets of SSRCs without a known layer yet are dropped.
-async fn forward(layers: Vec<Arc<Published>>, remote: Arc<dyn TrackRemote>) {
+async fn forward(
+    layers: Vec<Arc<Published>>,
+    remote: Arc<dyn TrackRemote>,
+    events: mpsc::UnboundedSender<(String, Value)>,
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let simulcast = layers.iter().any(|l| l.rid.is_some());
     let mut layer_of_ssrc: HashMap<u32, usize> = HashMap::new();
@@ -1404,8 +1435,10 @@ async fn forward(layers: Vec<Arc<Published>>, remote: Arc<dyn TrackRemote>) {
         let event = tokio::select! {
             event = remote.poll() => event,
             _ = tick.tick() => {
+                let now = Instant::now();
                 for track in &layers {
                     track.tick().await;
+                    track.report_facts(&events, now);
                 }
                 if layers.iter().all(|t| t.ended.load(Ordering::Relaxed)) {
                     break;
@@ -1443,6 +1476,7 @@ async fn forward(layers: Vec<Arc<Published>>, remote: Arc<dyn TrackRemote>) {
             meter.record(packet.payload.len() + 12, now);
         }
         track.media_ssrc.store(ssrc, Ordering::Relaxed);
+        track.observe_video(&packet, now);
         if !track.active.load(Ordering::Relaxed) {
             continue;
         }

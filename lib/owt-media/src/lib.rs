@@ -14,6 +14,9 @@
 //! - [`meter`]: packet/byte counters with a bitrate over the last second.
 //! - [`frames`]: RTP packets <-> whole frames of the media link (reassembly with loss and
 //!   keyframe policy, packetization), over the payload formats of `rtc-rtp`.
+//! - [`video_size`]: a video track's picture size from the first packet of a keyframe.
+//! - [`video_facts`]: a track's measured size, frame rate and bitrate, when to report them,
+//!   and the simulcast layer that best fits a subscriber's `parameters`.
 
 pub mod cache;
 pub mod frames;
@@ -23,6 +26,8 @@ pub mod meter;
 pub mod rewrite;
 pub mod rtp_keyframe;
 pub mod sessions;
+pub mod video_facts;
+pub mod video_size;
 
 pub use cache::PacketCache;
 pub use frames::{AssembledFrame, AssemblerStats, FrameAssembler, FramePacketizer, PacketizeError, RtpOut};
@@ -30,3 +35,4 @@ pub use keyframe::KeyframeLimiter;
 pub use meter::RateMeter;
 pub use rewrite::{Rewritten, StreamRewriter};
 pub use sessions::{Role, SessionError, TransportSessions};
+pub use video_facts::{choose_layer, VideoFacts, VideoFactsMeter, WantedVideo};

@@ -19,28 +19,12 @@ pub fn starts_keyframe(codec: Codec, payload: &[u8]) -> bool {
 
 fn vp8(p: &[u8]) -> bool {
     let Some(&first) = p.first() else { return false };
-    let (extended, start, partition) = (first & 0x80 != 0, first & 0x10 != 0, first & 0x07);
+    let (start, partition) = (first & 0x10 != 0, first & 0x07);
     if !start || partition != 0 {
         return false;
     }
-    let mut at = 1;
-    if extended {
-        let Some(&x) = p.get(1) else { return false };
-        at = 2;
-        if x & 0x80 != 0 {
-            // PictureID: 7 or 15 bits (M bit).
-            let Some(&id) = p.get(at) else { return false };
-            at += if id & 0x80 != 0 { 2 } else { 1 };
-        }
-        if x & 0x40 != 0 {
-            at += 1; // TL0PICIDX
-        }
-        if x & 0x30 != 0 {
-            at += 1; // TID/Y/KEYIDX
-        }
-    }
     // VP8 payload header: P bit (0 = keyframe).
-    p.get(at).is_some_and(|header| header & 0x01 == 0)
+    crate::video_size::vp8_payload_start(p).and_then(|at| p.get(at)).is_some_and(|header| header & 0x01 == 0)
 }
 
 fn vp9(p: &[u8]) -> bool {

@@ -258,15 +258,18 @@ pub struct SessionFailed {
     pub reason: String,
 }
 
-/// Media facts learned while receiving (e.g. the real video size).
+/// `track-update`: what the node measured of a published video track (or simulcast layer):
+/// its picture size from keyframes, frame rate and bitrate. Sent when they change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TrackUpdate {
     pub track_id: String,
+    pub width: u32,
+    pub height: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub width: Option<u32>,
+    pub framerate: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub height: Option<u32>,
+    pub bitrate_kbps: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -9,6 +9,7 @@ mod streams;
 
 pub use streams::{mixed_stream_info, rest_stream, StreamInfoBuilder};
 
+use owt_media::{VideoFacts, WantedVideo};
 use owt_types::room::RoomConfig;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -109,6 +110,8 @@ pub struct Publication {
     pub info: Value,
     /// Views it is mixed into, with the order of the mix operation.
     pub mixed_at: BTreeMap<String, u64>,
+    /// What the media node measured of its video tracks (by track id).
+    pub video_facts: BTreeMap<String, VideoFacts>,
 }
 
 /// A track of a publication as the media node negotiated it.
@@ -260,8 +263,71 @@ impl Conference {
             "media": {"tracks": tracks},
             "info": {"owner": owner, "type": "webrtc", "inViews": [], "attributes": attributes},
         });
-        self.forward.push(Publication { id: id.into(), owner, info: info.clone(), mixed_at: BTreeMap::new() });
+        self.forward.push(Publication {
+            id: id.into(),
+            owner,
+            info: info.clone(),
+            mixed_at: BTreeMap::new(),
+            video_facts: BTreeMap::new(),
+        });
         self.stream_change(json!({"id": id, "status": "add", "data": info}))
+    }
+
+    /// The media node measured a video track: its size, frame rate and bitrate. A new size
+    /// goes into the track's `parameters.resolution` (its `optional` follows) and everybody is
+    /// told the new StreamInfo (field `.`), as OWT does on a webrtc media update. Unknown
+    /// tracks change nothing.
+    pub fn update_video_facts(&mut self, track_id: &str, facts: VideoFacts) -> Vec<Effect> {
+        let builder = StreamInfoBuilder::new(&self.config);
+        let Some(publication) = self.forward.iter_mut().find(|p| {
+            p.info["media"]["tracks"].as_array().is_some_and(|tracks| tracks.iter().any(|t| t["id"] == track_id))
+        }) else {
+            return Vec::new();
+        };
+        let resized = publication
+            .video_facts
+            .get(track_id)
+            .is_none_or(|old| (old.width, old.height) != (facts.width, facts.height));
+        publication.video_facts.insert(track_id.to_string(), facts);
+        if !resized {
+            return Vec::new();
+        }
+        let Some(track) = publication.info["media"]["tracks"]
+            .as_array_mut()
+            .and_then(|tracks| tracks.iter_mut().find(|t| t["id"] == track_id && t["type"] == "video"))
+        else {
+            return Vec::new();
+        };
+        track["parameters"]["resolution"] = json!({"width": facts.width, "height": facts.height});
+        let format = serde_json::from_value(track["format"].clone())
+            .unwrap_or(owt_types::room::VideoFormat { codec: String::new(), profile: None });
+        track["optional"] = builder.video_optional(&format, facts.width, facts.height, 30);
+        let (id, info) = (publication.id.clone(), publication.info.clone());
+        self.stream_change(json!({"id": id, "status": "update", "data": {"field": ".", "value": info}}))
+    }
+
+    /// Whether a forward stream's video is published as simulcast layers.
+    pub fn is_simulcast(&self, stream_id: &str) -> bool {
+        self.publication(stream_id).is_some_and(|p| {
+            p.info["media"]["tracks"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["type"] == "video" && t.get("rid").is_some()))
+        })
+    }
+
+    /// The simulcast layer (track id) of a forward stream that best serves `wanted`
+    /// (`owt_media::choose_layer`); None when the stream is not simulcast or no layer has been
+    /// measured yet.
+    pub fn simulcast_layer(&self, stream_id: &str, wanted: &WantedVideo) -> Option<String> {
+        let publication = self.publication(stream_id)?;
+        let layers: Vec<(&str, Option<VideoFacts>)> = publication.info["media"]["tracks"]
+            .as_array()?
+            .iter()
+            .filter(|t| t["type"] == "video" && t.get("rid").is_some())
+            .filter_map(|t| t["id"].as_str())
+            .map(|id| (id, publication.video_facts.get(id).copied()))
+            .collect();
+        owt_media::choose_layer(&layers, wanted).map(str::to_string)
     }
 
     /// A publication ends (unpublish, failure, its owner left). Unknown ids change nothing.
