@@ -8,6 +8,8 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
 
+mod clients;
+
 /// The programs are built in the same target directory as this test binary.
 fn program(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
