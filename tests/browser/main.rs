@@ -340,11 +340,15 @@ fn media_in_decides_the_codec_av1_when_allowed_vp8_when_not() {
 
 /// Simulcast (tests/e2e/simulcast.sh): Chromium publishes its camera as three layers (rid q, h,
 /// f); the publication lists one video track per layer (`<transportId>-<mid>:<rid>` with its
-/// `rid`); a subscriber of layer q sees 160x120, switches to f (640x480) and to h (320x240)
-/// with subscription-control `update`, frames going on after each switch.
+/// `rid`) and, once owt-webrtc measured them, each layer's `parameters.resolution`; a
+/// subscription of the stream with resolution 160x120 gets layer q, switches to f (640x480) by
+/// track id and to h (320x240) with `parameters` 400x300 (the largest that fits), frames going
+/// on after each switch.
 #[test]
 fn simulcast_layers_are_tracks_and_subscribers_switch_between_them() {
     let result = run_script("simulcast.sh");
+    let sizes = &result["subscribed"]["sizes"];
+    assert_eq!(*sizes, serde_json::json!({"q": "160x120", "h": "320x240", "f": "640x480"}), "{result}");
     let layers = result["layers"].as_array().expect("layers");
     let rids: Vec<&str> = layers.iter().filter_map(|l| l["rid"].as_str()).collect();
     assert_eq!(rids, ["q", "h", "f"], "{result}");

@@ -1,6 +1,7 @@
 // Simulcast end to end (run inside `unshare -n`, see tests/e2e/simulcast.sh): a page publishes
-// the fake camera as three simulcast layers (q 1/4, h 1/2, f full size); another subscribes
-// layer q, then switches to f and to h with subscription-control `update` (`video.from`).
+// the fake camera as three simulcast layers (q 1/4, h 1/2, f full size); the server measures
+// their sizes; another page subscribes the stream with `parameters.resolution` 160x120 (layer
+// q), then switches to f by track id (`video.from`) and to h with `video.parameters`.
 // Prints one JSON line with the subscriber's video size after each step.
 //   node e2e-simulcast.js <signaling url> <publisher token> <subscriber token>
 const http = require('http');
@@ -36,7 +37,10 @@ server.listen(0, '127.0.0.1', async () => {
     const [pub, sub] = [await context.newPage(), await context.newPage()];
     await pub.goto(origin); await sub.goto(origin);
     const published = await pub.evaluate(([u, t]) => window.publishSimulcast(u, t), [url, pubToken]);
-    const subscribed = await sub.evaluate(([u, t, s]) => window.subscribeLayer(u, t, s, 'q'), [url, subToken, published.id]);
+    // The server measures each layer's size; a subscription of the stream with a resolution
+    // gets the layer that fits.
+    const subscribed = await sub.evaluate(([u, t, s]) => window.subscribeLayer(u, t, s, null,
+      { resolution: { width: 160, height: 120 } }), [url, subToken, published.id]);
     const layers = (await sub.evaluate(() => window.layer.streams())).media.tracks.map((t) => ({ id: t.id, rid: t.rid }));
     // Each step: the size once frames of the new layer are decoded (at most 10 s).
     const settle = async (want) => {
@@ -53,12 +57,13 @@ server.listen(0, '127.0.0.1', async () => {
     const q = await settle(160);
     await sub.evaluate(() => window.switchLayer('f'));
     const f = await settle(640);
-    await sub.evaluate(() => window.switchLayer('h'));
+    // The largest layer that fits in 400x300.
+    await sub.evaluate(() => window.switchParameters({ resolution: { width: 400, height: 300 } }));
     const h = await settle(320);
     // Hostile updates are refused with a reason; the subscription keeps its layer.
     const refused = [];
-    for (const data of [{ video: { from: 'nope' } }, { video: { parameters: { framerate: 15 } } }, 'x', {},
-      { audio: { from: published.id } }]) {
+    for (const data of [{ video: { from: 'nope' } }, { video: { parameters: { resolution: 'big' } } },
+      { video: { parameters: { keyFrameInterval: 2 } } }, 'x', {}, { audio: { from: published.id } }]) {
       refused.push(await sub.evaluate((d) => request(window.layer.client.socket, 'subscription-control',
         { id: window.layer.id, operation: 'update', data: d }).then(() => 'ok', (e) => String(e)), data));
     }

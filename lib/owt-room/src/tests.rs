@@ -305,3 +305,31 @@ fn simulcast_layers_are_tracks_with_their_rid() {
     conference.add_publication("s2", &[plain], json!(null));
     assert!(conference.stream("s2").unwrap()["media"]["tracks"][0].get("rid").is_none());
 }
+
+#[test]
+fn measured_sizes_reach_stream_info_and_choose_simulcast_layers() {
+    let mut conference = room(json!({}));
+    conference.join("p1", "a", "presenter", origin()).unwrap();
+    conference.reserve_publication("s1", "p1", &["video"]).unwrap();
+    let layer =
+        |rid: &str| PublishedTrack { rid: Some(rid.into()), ..track(&format!("t-1:{rid}"), "video", "1", "vp8") };
+    conference.add_publication("s1", &[layer("q"), layer("f")], json!({}));
+    assert!(conference.is_simulcast("s1"));
+    let wanted = WantedVideo { resolution: Some((320, 240)), ..Default::default() };
+    assert_eq!(conference.simulcast_layer("s1", &wanted), None, "nothing measured yet");
+    let facts = |width, height, bitrate| VideoFacts { width, height, framerate: Some(30), bitrate_kbps: Some(bitrate) };
+    let effects = conference.update_video_facts("t-1:q", facts(160, 120, 100));
+    let Effect::Broadcast { data, .. } = &effects[0] else { panic!("{effects:?}") };
+    assert_eq!(data["data"]["field"], ".");
+    let track = &data["data"]["value"]["media"]["tracks"][0];
+    assert_eq!(track["parameters"]["resolution"], json!({"width": 160, "height": 120}));
+    let smaller = track["optional"]["parameters"]["resolution"].as_array().unwrap();
+    assert!(smaller.contains(&json!({"width": 120, "height": 90})), "relative to 160x120: {track}");
+    assert!(!smaller.contains(&json!({"width": 320, "height": 240})), "{track}");
+    assert!(conference.update_video_facts("t-1:q", facts(160, 120, 120)).is_empty(), "same size: nobody is told");
+    conference.update_video_facts("t-1:f", facts(640, 480, 900));
+    assert_eq!(conference.simulcast_layer("s1", &wanted).as_deref(), Some("t-1:q"));
+    assert_eq!(conference.simulcast_layer("s1", &WantedVideo::default()).as_deref(), Some("t-1:f"));
+    assert!(conference.update_video_facts("nope", facts(1, 1, 1)).is_empty());
+    assert!(!conference.is_simulcast("nope"));
+}

@@ -11,7 +11,7 @@ use owt_bus::ClusterEvent;
 use owt_proto::webrtc::{
     events, methods, Format, KeyframeRequest, Kind, LinkSource, PublishRequest, PublishTrack, SessionFailed,
     SessionReady, SessionRequest, SetActiveRequest, SignalingRequest, SubscribeRequest, SubscribeTrack, SwitchSource,
-    TrackRequest, TransportProgress, TransportRequest, TransportStatus,
+    TrackRequest, TrackUpdate, TransportProgress, TransportRequest, TransportStatus,
 };
 use owt_room::{Effect, PublishedTrack};
 use serde_json::{json, Value};
@@ -54,6 +54,8 @@ pub(super) struct MediaSession {
     /// Published tracks as requested (mid, kind, source).
     pub tracks: Vec<PublishTrack>,
     pub attributes: Value,
+    /// A subscription's forward stream of its video track (for parameter updates).
+    pub video_from: Option<String>,
 }
 
 fn kind_of(value: &Value) -> Result<Kind, String> {
@@ -73,6 +75,83 @@ fn kind_name(kind: Kind) -> &'static str {
 
 fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// The forward stream and track a subscription's `from` names: a track id (a simulcast
+/// layer), or a stream id with one track of the kind (or, with `any_layer`, a simulcast
+/// stream whose layer is chosen later).
+fn forward_source(
+    conference: &owt_room::Conference,
+    kind: Kind,
+    from: &str,
+    any_layer: bool,
+) -> Option<(String, String)> {
+    conference.streams().into_iter().filter(|s| s["type"] == "forward").find_map(|s| {
+        let tracks = s["media"]["tracks"].as_array()?.clone();
+        let of_kind: Vec<&Value> = tracks.iter().filter(|t| t["type"] == kind_name(kind)).collect();
+        let track =
+            of_kind.iter().find(|t| t["id"] == from).copied().or_else(|| {
+                (s["id"] == from && (of_kind.len() == 1 || any_layer)).then(|| of_kind.first().copied())?
+            })?;
+        Some((s["id"].as_str()?.to_string(), track["id"].as_str()?.to_string()))
+    })
+}
+
+/// Subscription `parameters` (spec §1.8: `resolution {width, height}`, `framerate`, `bitrate`
+/// `"x<multiplier>"` or kbps, `keyFrameInterval`, nothing else) as a simulcast layer wish;
+/// None when they ask what no layer choice gives (a keyframe interval: transcoding).
+fn layer_request(parameters: &Value) -> Result<Option<owt_media::WantedVideo>, String> {
+    let object = parameters.as_object().ok_or("Invalid request: parameters must be an object")?;
+    let mut wanted = owt_media::WantedVideo::default();
+    for (key, value) in object {
+        match key.as_str() {
+            "resolution" => {
+                let side = |name: &str| value[name].as_u64().filter(|v| (1..=8192).contains(v)).map(|v| v as u32);
+                let (Some(width), Some(height)) = (side("width"), side("height")) else {
+                    return Err("Invalid request: parameters.resolution must be {width, height} from 1 to 8192".into());
+                };
+                wanted.resolution = Some((width, height));
+            }
+            "framerate" => {
+                let rate = value.as_f64().filter(|r| *r >= 1.0 && *r <= 120.0);
+                wanted.framerate =
+                    Some(rate.ok_or("Invalid request: parameters.framerate must be 1 to 120")?.round() as u32);
+            }
+            "bitrate" => match value {
+                Value::String(text) => {
+                    let multiplier = text.strip_prefix('x').and_then(|m| m.parse::<f64>().ok());
+                    let multiplier = multiplier.filter(|m| *m > 0.0 && *m <= 10.0);
+                    wanted.bitrate_multiplier = Some(
+                        multiplier.ok_or("Invalid request: parameters.bitrate must be \"x<multiplier>\" or kbps")?,
+                    );
+                }
+                Value::Number(kbps) => {
+                    let kbps = kbps.as_f64().filter(|k| *k >= 1.0 && *k <= 100_000.0);
+                    wanted.bitrate_kbps = Some(
+                        kbps.ok_or("Invalid request: parameters.bitrate must be \"x<multiplier>\" or kbps")?.round()
+                            as u32,
+                    );
+                }
+                _ => return Err("Invalid request: parameters.bitrate must be \"x<multiplier>\" or kbps".into()),
+            },
+            "keyFrameInterval" => {
+                if !value.as_f64().is_some_and(|k| k > 0.0) {
+                    return Err("Invalid request: parameters.keyFrameInterval must be a positive number".into());
+                }
+                return Ok(None);
+            }
+            other => return Err(format!("Invalid request: unknown parameter {other:?}")),
+        }
+    }
+    Ok(Some(wanted))
+}
+
+/// The scheduling preference of a token's origin `{isp, region}`.
+pub(super) fn preference_of(origin: &Value) -> owt_bus::Preference {
+    owt_bus::Preference {
+        isp: origin["isp"].as_str().filter(|s| !s.is_empty()).map(str::to_owned),
+        region: origin["region"].as_str().filter(|s| !s.is_empty()).map(str::to_owned),
+    }
 }
 
 fn kinds_of(data: &Value) -> Result<Vec<Kind>, String> {
@@ -129,14 +208,11 @@ impl Hub {
                 .map(|t| (id.to_string(), t.node.clone(), false))
                 .ok_or(format!("Transport {id} does NOT exist"));
         }
-        let preference = owt_bus::Preference {
-            isp: origin["isp"].as_str().filter(|s| !s.is_empty()).map(str::to_owned),
-            region: origin["region"].as_str().filter(|s| !s.is_empty()).map(str::to_owned),
-        };
-        let node = self.cluster.schedule("webrtc", session_id, &preference).await.map_err(|err| match err {
-            owt_bus::ClusterError::NoWorker { .. } => "No webrtc node available".to_string(),
-            other => format!("Failed to schedule a webrtc node: {other}"),
-        })?;
+        let node =
+            self.cluster.schedule("webrtc", session_id, &preference_of(origin)).await.map_err(|err| match err {
+                owt_bus::ClusterError::NoWorker { .. } => "No webrtc node available".to_string(),
+                other => format!("Failed to schedule a webrtc node: {other}"),
+            })?;
         Ok((session_id.to_string(), node, true))
     }
 
@@ -227,8 +303,9 @@ impl Hub {
                 publish: true,
                 tracks,
                 attributes,
+                video_from: None,
             },
-        );
+        )?;
         tracing::info!(participant, session = %session_id, transport = %transport_id, %node, "publication accepted");
         Ok(json!({"id": session_id, "transportId": transport_id}))
     }
@@ -250,8 +327,29 @@ impl Hub {
         answer.map(|_| ())
     }
 
-    fn record_session(&self, transport_id: &str, node: &str, session_id: &str, session: MediaSession) {
+    /// Records an accepted session on its transport. The participant may have left while the
+    /// node was asked (its transports were closed then): the transport is closed on the node
+    /// now and the request fails, so nothing is left behind.
+    fn record_session(
+        &self,
+        transport_id: &str,
+        node: &str,
+        session_id: &str,
+        session: MediaSession,
+    ) -> Result<(), String> {
         let mut state = self.lock();
+        let present = state.rooms.get(&session.room).is_some_and(|c| c.participant(&session.owner).is_some());
+        if !present {
+            let owner = session.owner.clone();
+            state.transports.entry(transport_id.to_string()).or_insert_with(|| Transport {
+                owner: owner.clone(),
+                room: session.room.clone(),
+                node: node.to_string(),
+                sessions: Vec::new(),
+            });
+            self.close_transports_of(&mut state, &owner);
+            return Err("Participant left".into());
+        }
         let transport = state.transports.entry(transport_id.to_string()).or_insert_with(|| Transport {
             owner: session.owner.clone(),
             room: session.room.clone(),
@@ -260,6 +358,7 @@ impl Hub {
         });
         transport.sessions.push(session_id.to_string());
         state.media.insert(session_id.to_string(), session);
+        Ok(())
     }
 
     async fn subscribe(&self, participant: &str, room: &str, data: &Value) -> Result<Value, String> {
@@ -268,7 +367,7 @@ impl Hub {
             return Err("Invalid request: between 1 and 16 tracks".into());
         }
         let session_id = uuid_hex();
-        let (tracks, source_nodes, mixed, transcoded, origin) = {
+        let (tracks, source_nodes, mixed, transcoded, origin, video_from) = {
             let state = self.lock();
             let conference = state.rooms.get(room).ok_or("Illegal request")?;
             let me = conference.participant(participant).ok_or("Illegal request")?;
@@ -276,6 +375,7 @@ impl Hub {
             let mut source_nodes = Vec::new();
             let mut mixed = Vec::new();
             let mut transcoded = Vec::new();
+            let mut video_from = None;
             for track in requested {
                 let kind = kind_of(&track["type"])?;
                 let allowed =
@@ -333,11 +433,34 @@ impl Hub {
                     .flatten()
                     .find(|t| t["type"] == kind_name(kind) && (publication["id"] == from || t["id"] == from))
                     .ok_or(format!("Target {} stream does NOT exist: {from}", kind_name(kind)))?;
-                let source_track_id = source["id"].as_str().unwrap_or_default().to_string();
                 let stream_id = publication["id"].as_str().unwrap_or_default();
+                let mut source = source;
+                let mut request = std::borrow::Cow::Borrowed(track);
+                if kind == Kind::Video && publication["id"] == from && conference.is_simulcast(stream_id) {
+                    // A simulcast stream: the layer that fits the parameters (the best one
+                    // without), forwarded as it is; layers not measured yet: the first, or
+                    // a transcoder for parameters.
+                    let wanted = match track.get("parameters").filter(|p| !p.is_null()) {
+                        Some(parameters) => layer_request(parameters)?,
+                        None => Some(owt_media::WantedVideo::default()),
+                    };
+                    let layer = wanted.and_then(|wanted| conference.simulcast_layer(stream_id, &wanted));
+                    let layer_track = layer.and_then(|layer| {
+                        publication["media"]["tracks"].as_array()?.iter().find(|t| t["id"] == layer.as_str())
+                    });
+                    if let Some(layer_track) = layer_track {
+                        source = layer_track;
+                        let mut without_parameters = track.clone();
+                        if let Some(object) = without_parameters.as_object_mut() {
+                            object.remove("parameters");
+                        }
+                        request = std::borrow::Cow::Owned(without_parameters);
+                    }
+                }
+                let source_track_id = source["id"].as_str().unwrap_or_default().to_string();
                 if kind == Kind::Video {
                     if let Some(init) =
-                        super::mixing::transcode_plan(room, conference.config(), stream_id, source, track)?
+                        super::mixing::transcode_plan(room, conference.config(), stream_id, source, &request)?
                     {
                         // Resolved below: a mixer renders the stream in the format asked for.
                         let view_kind = super::mixing::ViewKind::Transcode { stream: stream_id.to_string() };
@@ -362,9 +485,12 @@ impl Hub {
                     .map(|t| t.node.clone())
                     .ok_or(format!("Stream does NOT exist: {from}"))?;
                 source_nodes.push(node);
+                if kind == Kind::Video {
+                    video_from = Some(stream_id.to_string());
+                }
                 tracks.push(SubscribeTrack { kind, mid: mid.into(), source_track_id, link: None });
             }
-            (tracks, source_nodes, mixed, transcoded, me.origin.clone())
+            (tracks, source_nodes, mixed, transcoded, me.origin.clone(), video_from)
         };
         let mut tracks = tracks;
         for (index, view_id) in mixed {
@@ -420,8 +546,9 @@ impl Hub {
                 publish: false,
                 tracks: Vec::new(),
                 attributes: Value::Null,
+                video_from,
             },
-        );
+        )?;
         tracing::info!(participant, session = %session_id, transport = %transport_id, %node, "subscription accepted");
         Ok(json!({"id": session_id, "transportId": transport_id}))
     }
@@ -708,15 +835,26 @@ impl Hub {
 
     /// subscription-control `update` (spec §1.12): `{audio?: {from}, video?: {from?,
     /// parameters?}}`. A new `from` (another simulcast layer, or another stream's track on the
-    /// same webrtc node, of the same codec) is switched to on the node; new parameters would
-    /// need a transcoder switch and are refused as not implemented yet.
+    /// same webrtc node, of the same codec) is switched to on the node. New `parameters` on a
+    /// simulcast stream choose the layer that fits them best (resolution, bitrate, frame rate;
+    /// `owt_media::choose_layer`); on other streams they would need a transcoder switch and
+    /// are refused.
     async fn update_subscription(&self, participant: &str, id: &str, update: &Value) -> Result<(), String> {
         if !update.is_object() {
             return Err("Invalid subscription update: data must be {audio?, video?}".into());
         }
-        if update["video"].get("parameters").is_some_and(|p| !p.is_null()) {
-            return Err("Subscription update of parameters is not implemented yet (subscribe again with them)".into());
-        }
+        let parameters = update["video"].get("parameters").filter(|p| !p.is_null());
+        let wanted = match parameters {
+            Some(parameters) => match layer_request(parameters)? {
+                Some(wanted) => Some(wanted),
+                None => {
+                    return Err(
+                        "Subscription update of keyFrameInterval is not supported (subscribe again with it)".into()
+                    )
+                }
+            },
+            None => None,
+        };
         let mut switches = Vec::new();
         {
             let state = self.lock();
@@ -732,28 +870,35 @@ impl Hub {
                 .ok_or("Subscription does NOT exist")?;
             let conference = state.rooms.get(&session.room).ok_or("Subscription does NOT exist")?;
             for kind in [Kind::Audio, Kind::Video] {
-                let Some(from) = update[kind_name(kind)].get("from").filter(|f| !f.is_null()) else { continue };
-                let from = from
-                    .as_str()
-                    .filter(|f| valid_id(&f.replace(':', "-")))
-                    .ok_or("Invalid subscription update: from")?;
-                // `from` is a track id (a simulcast layer) or a stream id with one track of the kind.
-                let source = conference
-                    .streams()
-                    .into_iter()
-                    .filter(|s| s["type"] == "forward")
-                    .find_map(|s| {
-                        let tracks = s["media"]["tracks"].as_array()?.clone();
-                        let of_kind: Vec<&Value> = tracks.iter().filter(|t| t["type"] == kind_name(kind)).collect();
-                        let track = of_kind
-                            .iter()
-                            .find(|t| t["id"] == from)
-                            .copied()
-                            .or_else(|| (s["id"] == from && of_kind.len() == 1).then(|| of_kind[0]))?;
-                        Some((s["id"].as_str()?.to_string(), track["id"].as_str()?.to_string()))
-                    })
-                    .ok_or(format!("Target {} stream does NOT exist: {from}", kind_name(kind)))?;
-                let (stream_id, track_id) = source;
+                let from = update[kind_name(kind)].get("from").filter(|f| !f.is_null());
+                let (stream_id, mut track_id) = match from {
+                    Some(from) => {
+                        let from = from
+                            .as_str()
+                            .filter(|f| valid_id(&f.replace(':', "-")))
+                            .ok_or("Invalid subscription update: from")?;
+                        forward_source(conference, kind, from, wanted.is_some())
+                            .ok_or(format!("Target {} stream does NOT exist: {from}", kind_name(kind)))?
+                    }
+                    None if kind == Kind::Video && wanted.is_some() => {
+                        let stream = session.video_from.clone().ok_or(
+                            "Subscription update of parameters needs a simulcast forward stream (subscribe again with them)",
+                        )?;
+                        (stream, String::new())
+                    }
+                    None => continue,
+                };
+                if let (Kind::Video, Some(wanted)) = (kind, &wanted) {
+                    if !conference.is_simulcast(&stream_id) {
+                        return Err(
+                            "Subscription update of parameters needs a simulcast forward stream (subscribe again with them)"
+                                .into(),
+                        );
+                    }
+                    track_id = conference
+                        .simulcast_layer(&stream_id, wanted)
+                        .ok_or("Target video stream does NOT satisfy: its layers are not measured yet")?;
+                }
                 let source_node = state
                     .media
                     .get(&stream_id)
@@ -762,15 +907,20 @@ impl Hub {
                 if source_node.as_deref() != Some(node.as_str()) {
                     return Err("Subscription update to a stream on another webrtc node is not implemented yet".into());
                 }
-                switches.push((node.clone(), kind, track_id));
+                switches.push((node.clone(), kind, stream_id, track_id));
             }
         }
         if switches.is_empty() {
             return Err("Invalid subscription update: nothing to change".into());
         }
-        for (node, kind, source_track_id) in switches {
+        for (node, kind, stream_id, source_track_id) in switches {
             let request = SwitchSource { session_id: id.into(), kind, source_track_id };
             self.ask_node(&node, methods::SWITCH_SOURCE, json!(request)).await?;
+            if kind == Kind::Video {
+                if let Some(session) = self.lock().media.get_mut(id) {
+                    session.video_from = Some(stream_id);
+                }
+            }
         }
         Ok(())
     }
@@ -920,6 +1070,29 @@ impl Hub {
                 };
                 self.deliver(routed.0, routed.1);
             }
+            events::TRACK_UPDATE => {
+                let Ok(update) = serde_json::from_value::<TrackUpdate>(params) else { return };
+                // Track ids are `<transportId>-<mid>[:<rid>]`.
+                let Some((transport_id, _)) = update.track_id.rsplit_once('-') else { return };
+                let routed = {
+                    let mut state = self.lock();
+                    let Some(room) =
+                        state.transports.get(transport_id).filter(|t| t.node == node).map(|t| t.room.clone())
+                    else {
+                        return;
+                    };
+                    let facts = owt_media::VideoFacts {
+                        width: update.width,
+                        height: update.height,
+                        framerate: update.framerate,
+                        bitrate_kbps: update.bitrate_kbps,
+                    };
+                    let Some(conference) = state.rooms.get_mut(&room) else { return };
+                    let effects = conference.update_video_facts(&update.track_id, facts);
+                    Self::route(&mut state, &room, effects)
+                };
+                self.deliver(routed.0, routed.1);
+            }
             events::KEYFRAME_REQUEST => {
                 let Ok(request) = serde_json::from_value::<KeyframeRequest>(params) else { return };
                 let cluster = self.cluster.clone();
@@ -968,6 +1141,41 @@ pub(super) async fn follow_nodes(hub: Arc<Hub>) {
                 tracing::warn!("signaling missed {missed} cluster events");
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_requests_are_validated() {
+        let wanted =
+            layer_request(&json!({"resolution": {"width": 320, "height": 240}, "bitrate": "x0.5", "framerate": 15}))
+                .unwrap()
+                .unwrap();
+        assert_eq!(wanted.resolution, Some((320, 240)));
+        assert_eq!(wanted.bitrate_multiplier, Some(0.5));
+        assert_eq!(wanted.framerate, Some(15));
+        assert_eq!(layer_request(&json!({"bitrate": 300})).unwrap().unwrap().bitrate_kbps, Some(300));
+        assert_eq!(layer_request(&json!({"keyFrameInterval": 2})).unwrap(), None, "a transcoder's job");
+        for hostile in [
+            json!("x"),
+            json!({"resolution": {"width": 0, "height": 240}}),
+            json!({"resolution": {"width": "320", "height": 240}}),
+            json!({"resolution": [320, 240]}),
+            json!({"framerate": 0}),
+            json!({"framerate": "fast"}),
+            json!({"bitrate": "y0.5"}),
+            json!({"bitrate": "x0"}),
+            json!({"bitrate": -5}),
+            json!({"bitrate": true}),
+            json!({"keyFrameInterval": -1}),
+            json!({"color": "red"}),
+        ] {
+            let err = layer_request(&hostile).unwrap_err();
+            assert!(err.starts_with("Invalid request"), "{hostile}: {err}");
         }
     }
 }

@@ -102,13 +102,16 @@ impl Hub {
         if let Some(view) = self.lock().views.get(view_id) {
             return Ok(view.outputs.clone());
         }
-        let mixer =
-            self.cluster.schedule("mixer", view_id, &owt_bus::Preference::default()).await.map_err(
-                |err| match err {
-                    owt_bus::ClusterError::NoWorker { .. } => "No mixer available".to_string(),
-                    other => format!("Failed to schedule a mixer: {other}"),
-                },
-            )?;
+        // As OWT's room, whose origin is its first participant's: the longest-present one's.
+        let preference = {
+            let state = self.lock();
+            let origin = state.rooms.get(room).and_then(|c| c.participants().first()).map(|p| p.origin.clone());
+            super::media::preference_of(&origin.unwrap_or(Value::Null))
+        };
+        let mixer = self.cluster.schedule("mixer", view_id, &preference).await.map_err(|err| match err {
+            owt_bus::ClusterError::NoWorker { .. } => "No mixer available".to_string(),
+            other => format!("Failed to schedule a mixer: {other}"),
+        })?;
         let reply = match self.cluster.request(&mixer, mixer_methods::INIT_VIEW, json!(init), MIXER_DEADLINE).await {
             Ok(reply) => reply,
             Err(err) => {
