@@ -31,20 +31,25 @@ endif
 DEB_PACKAGES := pkg-config libssl-dev libsystemd-dev systemd groff-base \
   libclang-dev nasm libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
 # Debian packages only the tests need: Socket.IO clients from npm run on node, WebRTC peers in Chromium,
-# nftables to drop packets in the loss test's network namespace.
-TEST_DEB_PACKAGES := nodejs npm chromium nftables
+# nftables to drop packets in the loss test's network namespace, python3 for the tests/e2e drivers,
+# iproute2 (ip link) for the browser tests' network namespaces.
+TEST_DEB_PACKAGES := nodejs npm chromium nftables python3 iproute2
 # Debian packages only the benchmarks need: Janus (the reference SFU), curl, ip (veth) for
 # bench-sfu; ffmpeg (the reference mixer) and GNU time for bench-mix.
 BENCH_DEB_PACKAGES := janus curl iproute2 ffmpeg time
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The oldest Rust that builds the workspace (Cargo.toml's rust-version).
+RUST_VERSION := $(shell sed -n 's/^rust-version *= *"\([0-9.]*\)"/\1/p' Cargo.toml)
 
 RUN_DIR := $(CURDIR)/run
 
 # The socket.io browser client the sample application serves as /socket.io.js
-# (share/owt/app/vendor/ is not in git: it comes from the npm package of tests/js).
+# (share/owt/app/vendor/ is not in git: it comes from npm's socket.io-client, at the version
+# tests/js/package-lock.json pins).
 APP_SOCKETIO := share/owt/app/vendor/socket.io.min.js
+SOCKETIO_CLIENT_VERSION := $(shell sed -n '/"node_modules\/socket.io-client"/{n;s/.*"version": *"\([^"]*\)".*/\1/p;}' tests/js/package-lock.json)
 
-.PHONY: help all deps test-deps build test unit-test lint fmt man man-check units-check run install uninstall bench bench-peer bench-join bench-deps bench-sfu bench-mix clean
+.PHONY: help all deps rust-toolchain app-deps test-deps build test unit-test lint fmt man man-check units-check run install uninstall bench bench-peer bench-join bench-deps bench-sfu bench-mix clean
 
 all: build
 
@@ -55,7 +60,7 @@ help:
 	@echo "make install    install programs, units, config, man pages (PREFIX, DESTDIR)"
 	@echo "make uninstall  remove what install installed (configuration is kept)"
 	@echo "make man        regenerate man/*.1 and man/owt-*.8 from the clap definitions"
-	@echo "make deps       install missing Debian build packages"
+	@echo "make deps       install missing Debian build packages, check the Rust toolchain"
 	@echo "make bench      benchmarks side by side with references: bench-peer, bench-join, bench-sfu, bench-mix (bench/*.json)"
 	@echo "make lint       cargo fmt --check and clippy -D warnings"
 
@@ -67,9 +72,37 @@ deps:
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
 	fi
-	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs or Debian's cargo)"; exit 1; }
+	@$(MAKE) --no-print-directory rust-toolchain
 
-build: deps
+# Rust >= RUST_VERSION with rustfmt and clippy. rustup installs or updates the stable toolchain
+# when it is there; without rustup (Debian 12's cargo is too old) the message says what to do.
+rust-toolchain:
+	@need="$(RUST_VERSION)"; \
+	fit() { have=$$($(CARGO) --version 2>/dev/null | cut -d' ' -f2 | cut -d- -f1); \
+	  [ -n "$$have" ] && [ "$$(printf '%s\n%s\n' "$$need" "$$have" | sort -V | head -n1)" = "$$need" ] && \
+	  $(CARGO) fmt --version >/dev/null 2>&1 && $(CARGO) clippy --version >/dev/null 2>&1; }; \
+	fit && exit 0; \
+	found=$$($(CARGO) --version 2>/dev/null || echo "no cargo on PATH"); \
+	if command -v rustup >/dev/null 2>&1; then \
+	  echo "Rust $$need or newer with rustfmt and clippy is needed ($$found): installing the stable toolchain with rustup"; \
+	  rustup toolchain install stable --profile minimal --component rustfmt,clippy && \
+	  rustup component add rustfmt clippy || exit 1; \
+	  fit && exit 0; \
+	  echo "rustup's active toolchain is still not Rust $$need with rustfmt and clippy ($$($(CARGO) --version 2>&1)):"; \
+	  echo "run 'rustup default stable' (or remove the rustup override of this directory) and retry"; exit 1; \
+	fi; \
+	echo "Rust $$need or newer with rustfmt and clippy is needed; found: $$found."; \
+	echo "Install rustup and the stable toolchain as the user who builds (not root):"; \
+	echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy"; \
+	echo "then open a new shell (or run: . \"\$$HOME/.cargo/env\") and run make again."; \
+	exit 1
+
+# The sample application's socket.io client needs npm only, not the test dependencies.
+app-deps:
+	@command -v npm >/dev/null 2>&1 || { echo "installing Debian packages: npm"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q npm; }
+
+build: deps $(APP_SOCKETIO)
 	$(CARGO) build $(CARGO_PROFILE) --workspace --bins
 
 lint: deps
@@ -84,7 +117,7 @@ fmt:
 # PATH: nodesource's nodejs brings npm and conflicts with Debian's npm package.
 test-deps:
 	@missing=""; for p in $(TEST_DEB_PACKAGES); do \
-	  case $$p in nodejs) c=node;; nftables) c=nft;; *) c=$$p;; esac; \
+	  case $$p in nodejs) c=node;; nftables) c=nft;; iproute2) c=ip;; *) c=$$p;; esac; \
 	  command -v $$c >/dev/null 2>&1 || dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -104,6 +137,7 @@ units-check: deps
 man-check: build
 	@tmp=$$(mktemp -d); $(CARGO) run -q $(CARGO_PROFILE) -p owt-mangen -- $$tmp && \
 	  for f in $$tmp/*; do cmp -s $$f man/$$(basename $$f) || { echo "man/$$(basename $$f) is stale: run make man"; rm -rf $$tmp; exit 1; }; done; \
+	  for f in man/owtctl*.1 man/owt-*.8; do [ -e $$tmp/$$(basename $$f) ] || { echo "$$f is no longer generated: run make man and git rm it"; rm -rf $$tmp; exit 1; }; done; \
 	  rm -rf $$tmp; echo "man pages up to date"
 	@for f in man/*.[1578]; do groff -man -Tutf8 -ww $$f >/dev/null 2>$(RUN_DIR).groff.log; \
 	  if [ -s $(RUN_DIR).groff.log ]; then echo "$$f:"; cat $(RUN_DIR).groff.log; rm -f $(RUN_DIR).groff.log; exit 1; fi; done; \
@@ -117,9 +151,19 @@ man: build
 
 # Runs everything on this machine without systemd: configuration in run/etc (the embedded
 # defaults with the state directory moved to run/state and listeners on loopback).
-$(APP_SOCKETIO): tests/js/package-lock.json | test-deps
-	@[ -f tests/js/node_modules/socket.io-client/dist/socket.io.min.js ] || npm ci --prefix tests/js --no-audit --no-fund
-	install -D -m 0644 tests/js/node_modules/socket.io-client/dist/socket.io.min.js $@
+# The copy in tests/js/node_modules when test-deps put the pinned version there, else the file
+# of the pinned package fetched alone with `npm pack` (no test dependencies).
+$(APP_SOCKETIO): tests/js/package-lock.json
+	@if [ -f tests/js/node_modules/socket.io-client/dist/socket.io.min.js ] && \
+	    grep -q '"version": "$(SOCKETIO_CLIENT_VERSION)"' tests/js/node_modules/socket.io-client/package.json; then \
+	  install -D -m 0644 tests/js/node_modules/socket.io-client/dist/socket.io.min.js $@; \
+	else \
+	  $(MAKE) --no-print-directory app-deps && tmp=$$(mktemp -d) && \
+	  echo "fetching socket.io-client $(SOCKETIO_CLIENT_VERSION) with npm pack" && \
+	  (cd $$tmp && npm pack -q --no-fund --no-audit socket.io-client@$(SOCKETIO_CLIENT_VERSION) >/dev/null && \
+	    tar xzf socket.io-client-$(SOCKETIO_CLIENT_VERSION).tgz package/dist/socket.io.min.js) && \
+	  install -D -m 0644 $$tmp/package/dist/socket.io.min.js $@; status=$$?; rm -rf $$tmp; exit $$status; \
+	fi
 
 run: build $(APP_SOCKETIO)
 	@mkdir -p $(RUN_DIR)/etc $(RUN_DIR)/state
@@ -135,7 +179,14 @@ run: build $(APP_SOCKETIO)
 	@trap 'kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; \
 	for d in $(DAEMONS); do $(OUT)/$$d --config-dir $(RUN_DIR)/etc & done; wait
 
-install: build $(APP_SOCKETIO)
+# Installs what `make build` built (same BUILDTYPE and CARGO_TARGET_DIR); builds only when a
+# program is missing, so `sudo make install` needs no cargo on root's PATH.
+install: $(APP_SOCKETIO)
+	@for p in $(PROGRAMS); do [ -x $(OUT)/$$p ] && continue; \
+	  if command -v $(CARGO) >/dev/null 2>&1; then $(MAKE) --no-print-directory build && break; fi; \
+	  echo "$(OUT)/$$p is missing and $(CARGO) is not on PATH: run 'make build' as yourself first, then"; \
+	  echo "'sudo make install' with the same BUILDTYPE and CARGO_TARGET_DIR=... on its command line"; exit 1; \
+	done
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
 	  $(DESTDIR)$(SYSCONFDIR)/owt $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
 	  $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8

@@ -6,6 +6,7 @@ mod support;
 
 mod cluster;
 mod daemons;
+mod install;
 mod owtctl;
 mod rest;
 mod restart;
