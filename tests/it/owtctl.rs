@@ -481,3 +481,207 @@ fn https_idle_connection_does_not_block_other_clients() {
     );
     drop(idle);
 }
+
+// ---- room settings from files and flags on update -----------------------------------------
+
+#[test]
+fn room_update_from_files_and_flags() {
+    let server = TestServer::start();
+    let room = json_ok(&server.owtctl_url(&["room", "create", "upd", "--input-limit", "4", "--json"]));
+    let id = room["_id"].as_str().unwrap().to_string();
+
+    let json_file = server.path().join("update.json");
+    std::fs::write(&json_file, r#"{"participantLimit": 7, "views": [{"label": "from-json"}]}"#).unwrap();
+    let updated =
+        json_ok(&server.owtctl_url(&["room", "update", &id, "--file", json_file.to_str().unwrap(), "--json"]));
+    assert_eq!(updated["participantLimit"], json!(7));
+    assert_eq!(updated["inputLimit"], json!(4), "settings the file does not name are kept");
+    let labels: Vec<&Value> = updated["views"].as_array().unwrap().iter().map(|v| &v["label"]).collect();
+    assert_eq!(labels, [&json!("from-json")]);
+
+    let toml_file = server.path().join("update.toml");
+    std::fs::write(&toml_file, "inputLimit = 6\n\n[[views]]\nlabel = \"from-toml\"\n[views.video]\nmaxInput = 2\n")
+        .unwrap();
+    let updated =
+        json_ok(&server.owtctl_url(&["room", "update", &id, "--file", toml_file.to_str().unwrap(), "--json"]));
+    assert_eq!(updated["inputLimit"], json!(6));
+    assert_eq!(updated["participantLimit"], json!(7));
+    assert_eq!(updated["views"][0]["label"], json!("from-toml"));
+    assert_eq!(updated["views"][0]["video"]["maxInput"], json!(2));
+    assert_eq!(server.get(&format!("/v1/rooms/{id}")), updated, "the API has what owtctl printed");
+
+    // A file that is not TOML: invalid input (6), the message names the file, nothing changes.
+    let broken = server.path().join("broken.toml");
+    std::fs::write(&broken, "inputLimit = = 3\n").unwrap();
+    let out = server.owtctl_url(&["room", "update", &id, "--file", broken.to_str().unwrap()]);
+    expect_exit(&out, 6);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("broken.toml"), "the error names the file: {stderr}");
+    // A TOML file whose values break the room schema is refused by the portal the same way.
+    let wrong_type = server.path().join("wrong-type.toml");
+    std::fs::write(&wrong_type, "inputLimit = \"many\"\n").unwrap();
+    let out = server.owtctl_url(&["room", "update", &id, "--file", wrong_type.to_str().unwrap()]);
+    expect_exit(&out, 6);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("inputLimit"), "{}", text(&out));
+    assert_eq!(server.get(&format!("/v1/rooms/{id}")), updated, "failed updates change nothing");
+
+    // --select-active-audio on create and update.
+    let audio = json_ok(&server.owtctl_url(&["room", "create", "audio", "--select-active-audio", "true", "--json"]));
+    assert_eq!(audio["selectActiveAudio"], json!(true));
+    let audio_id = audio["_id"].as_str().unwrap();
+    let off = json_ok(&server.owtctl_url(&["room", "update", audio_id, "--select-active-audio", "false", "--json"]));
+    assert_eq!(off["selectActiveAudio"], json!(false));
+    expect_exit(&server.owtctl_url(&["room", "update", audio_id, "--select-active-audio", "maybe"]), 2);
+    assert_eq!(server.get(&format!("/v1/rooms/{audio_id}"))["selectActiveAudio"], json!(false));
+}
+
+// ---- --json output of the commands that only report success -------------------------------
+
+#[test]
+fn json_output_of_delete_and_rotate_key() {
+    let server = TestServer::start();
+    let service = json_ok(&server.owtctl_url(&["service", "create", "doomed", "--json"]));
+    let service_id = service["_id"].as_str().unwrap();
+    let deleted = json_ok(&server.owtctl_url(&["service", "delete", service_id, "--json"]));
+    assert_eq!(deleted["ok"], json!(true), "{deleted}");
+    assert!(deleted["message"].as_str().unwrap().contains(service_id), "{deleted}");
+    expect_exit(&server.owtctl_url(&["service", "show", service_id, "--json"]), 3);
+
+    let room = json_ok(&server.owtctl_url(&["room", "create", "doomed", "--json"]));
+    let room_id = room["_id"].as_str().unwrap();
+    let deleted = json_ok(&server.owtctl_url(&["room", "delete", room_id, "--json"]));
+    assert_eq!(deleted["ok"], json!(true), "{deleted}");
+    assert!(deleted["message"].as_str().unwrap().contains(room_id), "{deleted}");
+    let missing = server.owtctl_url(&["room", "delete", room_id, "--json"]);
+    expect_exit(&missing, 3);
+    assert!(missing.stdout.is_empty(), "no success report for a failure: {}", text(&missing));
+
+    let key_before = server.token_key();
+    let rotated = json_ok(&server.owtctl(&["token", "rotate-key", "--json"]));
+    assert_eq!(rotated["ok"], json!(true), "{rotated}");
+    assert!(rotated["message"].as_str().unwrap().contains("rotated"), "{rotated}");
+    assert_ne!(server.token_key(), key_before);
+}
+
+// ---- certificate passphrases from stdin and the environment -------------------------------
+
+/// owtctl `cert import` for `server`, with `stdin` written to its standard input.
+fn cert_import_with_stdin(server: &TestServer, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command("owtctl")
+        .arg("--config-dir")
+        .arg(server.etc_dir())
+        .args(["cert", "import"])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run owtctl");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child.wait_with_output().expect("owtctl output")
+}
+
+#[test]
+fn cert_import_passphrase_from_stdin_and_environment() {
+    let server = TestServer::init_with(Options::default());
+    let original = cert_show(&server);
+    let (cert, key) = self_signed("stdin.example");
+    let pfx = openssl::pkcs12::Pkcs12::builder().name("owt").pkey(&key).cert(&cert).build2("from-stdin").unwrap();
+    let pfx_path = server.path().join("stdin.pfx");
+    std::fs::write(&pfx_path, pfx.to_der().unwrap()).unwrap();
+    let pfx_arg = pfx_path.to_str().unwrap();
+
+    expect_exit(&cert_import_with_stdin(&server, &[pfx_arg, "--passphrase-stdin"], "not-it\n"), 6);
+    assert_eq!(cert_show(&server)["sha256"], original["sha256"], "a wrong passphrase changes nothing");
+    let pass = server.path().join("pass.txt");
+    std::fs::write(&pass, "from-stdin\n").unwrap();
+    let both = ["--passphrase-stdin", "--passphrase-file", pass.to_str().unwrap()];
+    expect_exit(&cert_import_with_stdin(&server, &[&[pfx_arg][..], &both[..]].concat(), "from-stdin\n"), 2);
+    stdout_ok(&cert_import_with_stdin(&server, &[pfx_arg, "--passphrase-stdin"], "from-stdin\n"));
+    assert!(cert_show(&server)["subject"].as_str().unwrap().contains("CN=stdin.example"));
+
+    // OWT_CERT_PASSPHRASE decrypts an encrypted PEM key; it is not written anywhere.
+    let (cert, key) = self_signed("env.example");
+    let cert_path = server.path().join("env-cert.pem");
+    std::fs::write(&cert_path, cert.to_pem().unwrap()).unwrap();
+    let key_path = server.path().join("env-key.pem");
+    std::fs::write(&key_path, key.private_key_to_pem_pkcs8_passphrase(Cipher::aes_256_cbc(), b"from-env").unwrap())
+        .unwrap();
+    let import_with_env = |passphrase: &str| {
+        command("owtctl")
+            .arg("--config-dir")
+            .arg(server.etc_dir())
+            .args(["cert", "import", cert_path.to_str().unwrap(), "--key", key_path.to_str().unwrap(), "--json"])
+            .env("OWT_CERT_PASSPHRASE", passphrase)
+            .output()
+            .expect("run owtctl")
+    };
+    expect_exit(&import_with_env("wrong"), 6);
+    assert!(cert_show(&server)["subject"].as_str().unwrap().contains("CN=stdin.example"));
+    let shown = json_ok(&import_with_env("from-env"));
+    assert!(shown["subject"].as_str().unwrap().contains("CN=env.example"), "{shown}");
+    let installed_key = std::fs::read_to_string(server.state_dir().join("cert").join("key.pem")).unwrap();
+    assert!(!installed_key.contains("ENCRYPTED"));
+    assert!(PKey::private_key_from_pem(installed_key.as_bytes()).unwrap().public_eq(&key));
+    let config = std::fs::read_to_string(server.config_path()).unwrap();
+    assert!(!config.contains("from-env") && !config.contains("from-stdin"), "passphrase stored in portal.toml");
+}
+
+// ---- owt-portal before `owtctl init` ------------------------------------------------------
+
+#[test]
+fn portal_on_an_uninitialised_state_dir_says_to_run_init() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    let state = dir.path().join("state");
+    let api_port = free_port();
+    std::fs::write(
+        etc.join("portal.toml"),
+        format!(
+            "[state]\ndir = \"{}\"\n\n[management-api]\nip_address = \"127.0.0.1\"\nport = {api_port}\n\n[portal]\n\
+             ip_address = \"127.0.0.1\"\nbind_address = \"127.0.0.1\"\nport = {}\n\n[cluster]\n\
+             bus = \"tcp://127.0.0.1:{}\"\n\n[app]\nenabled = false\n",
+            state.display(),
+            free_port(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let mut portal = command("owt-portal")
+        .arg("--config-dir")
+        .arg(&etc)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn owt-portal");
+    let status = crate::support::wait_exit(&mut portal, Duration::from_secs(20));
+    if status.is_none() {
+        let _ = portal.kill();
+        let _ = portal.wait();
+    }
+    let mut stderr = String::new();
+    portal.stderr.take().expect("stderr").read_to_string(&mut stderr).unwrap();
+    let status = status.unwrap_or_else(|| panic!("owt-portal keeps running without a database; stderr:\n{stderr}"));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("owtctl init"), "the error says what to do: {stderr}");
+    assert!(stderr.contains(&state.join("owt.db").display().to_string()), "and names the database: {stderr}");
+    assert!(!state.join("owt.db").exists(), "no half-made database is left behind");
+
+    // After `owtctl init` the same configuration serves.
+    let init = command("owtctl").arg("--config-dir").arg(&etc).args(["init", "--no-cert", "--json"]).output().unwrap();
+    json_ok(&init);
+    let mut portal = command("owt-portal")
+        .arg("--config-dir")
+        .arg(&etc)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn owt-portal");
+    let serving = crate::support::wait_for_port(api_port, Duration::from_secs(20));
+    let _ = portal.kill();
+    let _ = portal.wait();
+    assert!(serving, "owt-portal serves once `owtctl init` ran");
+}
