@@ -3,14 +3,16 @@
 //! - configuration loading through `owt-config`, with errors naming file and key;
 //! - tracing to journald when started by systemd (stderr is the journal stream), to stderr
 //!   otherwise, with the level reloadable;
-//! - sd_notify `READY`/`STATUS`/`RELOADING`/`STOPPING` and watchdog pings;
+//! - sd_notify `READY`/`STATUS`/`RELOADING`/`STOPPING` and watchdog pings, sent from a task on
+//!   the daemon's tokio runtime when it has one, so a stuck runtime stops them and systemd
+//!   restarts the daemon;
 //! - SIGTERM/SIGINT: graceful stop; SIGHUP: configuration reload.
 
 use owt_config::{ConfigError, DaemonConfig, Source};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
@@ -50,6 +52,11 @@ pub trait Service<C> {
     fn reload(&mut self, config: &C) -> Result<(), String>;
     /// Stops serving; returns when the daemon's threads are done.
     fn stop(self);
+    /// The runtime the daemon's work runs on. The watchdog pings from a task on it, so the
+    /// pings stop when that runtime hangs. `None`: pinged from the shell's control loop.
+    fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        None
+    }
 }
 
 /// Sends sd_notify lines; does nothing when not started by systemd.
@@ -77,9 +84,16 @@ fn filter_for(level: &str) -> EnvFilter {
 /// device:inode), the documented way to tell that logs should go to journald.
 fn stderr_is_journal() -> bool {
     use std::os::unix::fs::MetadataExt;
-    let Ok(stream) = std::env::var("JOURNAL_STREAM") else { return false };
-    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else { return false };
-    stream == format!("{}:{}", meta.dev(), meta.ino())
+    let stderr = std::fs::metadata("/proc/self/fd/2").ok().map(|meta| (meta.dev(), meta.ino()));
+    logs_go_to_journal(std::env::var("JOURNAL_STREAM").ok().as_deref(), stderr)
+}
+
+/// The logging decision: journald when `JOURNAL_STREAM` (`<device>:<inode>`) names the file
+/// stderr is (`stderr`: its device and inode), stderr otherwise. A child that inherited
+/// JOURNAL_STREAM but whose stderr was redirected logs to stderr.
+pub fn logs_go_to_journal(journal_stream: Option<&str>, stderr: Option<(u64, u64)>) -> bool {
+    let (Some(stream), Some((dev, ino))) = (journal_stream, stderr) else { return false };
+    stream == format!("{dev}:{ino}")
 }
 
 impl Logging {
@@ -121,16 +135,37 @@ pub fn signal_events() -> std::io::Result<mpsc::Receiver<Event>> {
     Ok(rx)
 }
 
-/// Pings the systemd watchdog at half its interval while the process lives.
-fn spawn_watchdog() {
-    let Some(usec) = std::env::var("WATCHDOG_USEC").ok().and_then(|v| v.parse::<u64>().ok()) else {
-        return;
-    };
-    let period = Duration::from_micros(usec / 2).max(Duration::from_millis(100));
-    let _ = std::thread::Builder::new().name("watchdog".into()).spawn(move || loop {
-        notify(&[("WATCHDOG", "1")]);
-        std::thread::sleep(period);
-    });
+/// How often to ping the systemd watchdog: half of `WATCHDOG_USEC`, when it is set and
+/// `WATCHDOG_PID` is unset or names this process (as sd_watchdog_enabled(3) decides).
+pub fn watchdog_period(watchdog_usec: Option<&str>, watchdog_pid: Option<&str>, own_pid: u32) -> Option<Duration> {
+    let usec = watchdog_usec?.parse::<u64>().ok().filter(|usec| *usec > 0)?;
+    if let Some(pid) = watchdog_pid {
+        if pid.parse::<u32>().ok()? != own_pid {
+            return None;
+        }
+    }
+    Some(Duration::from_micros(usec / 2).max(Duration::from_micros(1)))
+}
+
+fn watchdog_period_from_env() -> Option<Duration> {
+    let var = |name: &str| std::env::var(name).ok();
+    watchdog_period(var("WATCHDOG_USEC").as_deref(), var("WATCHDOG_PID").as_deref(), std::process::id())
+}
+
+fn ping_watchdog() {
+    notify(&[("WATCHDOG", "1")]);
+}
+
+/// Pings from a task on the daemon's runtime: it runs only while that runtime makes progress.
+fn spawn_watchdog_task(runtime: &tokio::runtime::Handle, period: Duration) -> tokio::task::JoinHandle<()> {
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            ping_watchdog();
+        }
+    })
 }
 
 /// Exit status for a configuration error (sysexits EX_CONFIG).
@@ -175,8 +210,33 @@ where
     let status = service.status();
     tracing::info!("{name} ready: {status}");
     notify(&[("READY", "1"), ("STATUS", &status)]);
-    spawn_watchdog();
-    for event in events {
+    let watchdog = watchdog_period_from_env();
+    let watchdog_task = match (watchdog, service.runtime()) {
+        (Some(period), Some(runtime)) => Some(spawn_watchdog_task(&runtime, period)),
+        _ => None,
+    };
+    // Without a runtime of the daemon's, the control loop itself pings between events.
+    let loop_period = if watchdog_task.is_none() { watchdog } else { None };
+    let mut next_ping = Instant::now();
+    loop {
+        let event = match loop_period {
+            Some(period) => {
+                let now = Instant::now();
+                if now >= next_ping {
+                    ping_watchdog();
+                    next_ping = now + period;
+                }
+                match events.recv_timeout(next_ping.saturating_duration_since(Instant::now())) {
+                    Ok(event) => event,
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            None => match events.recv() {
+                Ok(event) => event,
+                Err(_) => break,
+            },
+        };
         match event {
             Event::Stop => break,
             Event::Reload => {
@@ -198,6 +258,9 @@ where
     }
     tracing::info!("{name} stopping");
     notify(&[("STOPPING", "1")]);
+    if let Some(task) = watchdog_task {
+        task.abort();
+    }
     service.stop();
     tracing::info!("{name} stopped");
     ExitCode::SUCCESS
@@ -218,4 +281,49 @@ impl<C> Service<C> for Idle {
         Ok(())
     }
     fn stop(self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchdog_period_is_half_the_interval_for_this_process() {
+        let own = std::process::id();
+        let own_text = own.to_string();
+        assert_eq!(watchdog_period(Some("3000000"), None, own), Some(Duration::from_millis(1500)));
+        assert_eq!(watchdog_period(Some("3000000"), Some(&own_text), own), Some(Duration::from_millis(1500)));
+        assert_eq!(watchdog_period(Some("1"), None, own), Some(Duration::from_micros(1)), "never a zero period");
+    }
+
+    #[test]
+    fn no_watchdog_when_not_asked_or_meant_for_another_process() {
+        let own = std::process::id();
+        let other = (own + 1).to_string();
+        assert_eq!(watchdog_period(None, None, own), None);
+        assert_eq!(watchdog_period(Some("3000000"), Some(&other), own), None, "WATCHDOG_PID of another process");
+        assert_eq!(watchdog_period(Some("0"), None, own), None);
+        assert_eq!(watchdog_period(Some("soon"), None, own), None);
+        assert_eq!(watchdog_period(Some("3000000"), Some("me"), own), None);
+        assert_eq!(watchdog_period(None, Some(&own.to_string()), own), None);
+    }
+
+    #[test]
+    fn journald_only_when_stderr_is_the_journal_stream() {
+        assert!(logs_go_to_journal(Some("8:12345"), Some((8, 12345))));
+        assert!(!logs_go_to_journal(None, Some((8, 12345))), "not started by systemd");
+        assert!(!logs_go_to_journal(Some("8:12345"), Some((8, 999))), "stderr redirected after systemd started us");
+        assert!(!logs_go_to_journal(Some("8:12345"), None), "stderr closed");
+        assert!(!logs_go_to_journal(Some("garbage"), Some((8, 12345))));
+        assert!(!logs_go_to_journal(Some(""), Some((0, 0))));
+    }
+
+    #[test]
+    fn stderr_is_journal_reads_the_real_stderr() {
+        use std::os::unix::fs::MetadataExt;
+        // The test's own stderr is no journal stream unless JOURNAL_STREAM names it.
+        let meta = std::fs::metadata("/proc/self/fd/2").expect("stderr");
+        let named = format!("{}:{}", meta.dev(), meta.ino());
+        assert_eq!(stderr_is_journal(), std::env::var("JOURNAL_STREAM").ok().as_deref() == Some(named.as_str()));
+    }
 }
