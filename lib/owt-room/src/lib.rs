@@ -6,8 +6,10 @@
 //! participants to drop). Errors carry the exact strings OWT clients expect.
 
 mod streams;
+mod subscriptions;
 
 pub use streams::{mixed_stream_info, rest_stream, StreamInfoBuilder};
+pub use subscriptions::{Subscription, SubscriptionState, PARTICIPANT_TERMINATE, SOURCE_STREAM_LOSS};
 
 use owt_media::{VideoFacts, WantedVideo};
 use owt_types::room::RoomConfig;
@@ -76,6 +78,10 @@ pub enum Effect {
     Broadcast { exclude: Vec<String>, event: &'static str, data: Value },
     /// Tell the participant `drop`, then disconnect it (it has already left the room).
     Drop { participant: String },
+    /// A subscription is over (it has already left the room): close its session on the media
+    /// node and, unless `reason` is [`PARTICIPANT_TERMINATE`], tell `owner` a `progress`
+    /// error `{id: transportId, sessionId: id, status: "error", data: reason}`.
+    EndSubscription { id: String, owner: String, reason: &'static str },
 }
 
 /// What `join` answers: the `room` part of the login result and the participant itself.
@@ -100,6 +106,8 @@ pub struct Conference {
     pending: Vec<(String, String)>,
     /// Counts mix operations, so a view's inputs keep the order they were mixed in.
     mix_order: u64,
+    /// Live subscriptions by id.
+    subscriptions: BTreeMap<String, Subscription>,
 }
 
 /// A forward stream published by a participant.
@@ -147,6 +155,7 @@ impl Conference {
             forward: Vec::new(),
             pending: Vec::new(),
             mix_order: 0,
+            subscriptions: BTreeMap::new(),
         }
     }
 
@@ -330,12 +339,16 @@ impl Conference {
         owt_media::choose_layer(&layers, wanted).map(str::to_string)
     }
 
-    /// A publication ends (unpublish, failure, its owner left). Unknown ids change nothing.
+    /// A publication ends (unpublish, failure, its owner left): the subscriptions taking
+    /// media from it end ("Source stream loss"), then everybody is told the stream is gone.
+    /// Unknown ids change nothing.
     pub fn remove_publication(&mut self, id: &str) -> Vec<Effect> {
         self.pending.retain(|(p, _)| p != id);
         let Some(index) = self.forward.iter().position(|p| p.id == id) else { return Vec::new() };
         self.forward.remove(index);
-        self.stream_change(json!({"id": id, "status": "remove"}))
+        let mut effects = self.end_subscriptions(|s| s.sources.values().any(|source| source == id), SOURCE_STREAM_LOSS);
+        effects.extend(self.stream_change(json!({"id": id, "status": "remove"})));
+        effects
     }
 
     /// Mixes a forward stream into the view `label` (REST `/info/inViews` add, stream-control
@@ -478,13 +491,14 @@ impl Conference {
         Ok((Joined { participant, room }, effects))
     }
 
-    /// Removes a participant (logout, disconnect, drop) with its publications. Unknown ids
+    /// Removes a participant (logout, disconnect, drop) with its subscriptions and its
+    /// publications (which ends other participants' subscriptions of them). Unknown ids
     /// change nothing.
     pub fn leave(&mut self, id: &str) -> Vec<Effect> {
         let Some(index) = self.participants.iter().position(|p| p.id == id) else {
             return Vec::new();
         };
-        let mut effects = Vec::new();
+        let mut effects = self.end_subscriptions(|s| s.owner == id, PARTICIPANT_TERMINATE);
         for publication in self.publications_of(id) {
             effects.extend(self.remove_publication(&publication));
         }
@@ -579,5 +593,7 @@ impl Conference {
     }
 }
 
+#[cfg(test)]
+mod subscription_tests;
 #[cfg(test)]
 mod tests;

@@ -1,18 +1,22 @@
 //! Client signaling: the OWT Client-Portal protocol (spec/owt-compat.md §1) over Socket.IO
 //! (socketioxide: EIO=4 for socket.io-client 3.x/4.x and, with its `v4` feature, EIO=3 for
-//! 2.x), on `portal.port`. This module is the I/O shell: it decodes requests, keeps the
-//! per-socket session state (login, reconnection tickets, buffered notifications while a
-//! client reconnects), and calls the sans-IO conference core (`owt-room`), then delivers the
-//! effects it returns. All room and session state sits behind one lock, [`Hub::state`], so
-//! a request sees and changes a consistent picture; nothing blocks while it is held.
+//! 2.x), on `portal.port`. This module is the I/O shell: it decodes requests, calls the
+//! sans-IO cores — the conference (`owt-room`) and who is connected ([`presence`]: sockets,
+//! held notifications, login and reconnection deadlines) — and carries out what they decide:
+//! notifications, disconnects, and timers that hand the current time back to them. All room
+//! and session state sits behind one lock, [`Hub::state`], so a request sees and changes a
+//! consistent picture; nothing blocks while it is held.
 
 mod media;
 mod mixing;
+mod presence;
 
 use crate::api::{Api, LiveRooms};
 use owt_auth::{ReconnectionTicket, Token};
 use owt_config::PortalConfig;
-use owt_room::{Conference, Effect};
+use owt_proto::webrtc::{methods, SessionRequest};
+use owt_room::{Conference, Effect, PARTICIPANT_TERMINATE};
+use presence::{Closed, Presence, IN_SERVICE};
 use serde_json::{json, Value};
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::socket::DisconnectReason;
@@ -20,43 +24,43 @@ use socketioxide::SocketIo;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
-
-const IN_SERVICE: &str = "Connection is in service";
+use std::time::{Duration, Instant};
 
 /// SDK types whose clients reconnect with `relogin` (spec §1.4).
 const RECONNECTING_SDKS: [&str; 4] = ["Objective-C", "C++", "Android", "JavaScript"];
 
-/// One logged-in participant's connection state.
-struct Session {
-    room_id: String,
-    /// The socket currently carrying the participant; None while it waits for `relogin`.
-    socket: Option<String>,
-    reconnection: bool,
-    /// JS SDK 5.1 wants the relogin ack as a bare ticket string (spec decision §0).
-    javascript: bool,
-    /// Notifications held while the participant is disconnected, with their sequence numbers.
-    pending: Vec<(u64, &'static str, Value)>,
-    next_seq: u64,
-    /// Bumped on every disconnect, so a stale reconnection timer does nothing.
-    generation: u64,
-}
+/// How long a media node may take to close a subscription whose source went away.
+const NODE_DEADLINE: Duration = Duration::from_secs(6);
 
-#[derive(Default)]
 struct State {
     rooms: HashMap<String, Conference>,
     /// Client peer connections by transport id, with the webrtc node that owns each.
     transports: HashMap<String, media::Transport>,
     /// Publications and subscriptions by session id.
     media: HashMap<String, media::MediaSession>,
-    /// Participant id -> session.
-    sessions: HashMap<String, Session>,
-    /// Socket id -> participant id, for logged-in sockets.
-    by_socket: HashMap<String, String>,
+    /// Sockets, the participants they carry, and their deadlines.
+    presence: Presence,
+    /// Subscription sessions ended by the room (`Effect::EndSubscription`), with their media
+    /// node, to close there once the lock is released.
+    closing_subscriptions: Vec<(String, String)>,
     /// Views running on mixers, by mixed stream id.
     views: HashMap<String, mixing::RunningView>,
     /// Layouts set through REST, by mixed stream id (until the view's inputs change).
     custom_layouts: HashMap<String, mixing::CustomLayout>,
+}
+
+impl State {
+    fn new(presence: Presence) -> State {
+        State {
+            rooms: HashMap::new(),
+            transports: HashMap::new(),
+            media: HashMap::new(),
+            presence,
+            closing_subscriptions: Vec::new(),
+            views: HashMap::new(),
+            custom_layouts: HashMap::new(),
+        }
+    }
 }
 
 /// A held notification re-emitted to a JavaScript client after `relogin`.
@@ -113,25 +117,30 @@ impl Hub {
                     (members.iter().filter(|m| !exclude.contains(m)).cloned().collect(), event, data)
                 }
                 Effect::Drop { participant } => {
-                    if let Some(session) = state.sessions.remove(&participant) {
-                        if let Some(socket) = session.socket {
-                            state.by_socket.remove(&socket);
-                            out.push(Outgoing { socket: socket.clone(), event: "drop", data: Value::Null });
-                            drops.push(socket);
-                        }
+                    if let Some(socket) =
+                        state.presence.remove(&participant).and_then(|s| s.socket().map(str::to_owned))
+                    {
+                        out.push(Outgoing { socket: socket.clone(), event: "drop", data: Value::Null });
+                        drops.push(socket);
                     }
                     continue;
                 }
+                Effect::EndSubscription { id, owner, reason } => {
+                    let Some(session) = state.media.remove(&id).filter(|s| !s.publish) else { continue };
+                    if let Some(transport) = state.transports.get_mut(&session.transport) {
+                        transport.sessions.retain(|s| *s != id);
+                        state.closing_subscriptions.push((transport.node.clone(), id.clone()));
+                    }
+                    if reason == PARTICIPANT_TERMINATE {
+                        continue;
+                    }
+                    let data = json!({"id": session.transport, "sessionId": id, "status": "error", "data": reason});
+                    (vec![owner], "progress", data)
+                }
             };
             for target in targets {
-                let Some(session) = state.sessions.get_mut(&target) else { continue };
-                match &session.socket {
-                    Some(socket) => out.push(Outgoing { socket: socket.clone(), event, data: data.clone() }),
-                    None => {
-                        let seq = session.next_seq;
-                        session.next_seq += 1;
-                        session.pending.push((seq, event, data.clone()));
-                    }
+                if let Some(socket) = state.presence.send(&target, event, &data) {
+                    out.push(Outgoing { socket, event, data: data.clone() });
                 }
             }
         }
@@ -139,6 +148,7 @@ impl Hub {
     }
 
     fn deliver(&self, outgoing: Vec<Outgoing>, drops: Vec<String>) {
+        self.close_ended_subscriptions();
         let Some(io) = self.io.get() else { return };
         for message in outgoing {
             if let Some(socket) = socket_by_id(io, &message.socket) {
@@ -154,32 +164,77 @@ impl Hub {
         }
     }
 
+    /// Asks media nodes to close the subscriptions the rooms ended (their sources went away).
+    fn close_ended_subscriptions(&self) {
+        let closing = std::mem::take(&mut self.lock().closing_subscriptions);
+        for (node, session_id) in closing {
+            let cluster = self.cluster.clone();
+            self.runtime.spawn(async move {
+                let request = json!(SessionRequest { session_id: session_id.clone() });
+                if let Err(err) = cluster.request(&node, methods::UNSUBSCRIBE, request, NODE_DEADLINE).await {
+                    tracing::debug!(session = %session_id, node, "unsubscribe of an ended subscription: {err}");
+                }
+            });
+        }
+    }
+
     /// A participant leaves its room for good; the room goes when nobody is left.
     fn leave(&self, participant: &str) {
         let (outgoing, drops) = {
             let mut state = self.lock();
-            let Some(session) = state.sessions.remove(participant) else { return };
-            if let Some(socket) = &session.socket {
-                state.by_socket.remove(socket);
-            }
-            self.close_transports_of(&mut state, participant);
-            let effects = match state.rooms.get_mut(&session.room_id) {
-                Some(conference) => conference.leave(participant),
-                None => Vec::new(),
-            };
-            let routed = Self::route(&mut state, &session.room_id, effects);
-            if state.rooms.get(&session.room_id).is_some_and(Conference::is_empty) {
-                state.rooms.remove(&session.room_id);
-                tracing::info!(room = %session.room_id, "room torn down: nobody left");
-            }
-            self.views_changed(&session.room_id);
-            routed
+            let Some(session) = state.presence.remove(participant) else { return };
+            self.leave_room(&mut state, participant, &session.room_id)
         };
         tracing::info!(participant, "participant left");
         self.deliver(outgoing, drops);
     }
 
+    /// Takes a participant already gone from presence out of its room: its transports close,
+    /// the room is told, and the room goes when nobody is left.
+    fn leave_room(&self, state: &mut State, participant: &str, room_id: &str) -> (Vec<Outgoing>, Vec<String>) {
+        self.close_transports_of(state, participant);
+        let effects = match state.rooms.get_mut(room_id) {
+            Some(conference) => conference.leave(participant),
+            None => Vec::new(),
+        };
+        let routed = Self::route(state, room_id, effects);
+        if state.rooms.get(room_id).is_some_and(Conference::is_empty) {
+            state.rooms.remove(room_id);
+            tracing::info!(room = %room_id, "room torn down: nobody left");
+        }
+        self.views_changed(room_id);
+        routed
+    }
+
+    /// The reconnection waits that are over at `now` end: those participants leave.
+    fn reconnection_waits_over(&self, now: Instant) {
+        let mut routed = (Vec::new(), Vec::new());
+        {
+            let mut state = self.lock();
+            for departed in state.presence.expired(now) {
+                tracing::info!(participant = %departed.participant, "no relogin within reconnection_timeout");
+                let (outgoing, drops) = self.leave_room(&mut state, &departed.participant, &departed.room_id);
+                routed.0.extend(outgoing);
+                routed.1.extend(drops);
+            }
+        }
+        self.deliver(routed.0, routed.1);
+    }
+
+    /// Sockets not in service at their login deadline (`now`) are closed.
+    fn login_deadlines_over(&self, now: Instant) {
+        let sockets = self.lock().presence.login_expired(now);
+        let Some(io) = self.io.get() else { return };
+        for socket_id in sockets {
+            if let Some(socket) = socket_by_id(io, &socket_id) {
+                tracing::info!(socket = %socket_id, "closing socket: no login within {}s", self.settings.login_timeout);
+                let _ = socket.disconnect();
+            }
+        }
+    }
+
     fn ticket(&self, participant: &str) -> String {
+        self.lock().presence.ticket_issued(participant);
         ReconnectionTicket::issue(
             &self.ticket_key,
             participant,
@@ -190,7 +245,7 @@ impl Hub {
     }
 
     fn login(&self, socket_id: &str, data: &Value) -> Result<Value, String> {
-        if self.lock().by_socket.contains_key(socket_id) {
+        if self.lock().presence.is_in_service(socket_id) {
             return Err(IN_SERVICE.into());
         }
         let Some(request) = data.as_object() else { return Err("Invalid login request".into()) };
@@ -239,19 +294,7 @@ impl Hub {
                     return Err(err.0);
                 }
             };
-            state.sessions.insert(
-                socket_id.to_string(),
-                Session {
-                    room_id: room.id.clone(),
-                    socket: Some(socket_id.to_string()),
-                    reconnection,
-                    javascript: sdk_type == "JavaScript",
-                    pending: Vec::new(),
-                    next_seq: 1,
-                    generation: 0,
-                },
-            );
-            state.by_socket.insert(socket_id.to_string(), socket_id.to_string());
+            state.presence.logged_in(socket_id, socket_id, &room.id, reconnection, sdk_type == "JavaScript");
             let (outgoing, drops) = Self::route(&mut state, &room.id, effects);
             (joined, outgoing, drops)
         };
@@ -273,9 +316,9 @@ impl Hub {
 
     fn participant_of(&self, socket_id: &str) -> Option<(String, String)> {
         let state = self.lock();
-        let participant = state.by_socket.get(socket_id)?.clone();
-        let room = state.sessions.get(&participant)?.room_id.clone();
-        Some((participant, room))
+        let participant = state.presence.participant_of(socket_id)?;
+        let room = state.presence.session(participant)?.room_id.clone();
+        Some((participant.to_string(), room))
     }
 
     fn text(&self, socket_id: &str, data: &Value) -> Result<(), String> {
@@ -304,7 +347,7 @@ impl Hub {
 
     fn refresh_ticket(&self, socket_id: &str) -> Result<String, String> {
         let (participant, _) = self.participant_of(socket_id).ok_or("Illegal request")?;
-        let enabled = self.lock().sessions.get(&participant).is_some_and(|s| s.reconnection);
+        let enabled = self.lock().presence.reconnection_enabled(&participant);
         if !enabled {
             return Err("Reconnection is not enabled.".into());
         }
@@ -313,77 +356,49 @@ impl Hub {
 
     /// `relogin`: moves a waiting participant onto this socket. Returns the ack data and the
     /// notifications to re-emit afterwards (JS clients get them as events, others in the ack).
+    /// A socket already in service is refused first, whatever the ticket (spec §1.5).
     fn relogin(&self, socket_id: &str, data: &Value) -> Result<(Value, Vec<Replay>), String> {
-        let text = data.as_str().ok_or("Invalid reconnection ticket")?;
-        let ticket = ReconnectionTicket::verify(text, &self.ticket_key, now_ms()).map_err(|e| e.to_string())?;
-        let mut state = self.lock();
-        if state.by_socket.contains_key(socket_id) {
+        if self.lock().presence.is_in_service(socket_id) {
             return Err(IN_SERVICE.into());
         }
-        let session = state.sessions.get_mut(&ticket.participant_id).ok_or("Client does NOT exist")?;
-        if !session.reconnection {
-            return Err("Reconnection is not allowed".into());
-        }
-        let old_socket = session.socket.replace(socket_id.to_string());
-        session.generation += 1;
-        let pending = std::mem::take(&mut session.pending);
-        let javascript = session.javascript;
-        if let Some(old) = old_socket {
-            state.by_socket.remove(&old);
-        }
-        state.by_socket.insert(socket_id.to_string(), ticket.participant_id.clone());
-        drop(state);
+        let text = data.as_str().ok_or("Invalid reconnection ticket")?;
+        let ticket = ReconnectionTicket::verify(text, &self.ticket_key, now_ms()).map_err(|e| e.to_string())?;
+        let back = self.lock().presence.relogin(socket_id, &ticket.participant_id)?;
         tracing::info!(participant = %ticket.participant_id, "participant reconnected");
         let new_ticket = self.ticket(&ticket.participant_id);
-        if javascript {
-            Ok((Value::String(new_ticket), pending.into_iter().map(|(_, event, data)| (event, data)).collect()))
+        if back.javascript {
+            Ok((Value::String(new_ticket), back.missed.into_iter().map(|(_, event, data)| (event, data)).collect()))
         } else {
-            let messages: Vec<Value> =
-                pending.iter().map(|(seq, event, data)| json!({"event": event, "data": data, "seq": seq})).collect();
+            let messages: Vec<Value> = back
+                .missed
+                .iter()
+                .map(|(seq, event, data)| json!({"event": event, "data": data, "seq": seq}))
+                .collect();
             Ok((json!({"ticket": new_ticket, "messages": messages}), Vec::new()))
         }
     }
 
     fn disconnected(self: &Arc<Self>, socket_id: &str) {
-        let waiting = {
-            let mut state = self.lock();
-            let Some(participant) = state.by_socket.remove(socket_id) else { return };
-            match state.sessions.get_mut(&participant) {
-                Some(session) if session.reconnection && session.socket.as_deref() == Some(socket_id) => {
-                    session.socket = None;
-                    session.generation += 1;
-                    Some((participant, session.generation))
-                }
-                Some(_) => {
-                    drop(state);
-                    self.leave(&participant);
-                    return;
-                }
-                None => return,
+        let closed = self.lock().presence.socket_closed(socket_id, Instant::now());
+        match closed {
+            Closed::Nobody => {}
+            Closed::Leave { participant } => self.leave(&participant),
+            Closed::Waiting { participant, until } => {
+                tracing::info!(participant = %participant, "participant disconnected; waiting for relogin");
+                let hub = self.clone();
+                self.runtime.spawn(async move {
+                    tokio::time::sleep_until(until.into()).await;
+                    hub.reconnection_waits_over(Instant::now());
+                });
             }
-        };
-        let Some((participant, generation)) = waiting else { return };
-        tracing::info!(participant = %participant, "participant disconnected; waiting for relogin");
-        let hub = self.clone();
-        let timeout = Duration::from_secs(self.settings.reconnection_timeout);
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let still_waiting =
-                hub.lock().sessions.get(&participant).is_some_and(|s| s.socket.is_none() && s.generation == generation);
-            if still_waiting {
-                hub.leave(&participant);
-            }
-        });
+        }
     }
 
     /// Sends `drop` to everyone and empties every room (portal stopping).
     fn drop_all(&self) {
-        let participants: Vec<String> = self.lock().sessions.keys().cloned().collect();
-        for participant in participants {
-            let room = self.lock().sessions.get(&participant).map(|s| s.room_id.clone());
-            if let Some(room) = room {
-                self.drop_participant(&room, &participant);
-            }
+        let participants = self.lock().presence.participants();
+        for (participant, room) in participants {
+            self.drop_participant(&room, &participant);
         }
     }
 
@@ -511,6 +526,8 @@ fn on_connect(socket: SocketRef, hub: Arc<Hub>) {
                             let _ = socket.emit(event, &data);
                         }
                     }
+                    // As for login: the socket keeps the participant it carries.
+                    Err(message) if message == IN_SERVICE => answer(ack, Err(message)),
                     Err(message) => {
                         tracing::info!(socket = %id, "relogin refused: {message}");
                         answer(ack, Err(message));
@@ -559,15 +576,11 @@ fn on_connect(socket: SocketRef, hub: Arc<Hub>) {
             }
         });
     }
-    // Sockets that never log in are closed after login_timeout.
-    let deadline = Duration::from_secs(hub.settings.login_timeout);
+    // Sockets that are not in service by their login deadline are closed.
+    let deadline = hub.lock().presence.socket_opened(&socket_id, Instant::now());
     tokio::spawn(async move {
-        tokio::time::sleep(deadline).await;
-        let logged_in = hub.lock().by_socket.contains_key(&socket_id);
-        if !logged_in && socket.connected() {
-            tracing::info!(socket = %socket_id, "closing socket: no login within {}s", deadline.as_secs());
-            let _ = socket.disconnect();
-        }
+        tokio::time::sleep_until(deadline.into()).await;
+        hub.login_deadlines_over(Instant::now());
     });
 }
 
@@ -610,7 +623,10 @@ impl Signaling {
             api,
             runtime: tokio::runtime::Handle::current(),
             cluster,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State::new(Presence::new(
+                Duration::from_secs(settings.login_timeout),
+                Duration::from_secs(settings.reconnection_timeout),
+            ))),
             io: OnceLock::new(),
             ticket_key: hex_key(),
             settings: settings.clone(),
