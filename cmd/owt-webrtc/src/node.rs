@@ -9,6 +9,7 @@
 use crate::interceptor::{self, KeyframeRequestForwarder};
 use crate::link;
 use crate::sdp;
+use futures::FutureExt;
 use owt_bus::media::{MediaPublisher, SubscriberHandle};
 use owt_bus::message::codes;
 use owt_bus::RemoteError;
@@ -302,8 +303,11 @@ impl Published {
         self.request_keyframe().await;
     }
 
-    /// Sends one packet to every active subscriber, rewritten for each.
-    async fn fan_out(&self, packet: &rtp::Packet, now: Instant) {
+    /// Sends one packet to every active subscriber, rewritten for each. A subscriber whose
+    /// peer connection cannot take the packet right now (its queue to the connection's driver
+    /// is full: a stalled or starved connection) loses that packet, counted as dropped, and
+    /// recovers by NACK or keyframe like after network loss; nobody else waits for it.
+    fn fan_out(&self, packet: &rtp::Packet, now: Instant) {
         let subscribers: Vec<Arc<Subscriber>> = match self.subscribers.read() {
             Ok(list) => list.clone(),
             Err(_) => return,
@@ -334,15 +338,20 @@ impl Published {
             out.header.extensions.clear();
             out.header.extensions_padding = 0;
             let size = out.payload.len() + 12;
-            match sub.local.write_rtp(out).await {
-                Ok(()) => {
+            match sub.local.write_rtp(out).now_or_never() {
+                Some(Ok(())) => {
                     if let Ok(mut meter) = sub.meter.lock() {
                         meter.record(size, now);
                     }
                 }
-                Err(err) => {
+                Some(Err(err)) => {
                     if sub.errors.fetch_add(1, Ordering::Relaxed) % 500 == 0 {
                         tracing::debug!("{}: packet not forwarded: {err}", sub.track_id);
+                    }
+                }
+                None => {
+                    if sub.dropped.fetch_add(1, Ordering::Relaxed) % 500 == 0 {
+                        tracing::debug!("{}: connection busy, packet dropped", sub.track_id);
                     }
                 }
             }
@@ -368,6 +377,8 @@ struct Subscriber {
     meter: Mutex<RateMeter>,
     plis: AtomicU64,
     errors: AtomicU64,
+    /// Packets its connection could not take at once (back-pressure), see `fan_out`.
+    dropped: AtomicU64,
 }
 
 /// A subscriber's switch to another source, done at that source's next keyframe.
@@ -794,6 +805,7 @@ impl Node {
                 meter: Mutex::new(RateMeter::new()),
                 plis: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
             });
             state.subscribers.insert(track.mid.clone(), subscriber);
         }
@@ -924,6 +936,7 @@ impl Node {
                     nacks: 0,
                     plis: sub.plis.load(Ordering::Relaxed),
                     rtt_ms: None,
+                    dropped: sub.dropped.load(Ordering::Relaxed),
                 });
             } else if let Some(track) = self.inner.tracks.read().ok().and_then(|t| t.get(&id).cloned()) {
                 let mut meter = lock(&track.meter);
@@ -937,6 +950,7 @@ impl Node {
                     nacks: 0,
                     plis: track.plis.load(Ordering::Relaxed),
                     rtt_ms: None,
+                    dropped: 0,
                 });
             }
         }
@@ -1488,7 +1502,7 @@ async fn forward(
         if lost_upstream {
             track.request_keyframe().await;
         }
-        track.fan_out(&packet, now).await;
+        track.fan_out(&packet, now);
     }
     for track in &layers {
         tracing::debug!("forwarding of {} (session {}) ended", track.track_id, track.session_id);
@@ -1535,7 +1549,7 @@ async fn forward_link(track: Arc<Published>, source: LinkSource) {
                 meter.record(packet.payload.len() + 12, now);
             }
             if track.active.load(Ordering::Relaxed) {
-                track.fan_out(&packet, now).await;
+                track.fan_out(&packet, now);
             }
         }
     }

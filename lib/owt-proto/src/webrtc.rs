@@ -292,6 +292,9 @@ pub struct TrackStats {
     pub nacks: u64,
     pub plis: u64,
     pub rtt_ms: Option<f64>,
+    /// Packets not forwarded because the subscriber's connection was busy (back-pressure).
+    #[serde(default)]
+    pub dropped: u64,
 }
 
 #[cfg(test)]
