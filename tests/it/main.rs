@@ -9,5 +9,7 @@ mod daemons;
 mod install;
 mod owtctl;
 mod rest;
+mod rest_matrix;
+mod rest_room_schema;
 mod restart;
 mod signaling;

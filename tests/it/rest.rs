@@ -12,8 +12,8 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-const AUTH_MESSAGE: &str = "WWW-Authenticate: MAuth realm=\"http://marte3.dit.upm.es\"";
-const UNKNOWN_ID: &str = "0123456789abcdef01234567";
+pub(crate) const AUTH_MESSAGE: &str = "WWW-Authenticate: MAuth realm=\"http://marte3.dit.upm.es\"";
+pub(crate) const UNKNOWN_ID: &str = "0123456789abcdef01234567";
 
 fn is_object_id(value: &Value) -> bool {
     value.as_str().is_some_and(|s| s.len() == 24 && s.chars().all(|c| c.is_ascii_hexdigit()))
@@ -41,7 +41,7 @@ fn service(server: &TestServer, name: &str) -> (Value, Auth) {
     (service, auth)
 }
 
-fn room_ids(list: &Value) -> Vec<String> {
+pub(crate) fn room_ids(list: &Value) -> Vec<String> {
     list.as_array()
         .unwrap_or_else(|| panic!("not a list: {list}"))
         .iter()

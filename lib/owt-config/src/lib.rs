@@ -213,6 +213,9 @@ pub struct PortalSection {
     pub port: u16,
     /// Clients connect to signaling with TLS (token field `secure`).
     pub ssl: bool,
+    /// OWT's switch for refusing TLS below 1.2. owt-rs always refuses TLS 1.0 and 1.1 on
+    /// every listener (only TLS 1.2 and 1.3), so only `true` is accepted; the key stays so
+    /// that OWT configuration files load.
     pub force_tls_v12: bool,
     /// Seconds a conference token stays valid (OWT: 180).
     pub token_lifetime: u64,
@@ -510,6 +513,12 @@ impl DaemonConfig for PortalConfig {
             return Err(key_error("portal.hostname", "must be a bare host name (no scheme, port or spaces)"));
         }
         validate_port("portal.port", self.portal.port, false)?;
+        if !self.portal.force_tls_v12 {
+            return Err(key_error(
+                "portal.force_tls_v12",
+                "must be true: owt-rs serves TLS 1.2 and 1.3 only and cannot allow TLS 1.0 or 1.1",
+            ));
+        }
         let portal = &self.portal;
         validate_ip("portal.bind_address", &portal.bind_address, false)?;
         for (key, value, range) in [
@@ -920,12 +929,51 @@ mod tests {
             .join("\n")
     }
 
-    fn check_shipped<C: DaemonConfig + PartialEq + std::fmt::Debug>() {
+    /// Dotted names of the keys holding values (`portal.port`, `webrtc.network_interfaces`).
+    fn key_names(value: &toml::Value) -> std::collections::BTreeSet<String> {
+        fn walk(table: &toml::Table, prefix: &str, into: &mut std::collections::BTreeSet<String>) {
+            for (key, value) in table {
+                let name = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                match value {
+                    toml::Value::Table(inner) => walk(inner, &name, into),
+                    _ => {
+                        into.insert(name);
+                    }
+                }
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        walk(value.as_table().expect("a TOML document is a table"), "", &mut names);
+        names
+    }
+
+    fn check_shipped<C: DaemonConfig + Serialize + PartialEq + std::fmt::Debug>() {
         let text = shipped(C::NAME);
         let as_is: C = parse(Path::new("shipped"), &text).unwrap();
         assert_eq!(as_is, C::default(), "{}.toml as shipped", C::NAME);
         let all: C = parse(Path::new("shipped"), &uncommented(&text)).unwrap();
         assert_eq!(all, C::default(), "{}.toml with every key uncommented", C::NAME);
+        // Every key of the configuration is documented, and nothing else.
+        let documented = key_names(&toml::from_str(&uncommented(&text)).unwrap());
+        let known = key_names(&toml::Value::try_from(C::default()).unwrap());
+        assert_eq!(
+            documented,
+            known,
+            "{}.toml: undocumented keys {:?}, keys that do not exist {:?}",
+            C::NAME,
+            known.difference(&documented).collect::<Vec<_>>(),
+            documented.difference(&known).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn shipped_file_check_catches_a_missing_key() {
+        let text = shipped("peer");
+        let without = text.replace("# login_timeout = 60\n", "");
+        assert_ne!(without, text, "peer.toml documents login_timeout");
+        let documented = key_names(&toml::from_str(&uncommented(&without)).unwrap());
+        let known = key_names(&toml::Value::try_from(PeerConfig::default()).unwrap());
+        assert_eq!(known.difference(&documented).collect::<Vec<_>>(), ["peer.login_timeout"]);
     }
 
     #[test]
@@ -959,6 +1007,39 @@ mod tests {
         }
         // A disabled app may share a port number with anything.
         assert!(parse::<PortalConfig>(Path::new("p.toml"), "[app]\nenabled = false\nport = 3000\n").is_ok());
+    }
+
+    #[test]
+    fn errors_name_the_file_the_key_and_what_is_allowed() {
+        let file = Path::new("/etc/owt/portal.toml");
+        for (text, key, allowed) in [
+            ("[portal]\nforce_tls_v12 = false\n", "portal.force_tls_v12", "must be true"),
+            ("[portal]\nport = 0\n", "portal.port", "between 1 and 65535"),
+            ("[log]\nlevel = \"loud\"\n", "log.level", "error, warn, info, debug, trace, off"),
+            ("[scheduling]\nmixer = \"busiest\"\n", "scheduling.mixer", "last-used, least-used"),
+            ("[management-api]\nip_address = \"localhost\"\n", "management-api.ip_address", "IPv4 or IPv6"),
+            ("[portal]\ntoken_lifetime = 5\n", "portal.token_lifetime", "between 10 and 86400"),
+        ] {
+            let err = parse::<PortalConfig>(file, text).unwrap_err();
+            let message = err.to_string();
+            assert!(matches!(&err, ConfigError::Invalid { key: k, .. } if k == key), "{text}: {err:?}");
+            assert!(message.starts_with(&format!("/etc/owt/portal.toml: {key}: ")), "{message}");
+            assert!(message.contains(allowed), "{message}");
+        }
+        // Type errors come from the TOML reader: file, key and the expected type.
+        let message = parse::<PortalConfig>(file, "[portal]\nport = \"eighty\"\n").unwrap_err().to_string();
+        assert!(message.starts_with("/etc/owt/portal.toml: "), "{message}");
+        assert!(message.contains("port") && message.contains("u16"), "{message}");
+        assert!(!message.contains('\n'), "one line: {message}");
+        let message = parse::<PeerConfig>(Path::new("peer.toml"), "[peer]\nssl = \"yes\"\n").unwrap_err().to_string();
+        assert!(message.starts_with("peer.toml: ") && message.contains("ssl") && message.contains("bool"), "{message}");
+    }
+
+    #[test]
+    fn force_tls_v12_accepts_owt_files() {
+        let config = parse::<PortalConfig>(Path::new("p.toml"), "[portal]\nforce_tls_v12 = true\n").unwrap();
+        assert!(config.portal.force_tls_v12);
+        assert!(PortalConfig::default().portal.force_tls_v12);
     }
 
     #[test]
