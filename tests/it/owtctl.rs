@@ -685,3 +685,26 @@ fn portal_on_an_uninitialised_state_dir_says_to_run_init() {
     let _ = portal.wait();
     assert!(serving, "owt-portal serves once `owtctl init` ran");
 }
+
+/// `portal.force_tls_v12` is always in force: the REST API's TLS refuses 1.0 and 1.1.
+#[test]
+fn https_portal_refuses_tls_below_1_2() {
+    use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode, SslVersion};
+    let server = TestServer::start_with(Options { ssl: true, ..Default::default() });
+    let handshake = |max: SslVersion| {
+        let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
+        builder.set_verify(SslVerifyMode::NONE);
+        // Security level 0 lets this client offer the old versions; refusing is the server's job.
+        builder.set_cipher_list("DEFAULT:@SECLEVEL=0").unwrap();
+        builder.set_min_proto_version(Some(SslVersion::TLS1)).unwrap();
+        builder.set_max_proto_version(Some(max)).unwrap();
+        let stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        builder.build().connect("localhost", stream).map(|tls| tls.ssl().version_str().to_string())
+    };
+    assert_eq!(handshake(SslVersion::TLS1_2).expect("a TLS 1.2 handshake"), "TLSv1.2");
+    for old in [SslVersion::TLS1_1, SslVersion::TLS1] {
+        let refused = handshake(old);
+        assert!(refused.is_err(), "handshake with TLS at most {old:?}: {refused:?}");
+    }
+}
