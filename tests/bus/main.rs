@@ -318,3 +318,136 @@ fn hostile_bus_input_is_refused_and_other_workers_keep_being_served() {
     let _late = registered_raw_peer(&endpoint, "webrtc-late");
     portal.stop();
 }
+
+/// Makes a mixer process busy for real: it renders a view (compositing and VP8 encoding
+/// frames continuously) until the test ends, so the load it reports on its heartbeats rises.
+fn render_a_view_on(portal: &Portal, mixer: &str) {
+    let init = owt_proto::mixer::InitView {
+        view_id: "busy-view".into(),
+        room_id: "busy-room".into(),
+        video: Some(owt_proto::mixer::VideoOutput {
+            codec: "vp8".into(),
+            width: 640,
+            height: 480,
+            framerate: 30,
+            bitrate_kbps: 800,
+            keyframe_interval: 1,
+            bg_color: [40, 80, 120],
+            crop: false,
+        }),
+        audio: None,
+    };
+    portal
+        .block_on(portal.cluster().request(mixer, "init-view", json!(init), Duration::from_secs(5)))
+        .expect("init-view");
+}
+
+/// Waits until the heartbeats show `busy` working and `idle` at less than a quarter of it.
+fn wait_for_loads(portal: &Portal, busy: &str, idle: &str) -> (f64, f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let views = portal.cluster().workers();
+        let load = |id: &str| views.iter().find(|v| v.node_id == id).expect("registered").load;
+        let (busy_load, idle_load) = (load(busy), load(idle));
+        if busy_load >= 0.005 && idle_load * 4.0 < busy_load {
+            return (busy_load, idle_load);
+        }
+        assert!(Instant::now() < deadline, "loads never diverged: {busy} {busy_load}, {idle} {idle_load}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn schedule_tasks(portal: &Portal, kind: &str, count: usize) -> Vec<String> {
+    let none = Preference::none();
+    (0..count).map(|i| portal.block_on(portal.cluster().schedule(kind, &format!("task-{i}"), &none)).unwrap()).collect()
+}
+
+#[test]
+fn least_used_gives_new_work_to_the_mixer_process_with_the_lower_measured_load() {
+    let portal = Portal::start(&[("mixer", "least-used")], None);
+    let endpoint = portal.endpoint();
+    // The busy one registers first: a tie would go to it.
+    let _busy = Worker::spawn("mixer", "mixer-busy", &endpoint);
+    portal.wait_for_workers(&["mixer-busy"], REGISTER_WAIT);
+    let _idle = Worker::spawn("mixer", "mixer-idle", &endpoint);
+    portal.wait_for_workers(&["mixer-idle"], REGISTER_WAIT);
+    render_a_view_on(&portal, "mixer-busy");
+    let loads = wait_for_loads(&portal, "mixer-busy", "mixer-idle");
+    assert_eq!(schedule_tasks(&portal, "mixer", 3), ["mixer-idle"; 3], "loads {loads:?}");
+    portal.stop();
+}
+
+#[test]
+fn most_used_gives_new_work_to_the_mixer_process_with_the_higher_measured_load() {
+    let portal = Portal::start(&[("mixer", "most-used")], None);
+    let endpoint = portal.endpoint();
+    // The idle one registers first: a tie would go to it.
+    let _idle = Worker::spawn("mixer", "mixer-idle", &endpoint);
+    portal.wait_for_workers(&["mixer-idle"], REGISTER_WAIT);
+    let _busy = Worker::spawn("mixer", "mixer-busy", &endpoint);
+    portal.wait_for_workers(&["mixer-busy"], REGISTER_WAIT);
+    render_a_view_on(&portal, "mixer-busy");
+    let loads = wait_for_loads(&portal, "mixer-busy", "mixer-idle");
+    assert_eq!(schedule_tasks(&portal, "mixer", 3), ["mixer-busy"; 3], "loads {loads:?}");
+    portal.stop();
+}
+
+#[test]
+fn randomly_pick_spreads_tasks_over_every_worker_process() {
+    let portal = Portal::start(&[("webrtc", "randomly-pick")], None);
+    let endpoint = portal.endpoint();
+    let ids = ["webrtc-1", "webrtc-2", "webrtc-3"];
+    let _workers: Vec<Worker> = ids.iter().map(|id| Worker::spawn("webrtc", id, &endpoint)).collect();
+    portal.wait_for_workers(&ids, REGISTER_WAIT);
+    // 60 picks: each worker is left out with probability 3 * (2/3)^60, about 1e-10.
+    let picks = schedule_tasks(&portal, "webrtc", 60);
+    // The listing follows the registry a moment after the scheduling answers.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let views = loop {
+        let views = portal.cluster().workers();
+        if views.iter().map(|v| v.tasks).sum::<usize>() == 60 || Instant::now() > deadline {
+            break views;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for id in ids {
+        let picked = picks.iter().filter(|p| *p == id).count();
+        assert!(picked > 0, "{id} never picked: {picks:?}");
+        let view = views.iter().find(|v| v.node_id == id).unwrap();
+        assert_eq!(view.tasks, picked, "the registry's task count of {id}");
+    }
+    portal.stop();
+}
+
+#[test]
+fn isp_and_region_capacities_of_worker_processes_decide_who_serves_a_preference() {
+    let portal = Portal::start(&[("webrtc", "round-robin")], None);
+    let endpoint = portal.endpoint();
+    let _any = Worker::spawn("webrtc", "webrtc-any", &endpoint);
+    let _isp = Worker::spawn_with("webrtc", "webrtc-ispx", &endpoint, "[capacity]\nisps = [\"isp-x\"]\n");
+    let _north = Worker::spawn_with("webrtc", "webrtc-north", &endpoint, "[capacity]\nregion = [\"north\"]\n");
+    let views = portal.wait_for_workers(&["webrtc-any", "webrtc-ispx", "webrtc-north"], REGISTER_WAIT);
+    let capacity = |id: &str| views.iter().find(|v| v.node_id == id).unwrap().capacity.clone();
+    assert_eq!((capacity("webrtc-ispx").isp, capacity("webrtc-ispx").region), (vec!["isp-x".to_string()], vec![]));
+    assert_eq!(capacity("webrtc-north").region, ["north"]);
+
+    let mut next = 0;
+    let mut served = |isp: Option<&str>, region: Option<&str>| -> std::collections::BTreeSet<String> {
+        let preference = Preference { isp: isp.map(str::to_owned), region: region.map(str::to_owned) };
+        (0..4)
+            .map(|_| {
+                next += 1;
+                portal.block_on(portal.cluster().schedule("webrtc", &format!("t{next}"), &preference)).unwrap()
+            })
+            .collect()
+    };
+    let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<std::collections::BTreeSet<String>>();
+    // Round-robin turns only among the workers that may serve the preference.
+    assert_eq!(served(None, None), set(&["webrtc-any"]), "no preference: only workers that list nothing");
+    assert_eq!(served(Some("isp-x"), None), set(&["webrtc-any", "webrtc-ispx"]));
+    assert_eq!(served(Some("isp-y"), None), set(&["webrtc-any"]), "an isp nobody lists");
+    assert_eq!(served(None, Some("north")), set(&["webrtc-north"]), "a listed region wins");
+    assert_eq!(served(Some("isp-x"), Some("north")), set(&["webrtc-north"]));
+    assert_eq!(served(None, Some("east")), set(&["webrtc-any"]), "an unlisted region falls back to any region");
+    portal.stop();
+}

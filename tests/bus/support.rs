@@ -110,9 +110,15 @@ pub struct Worker {
 impl Worker {
     /// Starts `owt-<kind>` with `[cluster] portal = endpoint` and the given node id.
     pub fn spawn(kind: &str, node_id: &str, endpoint: &str) -> Worker {
+        Worker::spawn_with(kind, node_id, endpoint, "")
+    }
+
+    /// As [`Worker::spawn`], with `extra` appended to the configuration file (e.g. a
+    /// `[capacity]` section).
+    pub fn spawn_with(kind: &str, node_id: &str, endpoint: &str, extra: &str) -> Worker {
         let dir = tempfile::tempdir().unwrap();
         let config =
-            format!("[log]\nlevel = \"debug\"\n\n[cluster]\nportal = \"{endpoint}\"\nnode_id = \"{node_id}\"\n");
+            format!("[log]\nlevel = \"debug\"\n\n[cluster]\nportal = \"{endpoint}\"\nnode_id = \"{node_id}\"\n{extra}");
         std::fs::write(dir.path().join(format!("{kind}.toml")), config).unwrap();
         let log = std::fs::File::create(dir.path().join("log")).unwrap();
         let mut command = Command::new(program(&format!("owt-{kind}")));
