@@ -1,8 +1,9 @@
-//! The portal's reactions to workers joining and dying (user guide Table 2-6). Sessions on
-//! a dead webrtc, stream or record node fail (clients get `stream-failed`/`progress` errors);
-//! work on a dead mixer is rebuilt elsewhere. In this release no worker carries sessions
-//! (media is not implemented), so a death only releases the tasks bound to it, which the
-//! registry has already done, and is logged with what was lost.
+//! The cluster log: workers joining and dying, with what a death cost. The reactions of user
+//! guide Table 2-6 happen in signaling, which follows the same events: the sessions on a dead
+//! webrtc node fail (its clients get `progress` errors and its publications are removed,
+//! signaling/media.rs), and the views of a dead mixer start again on another one
+//! (signaling/mixing.rs). owt-record, owt-stream and owt-sip carry no work yet. The tasks
+//! bound to a dead worker are released by the registry itself.
 
 use owt_bus::{Cluster, ClusterEvent};
 use std::sync::Arc;

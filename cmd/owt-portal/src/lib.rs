@@ -1,8 +1,9 @@
 //! owt-portal, the owt-rs control plane: the OWT management REST API (services, rooms,
 //! tokens, participants, streams; spec/owt-compat.md §2-§3) over HTTP or HTTPS from the
-//! SQLite store, and client signaling over Socket.IO (spec §1) with the conference core of
-//! `owt-room`. Media requests (publish, subscribe, ...) are checked and then refused until
-//! a media node exists.
+//! SQLite store, client signaling over Socket.IO (spec §1) with the conference core of
+//! `owt-room`, the ZeroMQ bus on which workers register and are scheduled (`owt-bus`), and
+//! the sample application. Media requests (publish, subscribe, soac, ...) are checked
+//! against the room and then carried out on the webrtc nodes and mixers of the bus.
 
 pub mod api;
 pub mod app;
@@ -20,11 +21,14 @@ use std::sync::Arc;
 #[command(
     name = "owt-portal",
     version,
-    about = "owt-rs control plane: OWT management REST API, rooms and tokens",
+    about = "owt-rs control plane: OWT management REST API, client signaling, cluster bus and scheduling",
     long_about = "owt-portal serves the OWT-compatible management REST API (MAuth-authenticated services, \
-                  rooms and tokens) from the SQLite database created by `owtctl init`. It is normally \
-                  started by systemd (owt-portal.service) and reads /etc/owt/portal.toml. SIGHUP reloads \
-                  the configuration; SIGTERM stops it gracefully."
+                  rooms, tokens, live participants and streams) from the SQLite database created by \
+                  `owtctl init`, the OWT client signaling protocol over Socket.IO for the conference \
+                  SDKs, the ZeroMQ bus on which owt-webrtc, owt-mixer and the other workers register \
+                  and are scheduled, and the sample application. It is normally started by systemd \
+                  (owt-portal.service) and reads /etc/owt/portal.toml. SIGHUP reloads the \
+                  configuration; SIGTERM stops it gracefully."
 )]
 pub struct Cli {
     #[command(flatten)]
