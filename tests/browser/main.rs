@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 mod clients;
+mod h265;
 
 /// The programs are built in the same target directory as this test binary.
 fn program(name: &str) -> PathBuf {
