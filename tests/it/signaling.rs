@@ -828,7 +828,7 @@ fn login_state_is_enforced_on_one_socket_and_relogin_refusals_use_owt_strings() 
     // relogin on a logged-in socket, even with its own valid ticket.
     let current = carol.ok("refreshReconnectionTicket", None);
     assert_eq!(carol.error("relogin", Some(current)), "Connection is in service");
-    assert_both_served(&mut bob, &mut alice, "after a relogin on a logged-in socket");
+    assert_both_served(&mut carol, &mut bob, "after a relogin on a logged-in socket");
 }
 
 #[test]
