@@ -308,55 +308,83 @@ impl Published {
     /// is full: a stalled or starved connection) loses that packet, counted as dropped, and
     /// recovers by NACK or keyframe like after network loss; nobody else waits for it.
     fn fan_out(&self, packet: &rtp::Packet, now: Instant) {
-        let subscribers: Vec<Arc<Subscriber>> = match self.subscribers.read() {
-            Ok(list) => list.clone(),
-            Err(_) => return,
-        };
-        for sub in subscribers {
-            if !sub.active.load(Ordering::Relaxed) {
-                lock(&sub.rewriter).rebase();
-                continue;
-            }
-            if !sub.takes(self, packet) {
-                continue;
-            }
-            let Ok(payload_type) = u8::try_from(sub.payload_type.load(Ordering::Relaxed)) else { continue };
-            let rewritten = lock(&sub.rewriter).rewrite(
-                packet.header.ssrc,
-                packet.header.sequence_number,
-                packet.header.timestamp,
-                now,
-            );
-            let Some(rewritten) = rewritten else { continue };
-            let mut out = packet.clone();
-            out.header.ssrc = rewritten.ssrc;
-            out.header.sequence_number = rewritten.sequence_number;
-            out.header.timestamp = rewritten.timestamp;
-            out.header.payload_type = payload_type;
-            // Extension ids are per leg: the sender adds its own.
-            out.header.extension = false;
-            out.header.extensions.clear();
-            out.header.extensions_padding = 0;
-            let size = out.payload.len() + 12;
-            match sub.local.write_rtp(out).now_or_never() {
-                Some(Ok(())) => {
-                    if let Ok(mut meter) = sub.meter.lock() {
-                        meter.record(size, now);
-                    }
+        // Subscribers whose switch to this track completed on this packet: taken off their
+        // old source once this track's list is no longer borrowed.
+        let mut switched: Vec<(Weak<Published>, Arc<Subscriber>)> = Vec::new();
+        {
+            let Ok(subscribers) = self.subscribers.read() else { return };
+            for sub in subscribers.iter() {
+                if !sub.active.load(Ordering::Relaxed) {
+                    lock(&sub.rewriter).rebase();
+                    continue;
                 }
-                Some(Err(err)) => {
-                    if sub.errors.fetch_add(1, Ordering::Relaxed) % 500 == 0 {
-                        tracing::debug!("{}: packet not forwarded: {err}", sub.track_id);
-                    }
+                match sub.takes(self, packet) {
+                    Take::No => continue,
+                    Take::Yes => {}
+                    Take::Switched(from) => switched.push((from, sub.clone())),
                 }
-                None => {
-                    if sub.dropped.fetch_add(1, Ordering::Relaxed) % 500 == 0 {
-                        tracing::debug!("{}: connection busy, packet dropped", sub.track_id);
+                let Ok(payload_type) = u8::try_from(sub.payload_type.load(Ordering::Relaxed)) else { continue };
+                let rewritten = lock(&sub.rewriter).rewrite(
+                    packet.header.ssrc,
+                    packet.header.sequence_number,
+                    packet.header.timestamp,
+                    now,
+                );
+                let Some(rewritten) = rewritten else { continue };
+                // Extension ids are per leg: the sender adds its own.
+                let out = rtp::Packet {
+                    header: rtp::header::Header {
+                        version: 2,
+                        padding: packet.header.padding,
+                        extension: false,
+                        marker: packet.header.marker,
+                        payload_type,
+                        sequence_number: rewritten.sequence_number,
+                        timestamp: rewritten.timestamp,
+                        ssrc: rewritten.ssrc,
+                        csrc: packet.header.csrc.clone(),
+                        extension_profile: 0,
+                        extensions: Vec::new(),
+                        extensions_padding: 0,
+                    },
+                    payload: packet.payload.clone(),
+                };
+                let size = out.payload.len() + 12;
+                match sub.local.write_rtp(out).now_or_never() {
+                    Some(Ok(())) => {
+                        if let Ok(mut meter) = sub.meter.lock() {
+                            meter.record(size, now);
+                        }
+                    }
+                    Some(Err(err)) => {
+                        if sub.errors.fetch_add(1, Ordering::Relaxed) % 500 == 0 {
+                            tracing::debug!("{}: packet not forwarded: {err}", sub.track_id);
+                        }
+                    }
+                    None => {
+                        if sub.dropped.fetch_add(1, Ordering::Relaxed) % 500 == 0 {
+                            tracing::debug!("{}: connection busy, packet dropped", sub.track_id);
+                        }
                     }
                 }
             }
         }
+        for (from, sub) in switched {
+            if let Some(from) = from.upgrade() {
+                if let Ok(mut list) = from.subscribers.write() {
+                    list.retain(|s| !Arc::ptr_eq(s, &sub));
+                }
+            }
+        }
     }
+}
+
+/// What a subscriber does with a packet of one of its sources (see `Subscriber::takes`).
+enum Take {
+    No,
+    Yes,
+    /// Yes, and its pending switch to this source completed: leave the old source.
+    Switched(Weak<Published>),
 }
 
 /// A subscriber's m-line: a local track fed by a published track.
@@ -394,30 +422,26 @@ impl Subscriber {
 
     /// Whether `track`'s packet goes to this subscriber: its current source does until a
     /// pending switch completes, the switch target from its first keyframe packet on.
-    fn takes(self: &Arc<Self>, track: &Published, packet: &rtp::Packet) -> bool {
+    fn takes(&self, track: &Published, packet: &rtp::Packet) -> Take {
         if !self.switching.load(Ordering::Relaxed) {
-            return true;
+            return Take::Yes;
         }
         let mut switch = lock(&self.switch);
-        let Some(pending) = switch.as_ref() else { return true };
+        let Some(pending) = switch.as_ref() else { return Take::Yes };
         if pending.to != track.track_id {
-            return true;
+            return Take::Yes;
         }
         let keyframe =
             track.media_codec.is_none_or(|codec| owt_media::rtp_keyframe::starts_keyframe(codec, &packet.payload));
         if !keyframe {
-            return false;
+            return Take::No;
         }
-        if let Some(from) = pending.from.upgrade() {
-            if let Ok(mut list) = from.subscribers.write() {
-                list.retain(|s| !Arc::ptr_eq(s, self));
-            }
-        }
+        let from = pending.from.clone();
         *lock(&self.source) = track.track_id.clone();
         *switch = None;
         self.switching.store(false, Ordering::Relaxed);
         tracing::debug!("{} switched to {} on a keyframe", self.track_id, track.track_id);
-        true
+        Take::Switched(from)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Whether one RTP packet starts a keyframe, from its payload alone, so a forwarder can switch
 //! a subscriber to another source (a simulcast layer) exactly where the new source can be
 //! decoded. The payload formats are VP8 (RFC 7741), VP9 (RTP payload format for VP9,
-//! RFC 9628) and H.264 (RFC 6184); the few header bits needed are read here by hand
+//! RFC 9628), H.264 (RFC 6184) and H.265 (RFC 7798); the few header bits needed are read here by hand
 //! because `frames` works on whole frames and this is needed per packet, before any
 //! reassembly. Other codecs answer `true` (switch at once).
 
@@ -13,7 +13,20 @@ pub fn starts_keyframe(codec: Codec, payload: &[u8]) -> bool {
         Codec::Vp8 => vp8(payload),
         Codec::Vp9 => vp9(payload),
         Codec::H264 => h264(payload),
+        Codec::H265 => h265(payload),
         _ => true,
+    }
+}
+
+/// H.265: an IRAP picture (NAL types 16-21) or the parameter sets (32-34) sent before one,
+/// alone, first in an aggregation packet (type 48), or starting a fragmentation unit (49).
+fn h265(p: &[u8]) -> bool {
+    let key = |nal_type: u8| (16..=21).contains(&nal_type) || (32..=34).contains(&nal_type);
+    let Some(&first) = p.first() else { return false };
+    match (first >> 1) & 0x3f {
+        48 => p.get(4).is_some_and(|header| key((header >> 1) & 0x3f)),
+        49 => p.get(2).is_some_and(|fu| fu & 0x80 != 0 && key(fu & 0x3f)),
+        nal_type => p.len() > 2 && key(nal_type),
     }
 }
 
@@ -60,6 +73,22 @@ fn h264(p: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn h265_keyframes_are_irap_pictures_or_their_parameter_sets() {
+        let nal = |nal_type: u8| [nal_type << 1, 0x01];
+        assert!(starts_keyframe(Codec::H265, &[&nal(19)[..], &[0xaf, 0x00]].concat()), "IDR_W_RADL");
+        assert!(starts_keyframe(Codec::H265, &[&nal(32)[..], &[0x0c, 0x01]].concat()), "VPS");
+        assert!(!starts_keyframe(Codec::H265, &[&nal(1)[..], &[0x26, 0x01]].concat()), "TRAIL_R");
+        // Aggregation packet whose first unit is a VPS; fragmentation units of an IDR.
+        assert!(starts_keyframe(Codec::H265, &[96, 0x01, 0x00, 0x18, 64, 0x01, 0x0c]));
+        assert!(starts_keyframe(Codec::H265, &[98, 0x01, 0x80 | 19, 0xaf]));
+        assert!(!starts_keyframe(Codec::H265, &[98, 0x01, 19, 0xaf]), "not the first fragment");
+        assert!(!starts_keyframe(Codec::H265, &[98, 0x01, 0x80 | 1, 0xaf]));
+        for hostile in [&[][..], &[96], &[98, 0x01], &[0x26]] {
+            assert!(!starts_keyframe(Codec::H265, hostile));
+        }
+    }
 
     #[test]
     fn vp8_keyframes_start_partition_zero_with_p_clear() {
