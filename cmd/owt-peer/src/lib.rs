@@ -2,18 +2,18 @@
 //! server (open-webrtc-toolkit/owt-server-p2p; spec/owt-compat.md §5).
 //!
 //! Layout: [`core`] is the sans-IO registry (logins, relay decisions, rate limits, metrics),
-//! [`signaling`] binds it to socketioxide, [`http`] serves the listeners (plain, TLS, metrics)
-//! around it, and this file is the daemon: configuration, start, reload, stop.
+//! [`signaling`] binds it to the lean Socket.IO server of `owt-sio`, [`http`] serves the
+//! listeners (plain, TLS, metrics) around it, and this file is the daemon: configuration,
+//! start, reload, stop.
 
 pub mod core;
 pub mod http;
 pub mod signaling;
 
 use crate::core::{Limits, Origins};
-use crate::http::{Front, FrontState, TlsSlot};
-use crate::signaling::Shared;
+use crate::http::{SioServer, TlsSlot};
+use crate::signaling::{Shared, Signaling};
 use owt_config::PeerConfig;
-use socketioxide::SocketIo;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -111,8 +111,6 @@ fn connection_slots(max_clients: usize) -> usize {
 pub struct PeerService {
     runtime: Option<tokio::runtime::Runtime>,
     shared: Arc<Shared>,
-    io: SocketIo,
-    front: Arc<FrontState>,
     tls: Option<TlsSlot>,
     stop: watch::Sender<bool>,
     slots: Arc<Semaphore>,
@@ -151,23 +149,22 @@ pub fn start(config: &PeerConfig) -> Result<PeerService, StartError> {
         port => Some(bind("metrics.port", SocketAddr::from(([127, 0, 0, 1], port)))?),
     };
 
-    // socketioxide and the listeners need the runtime's context.
+    // The listeners need the runtime's context.
     let entered = runtime.enter();
-    let shared = Shared::new(Limits::from_config(&config.peer));
+    let shared = Shared::new(Limits::from_config(&config.peer), Origins::new(&config.peer.cors_origins));
     // Frames may carry escaped data; data itself is checked against max_message_bytes.
     let frame_limit = config.peer.max_message_bytes.saturating_mul(2).saturating_add(16 * 1024);
-    let (sio, io) = SocketIo::builder()
-        .max_payload(frame_limit as u64)
-        .ws_max_message_size(frame_limit)
-        .ws_max_frame_size(frame_limit)
-        // Packets queued per client before emits to it fail (answered with 2102).
-        .max_buffer_size(1024)
-        // 1 KiB reads: 3 KiB less per idle connection than the 4 KiB default; larger frames
-        // still grow the buffer as needed.
-        .ws_read_buffer_size(1024)
-        .build_svc();
-    signaling::attach(&io, shared.clone());
-    let front = Arc::new(FrontState { origins: RwLock::new(Origins::new(&config.peer.cors_origins)) });
+    let sio: Arc<SioServer> = owt_sio::Server::new(
+        owt_sio::Config {
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
+            max_payload: frame_limit,
+            // Packets queued per client before emits to it fail (answered with 2102).
+            max_queue: 1024,
+            other_paths_body: http::NOT_SOCKET_IO,
+        },
+        Signaling(shared.clone()),
+    );
     let (stop, stopped) = watch::channel(false);
     let slot_count = connection_slots(config.peer.max_clients);
     let slots = Arc::new(Semaphore::new(slot_count));
@@ -178,8 +175,7 @@ pub fn start(config: &PeerConfig) -> Result<PeerService, StartError> {
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!("Socket.IO listening on {scheme}://{addr}");
         listening.push(format!("{scheme}://{addr}"));
-        let front = Front { sio: sio.clone(), state: front.clone() };
-        tokio::spawn(http::accept_loop(listener, tls, front, slots.clone(), stopped.clone()));
+        tokio::spawn(http::accept_loop(listener, tls, sio.clone(), slots.clone(), stopped.clone()));
     }
     if let Some(listener) = metrics {
         if let Ok(addr) = listener.local_addr() {
@@ -189,18 +185,7 @@ pub fn start(config: &PeerConfig) -> Result<PeerService, StartError> {
     }
     tokio::spawn(housekeeping(shared.clone(), stopped));
     drop(entered);
-    Ok(PeerService {
-        runtime: Some(runtime),
-        shared,
-        io,
-        front,
-        tls,
-        stop,
-        slots,
-        slot_count,
-        config: config.clone(),
-        listening,
-    })
+    Ok(PeerService { runtime: Some(runtime), shared, tls, stop, slots, slot_count, config: config.clone(), listening })
 }
 
 /// Every second: close clients past the login deadline; every minute: log the figures if
@@ -241,8 +226,7 @@ impl owt_daemon::Service<PeerConfig> for PeerService {
                 http::tls_context(&config.certificate_path(), &config.key_path()).map_err(|e| e.to_string())?;
             *slot.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = context;
         }
-        *self.front.origins.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
-            Origins::new(&config.peer.cors_origins);
+        self.shared.set_origins(Origins::new(&config.peer.cors_origins));
         self.shared.set_limits(Limits::from_config(&config.peer));
         let slot_count = connection_slots(config.peer.max_clients);
         if slot_count > self.slot_count {
@@ -257,8 +241,7 @@ impl owt_daemon::Service<PeerConfig> for PeerService {
 
     fn stop(mut self) {
         let Some(runtime) = self.runtime.take() else { return };
-        let (shared, io, slots, slot_count) =
-            (self.shared.clone(), self.io.clone(), self.slots.clone(), self.slot_count);
+        let (shared, slots, slot_count) = (self.shared.clone(), self.slots.clone(), self.slot_count);
         let stop = self.stop.clone();
         runtime.block_on(async move {
             // The listeners stay open meanwhile: a long-polling client fetches the notice
@@ -273,7 +256,6 @@ impl owt_daemon::Service<PeerConfig> for PeerService {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let _ = stop.send(true);
-            io.close().await;
         });
         runtime.shutdown_timeout(Duration::from_secs(1));
     }

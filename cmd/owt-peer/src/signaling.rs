@@ -1,41 +1,28 @@
-//! The Socket.IO side of owt-peer: socketioxide handlers that feed events to the sans-IO
-//! [`Registry`](crate::core::Registry) and carry out its decisions (acks, forwards,
+//! The Socket.IO side of owt-peer: the [`owt_sio::Handler`] that feeds events to the sans-IO
+//! [`Registry`](crate::core::Registry) and carries out its decisions (acks, forwards,
 //! `server-disconnect`, closing sockets).
 //!
-//! The handlers implement socketioxide's handler traits directly instead of being async
-//! closures: they run synchronously where socketioxide receives the packet, so events of one
-//! client are relayed in the order it sent them and the per-socket handlers are registered
-//! before any event of the socket can be dispatched.
+//! Handlers run synchronously on the sender's connection task as its packets are read, so
+//! events of one client are relayed in the order it sent them.
 
-use crate::core::{AuthIn, Field, Limits, MessageIn, MessageOut, Refusal, Registry, Relay, Stats};
-use socketioxide::adapter::LocalAdapter;
-use socketioxide::extract::{AckSender, TryData};
-use socketioxide::handler::{ConnectHandler, DisconnectHandler, FromMessageParts, MessageHandler, Value};
-use socketioxide::socket::{DisconnectReason, Sid, Socket};
-use socketioxide::{SendError, SocketError, SocketIo};
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use crate::core::{AuthIn, Field, Limits, MessageIn, MessageOut, Origins, Refusal, Registry, Relay, Stats};
+use owt_sio::{DisconnectReason, Handler, SendError, Socket};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
-type Sock = Arc<Socket<LocalAdapter>>;
-
-/// An ack or emit with no arguments (`ack()`, `emit('server-disconnect')`): socketioxide
-/// sends each element of a tuple-like value as one argument.
-const NO_ARGS: [u8; 0] = [];
-
-/// State shared by every handler.
+/// State shared by every connection.
 pub struct Shared {
-    registry: Mutex<Registry<Sid, Sock>>,
+    registry: Mutex<Registry<u64, Socket>>,
+    origins: RwLock<Origins>,
 }
 
 impl Shared {
-    pub fn new(limits: Limits) -> Arc<Shared> {
-        Arc::new(Shared { registry: Mutex::new(Registry::new(limits)) })
+    pub fn new(limits: Limits, origins: Origins) -> Arc<Shared> {
+        Arc::new(Shared { registry: Mutex::new(Registry::new(limits)), origins: RwLock::new(origins) })
     }
 
     /// The registry; a panic elsewhere while it was held does not make it unusable.
-    fn registry(&self) -> MutexGuard<'_, Registry<Sid, Sock>> {
+    fn registry(&self) -> MutexGuard<'_, Registry<u64, Socket>> {
         self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -47,14 +34,16 @@ impl Shared {
         self.registry().set_limits(limits);
     }
 
+    pub fn set_origins(&self, origins: Origins) {
+        *self.origins.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = origins;
+    }
+
     /// Closes connections that did not authenticate in time.
     pub fn close_overdue(&self) {
         let overdue = self.registry().overdue(Instant::now());
         for socket in overdue {
-            tracing::debug!(sid = %socket.id, "closing a client that did not authenticate in time");
-            if socket.disconnect().is_err() {
-                tracing::debug!("could not close an overdue client now; trying again later");
-            }
+            tracing::debug!(sid = socket.sid(), "closing a client that did not authenticate in time");
+            socket.disconnect();
         }
     }
 
@@ -64,162 +53,145 @@ impl Shared {
         let sockets = self.registry().shut_down();
         let count = sockets.len();
         for socket in sockets {
-            let _ = socket.emit("server-disconnect", &NO_ARGS);
-            let _ = socket.disconnect();
+            let _ = socket.emit("server-disconnect", &[]);
+            socket.disconnect();
         }
         count
     }
 }
 
-/// Registers the `/` namespace on `io`.
-pub fn attach(io: &SocketIo, shared: Arc<Shared>) {
-    io.ns("/", OnConnect(shared));
-}
-
-/// Marker for the handler traits' type parameter.
-pub struct Direct;
-
+/// The [`owt_sio::Handler`] of owt-peer.
 #[derive(Clone)]
-struct OnConnect(Arc<Shared>);
-
-type MiddlewareFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Box<dyn std::fmt::Display + Send>>> + Send + 'a>>;
-
-impl ConnectHandler<LocalAdapter, Direct> for OnConnect {
-    fn call(&self, socket: Sock, _auth: Option<Value>) {
-        self.0.registry().connected(socket.id, socket.clone(), Instant::now());
-        tracing::debug!(sid = %socket.id, "client connected");
-        socket.on("authentication", OnAuthentication(self.0.clone()));
-        socket.on("owt-message", OnMessage(self.0.clone()));
-        socket.on_fallback(OnOtherEvent(self.0.clone()));
-        socket.on_disconnect(OnDisconnect(self.0.clone()));
-    }
-
-    /// Refuses a connection when `max_clients` are connected: the client gets a
-    /// `connect_error` whose message is the code 2102.
-    fn call_middleware<'a>(&'a self, _socket: Sock, _auth: &'a Option<Value>) -> MiddlewareFuture<'a> {
-        let admitted = self.0.registry().admit();
-        Box::pin(async move {
-            admitted.map_err(|refusal| {
-                if refusal == Refusal::Full {
-                    tracing::warn!("refusing a client: max_clients reached");
-                }
-                Box::new(refusal.code().as_str().unwrap_or("2102").to_owned()) as Box<dyn std::fmt::Display + Send>
-            })
-        })
-    }
-}
+pub struct Signaling(pub Arc<Shared>);
 
 /// Logs a refusal; a flood only once per connection.
-fn log_refusal(socket: &Sock, refusal: Refusal, event: &str) {
+fn log_refusal(socket: &Socket, refusal: Refusal, event: &str) {
     if let Refusal::RateLimited { first: true } = refusal {
-        tracing::warn!(sid = %socket.id, "client exceeds messages_per_second: dropping its excess events");
+        tracing::warn!(sid = socket.sid(), "client exceeds messages_per_second: dropping its excess events");
     } else {
-        tracing::debug!(sid = %socket.id, event, reason = refusal.name(), "event refused");
+        tracing::debug!(sid = socket.sid(), event, reason = refusal.name(), "event refused");
     }
 }
 
 /// Answers a refused event and closes the socket when the refusal says so.
-fn refuse(socket: &Sock, ack: AckSender<LocalAdapter>, refusal: Refusal, event: &str) {
+fn refuse(socket: &Socket, ack: Option<u64>, refusal: Refusal, event: &str) {
     log_refusal(socket, refusal, event);
-    let _ = ack.send(&refusal.code());
+    if let Some(ack) = ack {
+        let _ = socket.ack(ack, &[&refusal.code().to_string()]);
+    }
     if refusal.disconnects() {
-        let _ = socket.clone().disconnect();
+        socket.disconnect();
     }
 }
 
-struct OnAuthentication(Arc<Shared>);
+/// The first argument of an event as `T`; `None` when absent or of another shape.
+fn first_arg<'a, T: serde::Deserialize<'a>>(args: &[&'a str]) -> Option<T> {
+    args.first().and_then(|arg| serde_json::from_str(arg).ok())
+}
 
-impl MessageHandler<LocalAdapter, Direct> for OnAuthentication {
-    fn call(&self, socket: Sock, mut value: Value, ack_id: Option<i64>) {
-        let Ok(TryData(payload)) = TryData::<AuthIn>::from_message_parts(&socket, &mut value, &ack_id);
-        let Ok(ack) = AckSender::from_message_parts(&socket, &mut value, &ack_id);
-        let decision = self.0.registry().authenticate(socket.id, payload.as_ref().ok(), rand::random(), Instant::now());
+impl Signaling {
+    fn authentication(&self, socket: &Socket, args: &[&str], ack: Option<u64>) {
+        let payload: Option<AuthIn> = first_arg(args);
+        let decision = self.0.registry().authenticate(socket.id(), payload.as_ref(), rand::random(), Instant::now());
         match decision {
             Ok(login) => {
                 if let Some(old) = login.replaced {
                     tracing::info!(uid = %login.uid, "user logged in again: closing its previous connection");
-                    let _ = old.emit("server-disconnect", &NO_ARGS);
-                    let _ = old.disconnect();
+                    let _ = old.emit("server-disconnect", &[]);
+                    old.disconnect();
                 }
-                tracing::debug!(sid = %socket.id, uid = %login.uid, "user authenticated");
-                let uid = serde_json::json!({ "uid": login.uid.as_ref() });
-                let _ = socket.emit("server-authenticated", &uid);
-                let _ = ack.send(&uid);
+                tracing::debug!(sid = socket.sid(), uid = %login.uid, "user authenticated");
+                let uid = serde_json::json!({ "uid": login.uid.as_ref() }).to_string();
+                let _ = socket.emit("server-authenticated", &[&uid]);
+                if let Some(ack) = ack {
+                    let _ = socket.ack(ack, &[&uid]);
+                }
             }
             // The authentication ack is an object: {uid} or {error}.
             Err(refusal) => {
-                log_refusal(&socket, refusal, "authentication");
-                let _ = ack.send(&serde_json::json!({ "error": refusal.code() }));
+                log_refusal(socket, refusal, "authentication");
+                if let Some(ack) = ack {
+                    let _ = socket.ack(ack, &[&serde_json::json!({ "error": refusal.code() }).to_string()]);
+                }
                 if refusal.disconnects() {
-                    let _ = socket.disconnect();
+                    socket.disconnect();
                 }
             }
         }
     }
-}
 
-struct OnMessage(Arc<Shared>);
-
-impl MessageHandler<LocalAdapter, Direct> for OnMessage {
-    fn call(&self, socket: Sock, mut value: Value, ack_id: Option<i64>) {
-        let Ok(TryData(payload)) = TryData::<MessageIn>::from_message_parts(&socket, &mut value, &ack_id);
-        let Ok(ack) = AckSender::from_message_parts(&socket, &mut value, &ack_id);
-        let payload = payload.ok();
-        let decision = self.0.registry().relay(socket.id, payload.as_ref(), Instant::now());
+    fn message(&self, socket: &Socket, args: &[&str], ack: Option<u64>) {
+        let payload: Option<MessageIn> = first_arg(args);
+        let decision = self.0.registry().relay(socket.id(), payload.as_ref(), Instant::now());
         let Relay { target, from } = match decision {
             Ok(relay) => relay,
-            Err(refusal) => return refuse(&socket, ack, refusal, "owt-message"),
+            Err(refusal) => return refuse(socket, ack, refusal, "owt-message"),
         };
         // The registry only relays a payload whose data is a string.
         let Some(MessageIn { data: Field::Str(data), .. }) = &payload else {
             self.0.registry().undeliverable(Refusal::Malformed);
-            return refuse(&socket, ack, Refusal::Malformed, "owt-message");
+            return refuse(socket, ack, Refusal::Malformed, "owt-message");
         };
-        match target.emit("owt-message", &MessageOut { from: &from, data }) {
+        let out = serde_json::to_string(&MessageOut { from: &from, data }).unwrap_or_default();
+        match target.emit("owt-message", &[&out]) {
             Ok(()) => {
-                let _ = ack.send(&NO_ARGS);
+                if let Some(ack) = ack {
+                    let _ = socket.ack(ack, &[]);
+                }
             }
             Err(err) => {
                 let refusal = match err {
-                    SendError::Socket(SocketError::InternalChannelFull) => Refusal::TargetBusy,
-                    _ => Refusal::Unreachable,
+                    SendError::Full => Refusal::TargetBusy,
+                    SendError::Closed => Refusal::Unreachable,
                 };
                 self.0.registry().undeliverable(refusal);
-                refuse(&socket, ack, refusal, "owt-message");
+                refuse(socket, ack, refusal, "owt-message");
             }
         }
     }
 }
 
-/// Any other event: counted against the rate limit, otherwise ignored (the reference server
-/// has no handler for them either).
-struct OnOtherEvent(Arc<Shared>);
+impl Handler for Signaling {
+    fn allow_origin(&self, origin: Option<&str>) -> bool {
+        self.0.origins.read().unwrap_or_else(|poisoned| poisoned.into_inner()).allows(origin)
+    }
 
-impl MessageHandler<LocalAdapter, Direct> for OnOtherEvent {
-    fn call(&self, socket: Sock, _value: Value, ack_id: Option<i64>) {
-        if let Err(refusal) = self.0.registry().other_event(socket.id, Instant::now()) {
-            let mut empty = Value::Str(Default::default(), None);
-            let Ok(ack) = AckSender::from_message_parts(&socket, &mut empty, &ack_id);
-            refuse(&socket, ack, refusal, "other");
+    /// Refuses a connection when `max_clients` are connected (or the server is stopping):
+    /// the client gets a connect error whose message is the code.
+    fn connect(&self, socket: &Socket) -> Result<(), String> {
+        let mut registry = self.0.registry();
+        if let Err(refusal) = registry.admit() {
+            if refusal == Refusal::Full {
+                tracing::warn!("refusing a client: max_clients reached");
+            }
+            return Err(refusal.code().as_str().unwrap_or("2102").to_owned());
+        }
+        registry.connected(socket.id(), socket.clone(), Instant::now());
+        drop(registry);
+        tracing::debug!(sid = socket.sid(), "client connected");
+        Ok(())
+    }
+
+    fn event(&self, socket: &Socket, name: &str, args: &[&str], ack: Option<u64>) {
+        match name {
+            "authentication" => self.authentication(socket, args, ack),
+            "owt-message" => self.message(socket, args, ack),
+            // Counted against the rate limit, otherwise ignored (the reference server has no
+            // handler for them either).
+            _ => {
+                if let Err(refusal) = self.0.registry().other_event(socket.id(), Instant::now()) {
+                    refuse(socket, ack, refusal, "other");
+                }
+            }
         }
     }
-}
 
-struct OnDisconnect(Arc<Shared>);
-
-impl DisconnectHandler<LocalAdapter, Direct> for OnDisconnect {
-    fn call_with_defer(&self, socket: Sock, reason: DisconnectReason, defer: fn(Sock)) {
-        if let Some(departure) = self.0.registry().disconnected(socket.id) {
-            if departure.dropped > 0 {
-                tracing::info!(
-                    sid = %socket.id,
-                    uid = departure.uid.as_deref().unwrap_or("-"),
-                    dropped = departure.dropped,
-                    "rate-limited client disconnected"
-                );
-            }
-            tracing::debug!(sid = %socket.id, uid = departure.uid.as_deref().unwrap_or("-"), ?reason, "client disconnected");
+    fn disconnect(&self, socket: &Socket, reason: DisconnectReason) {
+        let Some(departure) = self.0.registry().disconnected(socket.id()) else { return };
+        let uid = departure.uid.as_deref().unwrap_or("-");
+        if departure.dropped > 0 {
+            tracing::info!(sid = socket.sid(), uid, dropped = departure.dropped, "rate-limited client disconnected");
         }
-        defer(socket);
+        tracing::debug!(sid = socket.sid(), uid, ?reason, "client disconnected");
     }
 }
