@@ -101,6 +101,8 @@ fn forward_stream_from_one_browser_to_another_for_vp8_h264_and_vp9_then_publish_
             result["streamLog"].as_array().unwrap().iter().any(|l| l[1] == "remove" && l[2] == result["second"]["id"]),
             "{codec}: REST delete announced: {result}"
         );
+        let loss = serde_json::json!([["progress", "error", result["subscription"]["id"], "Source stream loss"]]);
+        assert_eq!(result["sourceLoss"], loss, "{codec}: the subscription ended with its source: {result}");
         let while_publishing = result["framesWhilePublishingToo"].as_u64().unwrap();
         assert!(
             while_publishing > end,

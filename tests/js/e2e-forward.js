@@ -41,7 +41,7 @@ server.listen(0, '127.0.0.1', async () => {
     const [pub, sub] = [await context.newPage(), await context.newPage()];
     await pub.goto(origin); await sub.goto(origin);
     const published = await pub.evaluate(([u, t, c]) => window.publish(u, t, c).then((r) => { window.publishedId = r.id; return r; }), [url, pubToken, codec]);
-    await sub.evaluate(([u, t, s]) => window.subscribe(u, t, s), [url, subToken, published.id]);
+    const subscription = await sub.evaluate(([u, t, s]) => window.subscribe(u, t, s), [url, subToken, published.id]);
     const samples = [];
     for (let i = 0; i < 5; i++) {
       await new Promise((r) => setTimeout(r, 1000));
@@ -73,6 +73,8 @@ server.listen(0, '127.0.0.1', async () => {
     await new Promise((r) => setTimeout(r, 1500));
     const after = await sub.evaluate(() => window.probe());
     const streamLog = after.log.filter((l) => l[0] === 'stream');
+    // The subscription of the unpublished stream ends: OWT tells its owner 'Source stream loss'.
+    const sourceLoss = after.log.filter((l) => l[0] === 'progress' && l[1] === 'error');
     // The publisher's browser tab dies: after reconnection_timeout its participant leaves and
     // its transport is closed on the node.
     const tasksBefore = owtctl('cluster').find((w) => w.kind === 'webrtc').tasks;
@@ -88,14 +90,16 @@ server.listen(0, '127.0.0.1', async () => {
     // sessions it carried, and the subscriber is told (user guide Table 2-6: stream-failed).
     let nodeDeath = null;
     if (process.env.WEBRTC_PID) {
+      // A session for the node to carry when it dies (the subscription ended with its source).
+      const live = await sub.evaluate((c) => window.publishToo(c), codec);
       process.kill(Number(process.env.WEBRTC_PID), 'SIGKILL');
       await new Promise((r) => setTimeout(r, 5000));
       const log = (await sub.evaluate(() => window.probe())).log;
-      nodeDeath = { progressErrors: log.filter((l) => l[0] === 'progress' && l[1] === 'error'),
+      nodeDeath = { live, progressErrors: log.filter((l) => l[0] === 'progress' && l[1] === 'error'),
                     workers: owtctl('cluster').length };
     }
     await context.close();
-    out({ codec, nodeTasks, nodeDeath, published, samples, pause, stats, killed, second, framesWhilePublishingToo: both.frames, streamLog, framesAfterUnpublish: after.frames }, 0);
+    out({ codec, nodeTasks, nodeDeath, published, subscription, sourceLoss, samples, pause, stats, killed, second, framesWhilePublishingToo: both.frames, streamLog, framesAfterUnpublish: after.frames }, 0);
   } catch (err) {
     await context.close().catch(() => {});
     out({ error: String(err && err.stack || err) }, 1);

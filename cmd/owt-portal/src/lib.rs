@@ -118,6 +118,10 @@ impl Portal {
 }
 
 impl owt_daemon::Service<PortalConfig> for Portal {
+    fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        Some(self.runtime.handle().clone())
+    }
+
     fn status(&self) -> String {
         let scheme = if self.listen_settings.ssl { "https" } else { "http" };
         format!(

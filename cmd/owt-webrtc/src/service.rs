@@ -125,6 +125,10 @@ fn status_line(state: ClientState, endpoint: &str, transports: usize) -> String 
 }
 
 impl owt_daemon::Service<WebrtcConfig> for WebrtcService {
+    fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime.as_ref().map(|r| r.handle().clone())
+    }
+
     fn status(&self) -> String {
         let state = self.client.as_ref().map(|c| c.state()).unwrap_or(ClientState::Stopped);
         status_line(state, &self.endpoint, self.node.transport_count())

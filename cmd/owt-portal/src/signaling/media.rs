@@ -305,6 +305,7 @@ impl Hub {
                 attributes,
                 video_from: None,
             },
+            &[],
         )?;
         tracing::info!(participant, session = %session_id, transport = %transport_id, %node, "publication accepted");
         Ok(json!({"id": session_id, "transportId": transport_id}))
@@ -330,12 +331,15 @@ impl Hub {
     /// Records an accepted session on its transport. The participant may have left while the
     /// node was asked (its transports were closed then): the transport is closed on the node
     /// now and the request fails, so nothing is left behind.
+    /// A subscription is also recorded in its room with its sources (`(kind, stream id)`);
+    /// when one of them went away meanwhile, the request fails and the caller undoes it.
     fn record_session(
         &self,
         transport_id: &str,
         node: &str,
         session_id: &str,
         session: MediaSession,
+        sources: &[(&str, &str)],
     ) -> Result<(), String> {
         let mut state = self.lock();
         let present = state.rooms.get(&session.room).is_some_and(|c| c.participant(&session.owner).is_some());
@@ -350,6 +354,10 @@ impl Hub {
             self.close_transports_of(&mut state, &owner);
             return Err("Participant left".into());
         }
+        if !session.publish {
+            let conference = state.rooms.get_mut(&session.room).expect("checked above");
+            conference.add_subscription(session_id, &session.owner, sources).map_err(|e| e.0)?;
+        }
         let transport = state.transports.entry(transport_id.to_string()).or_insert_with(|| Transport {
             owner: session.owner.clone(),
             room: session.room.clone(),
@@ -361,13 +369,33 @@ impl Hub {
         Ok(())
     }
 
+    /// Undoes a subscription the node accepted but the room did not record: the session ends
+    /// on the node, and a transport opened just for it is closed and released.
+    fn abandon_subscription(&self, node: &str, session_id: &str, transport_id: &str, new_transport: bool) {
+        let (cluster, node, session_id, transport_id) =
+            (self.cluster.clone(), node.to_string(), session_id.to_string(), transport_id.to_string());
+        tokio::spawn(async move {
+            let (method, request) = if new_transport {
+                (methods::DESTROY_TRANSPORT, json!(TransportRequest { transport_id: transport_id.clone() }))
+            } else {
+                (methods::UNSUBSCRIBE, json!(SessionRequest { session_id }))
+            };
+            if let Err(err) = cluster.request(&node, method, request, NODE_DEADLINE).await {
+                tracing::debug!(transport = %transport_id, "{method}: {err}");
+            }
+            if new_transport {
+                let _ = cluster.release("webrtc", &transport_id).await;
+            }
+        });
+    }
+
     async fn subscribe(&self, participant: &str, room: &str, data: &Value) -> Result<Value, String> {
         let requested = data["media"]["tracks"].as_array().ok_or("Invalid request: media.tracks must be an array")?;
         if requested.is_empty() || requested.len() > 16 {
             return Err("Invalid request: between 1 and 16 tracks".into());
         }
         let session_id = uuid_hex();
-        let (tracks, source_nodes, mixed, transcoded, origin, video_from) = {
+        let (tracks, source_nodes, mixed, transcoded, origin, video_from, sources) = {
             let state = self.lock();
             let conference = state.rooms.get(room).ok_or("Illegal request")?;
             let me = conference.participant(participant).ok_or("Illegal request")?;
@@ -376,6 +404,7 @@ impl Hub {
             let mut mixed = Vec::new();
             let mut transcoded = Vec::new();
             let mut video_from = None;
+            let mut sources = Vec::new();
             for track in requested {
                 let kind = kind_of(&track["type"])?;
                 let allowed =
@@ -386,6 +415,7 @@ impl Hub {
                 let mid = track["mid"].as_str().ok_or("Invalid request: track.mid must be a string")?;
                 let from = track["from"].as_str().ok_or("Invalid request: track.from must be a string")?;
                 if conference.is_mixed(from) {
+                    sources.push((kind_name(kind), from.to_string()));
                     let mixed_track = conference
                         .stream(from)
                         .and_then(|s| {
@@ -434,6 +464,7 @@ impl Hub {
                     .find(|t| t["type"] == kind_name(kind) && (publication["id"] == from || t["id"] == from))
                     .ok_or(format!("Target {} stream does NOT exist: {from}", kind_name(kind)))?;
                 let stream_id = publication["id"].as_str().unwrap_or_default();
+                sources.push((kind_name(kind), stream_id.to_string()));
                 let mut source = source;
                 let mut request = std::borrow::Cow::Borrowed(track);
                 if kind == Kind::Video && publication["id"] == from && conference.is_simulcast(stream_id) {
@@ -490,7 +521,7 @@ impl Hub {
                 }
                 tracks.push(SubscribeTrack { kind, mid: mid.into(), source_track_id, link: None });
             }
-            (tracks, source_nodes, mixed, transcoded, me.origin.clone(), video_from)
+            (tracks, source_nodes, mixed, transcoded, me.origin.clone(), video_from, sources)
         };
         let mut tracks = tracks;
         for (index, view_id) in mixed {
@@ -528,6 +559,7 @@ impl Hub {
                 }
             }
         }
+        let sources: Vec<(&str, &str)> = sources.iter().map(|(kind, stream)| (*kind, stream.as_str())).collect();
         let request = SubscribeRequest {
             session_id: session_id.clone(),
             transport_id: transport_id.clone(),
@@ -548,7 +580,9 @@ impl Hub {
                 attributes: Value::Null,
                 video_from,
             },
-        )?;
+            &sources,
+        )
+        .inspect_err(|_| self.abandon_subscription(&node, &session_id, &transport_id, new_transport))?;
         tracing::info!(participant, session = %session_id, transport = %transport_id, %node, "subscription accepted");
         Ok(json!({"id": session_id, "transportId": transport_id}))
     }
@@ -598,7 +632,11 @@ impl Hub {
             });
             let effects = match state.rooms.get_mut(&room) {
                 Some(conference) if publish => conference.remove_publication(id),
-                _ => Vec::new(),
+                Some(conference) => {
+                    conference.remove_subscription(id);
+                    Vec::new()
+                }
+                None => Vec::new(),
             };
             if publish {
                 self.views_changed(&room);
@@ -916,8 +954,13 @@ impl Hub {
         for (node, kind, stream_id, source_track_id) in switches {
             let request = SwitchSource { session_id: id.into(), kind, source_track_id };
             self.ask_node(&node, methods::SWITCH_SOURCE, json!(request)).await?;
+            let mut state = self.lock();
+            let room = state.media.get(id).map(|s| s.room.clone()).unwrap_or_default();
+            if let Some(conference) = state.rooms.get_mut(&room) {
+                let _ = conference.switch_subscription_source(id, kind_name(kind), &stream_id);
+            }
             if kind == Kind::Video {
-                if let Some(session) = self.lock().media.get_mut(id) {
+                if let Some(session) = state.media.get_mut(id) {
                     session.video_from = Some(stream_id);
                 }
             }
@@ -961,9 +1004,11 @@ impl Hub {
                     event: "progress",
                     data: json!({"id": transport_id, "sessionId": session_id, "status": "error", "data": reason}),
                 });
-                if session.publish {
-                    if let Some(conference) = state.rooms.get_mut(&transport.room) {
+                if let Some(conference) = state.rooms.get_mut(&transport.room) {
+                    if session.publish {
                         effects.extend(conference.remove_publication(session_id));
+                    } else {
+                        conference.remove_subscription(session_id);
                     }
                 }
             }
@@ -1038,6 +1083,8 @@ impl Hub {
                             effects.extend(conference.add_publication(&ready.session_id, &tracks, attributes));
                         }
                         self.views_changed(&room);
+                    } else if let Some(conference) = state.rooms.get_mut(&room) {
+                        conference.subscription_ready(&ready.session_id);
                     }
                     Self::route(&mut state, &room, effects)
                 };
@@ -1065,6 +1112,8 @@ impl Hub {
                             effects.extend(conference.remove_publication(&failed.session_id));
                         }
                         self.views_changed(&session.room);
+                    } else if let Some(conference) = state.rooms.get_mut(&session.room) {
+                        conference.remove_subscription(&failed.session_id);
                     }
                     Self::route(&mut state, &session.room, effects)
                 };
