@@ -8,6 +8,7 @@
 # Loads: SFU_LOADS="2x25 4x50" (the second only if the first kept loss under 5% on both),
 # SFU_SECS=15 seconds each. SFU_PERF=1 also records `perf` of owt-webrtc during each owt run
 # (perf.data in SFU_PERF_DIR, default /tmp; Debian's linux-perf).
+# SFU_PERF_ARGS replaces perf's call-graph option (default -g; e.g. "--call-graph dwarf").
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -33,7 +34,7 @@ if [ "${1:-}" = "--phase" ]; then
       sleep 0.05
     done
     if [ "${SFU_PERF:-0}" = 1 ] && command -v perf >/dev/null; then
-      (sleep $((2 + P * S / 8)); timeout $((secs)) perf record -F 499 -g -p "$webrtc" -o "${out%.json}.perf.data" >/dev/null 2>&1) & pids+=($!)
+      (sleep $((2 + P * S / 8)); timeout $((secs)) perf record -F 499 ${SFU_PERF_ARGS:--g} -p "$webrtc" -o "${out%.json}.perf.data" >/dev/null 2>&1) & pids+=($!)
     fi
     status=0
     timeout $((secs + 90)) "$bin/owt-loadgen" --target owt --room "$room" --owtctl "$bin/owtctl" --owt-config-dir "$tmp/etc" \
