@@ -145,6 +145,22 @@ fn invalid_settings() -> Vec<(Value, String)> {
         (layout(json!({"foo": 1})), "unknown field \"foo\" in views[0].video.layout"),
         (json!({"mediaIn": {"audio": [{"codec": "opus", "rate": 1}]}}), "unknown field \"rate\" in mediaIn.audio[0]"),
         (json!({"notifying": {"x": true}}), "unknown field \"x\" in notifying"),
+        // Arrays where an object is expected (serde would fill the fields in order).
+        (json!({"views": [["x"]]}), "views[0]: expected an object, got an array"),
+        (json!({"roles": [["a"]]}), "roles[0]: expected an object, got an array"),
+        (json!({"roles": [{"role": "a", "publish": [true, true]}]}), "roles[0].publish: expected an object"),
+        (parameters(json!({"resolution": [640, 480]})), "views[0].video.parameters.resolution: expected an object"),
+        (view_video(json!({"bgColor": [1, 2, 3]})), "views[0].video.bgColor: expected an object"),
+        (view_video(json!({"layout": ["crop"]})), "views[0].video.layout: expected an object"),
+        (json!({"notifying": [false, false]}), "notifying: expected an object, got an array"),
+        (json!({"mediaOut": [[], {}]}), "mediaOut: expected an object"),
+        (json!({"mediaIn": {"audio": [["opus"]]}}), "mediaIn.audio[0]: expected an object"),
+        (json!({"sip": ["sip.example.org", "u", "p"]}), "sip: expected an object"),
+        // Lengths and sizes.
+        (view(json!({"label": "l".repeat(257)})), "views[0].label: must be at most 256 characters"),
+        (json!({"roles": [{"role": "r".repeat(257)}]}), "roles[0].role: must be at most 256 characters"),
+        (media_out_parameters(json!({"resolution": ["r99999x99999"]})), "mediaOut.video.parameters.resolution[0]"),
+        (media_out_parameters(json!({"resolution": ["vga", "r8193x480"]})), "mediaOut.video.parameters.resolution[1]"),
     ];
     cases.into_iter().map(|(fields, needle)| (fields, needle.to_string())).collect()
 }
@@ -205,6 +221,13 @@ fn room_settings_at_their_limits_are_accepted_and_stored() {
             json!(8192),
         ),
         (parameters(json!({"bitrate": "x0.5"})), "/views/0/video/parameters/bitrate", json!("x0.5")),
+        (
+            media_out_parameters(json!({"resolution": ["r8192x8192"]})),
+            "/mediaOut/video/parameters/resolution",
+            json!(["r8192x8192"]),
+        ),
+        (view(json!({"label": "é".repeat(256)})), "/views/0/label", json!("é".repeat(256))),
+        (json!({"roles": [{"role": "r".repeat(256)}]}), "/roles/0/role", json!("r".repeat(256))),
         (parameters(json!({"bitrate": 1500})), "/views/0/video/parameters/bitrate", json!(1500)),
         (view_video(json!({"keepActiveInputPrimary": true})), "/views/0/video/keepActiveInputPrimary", json!(true)),
         (layout(json!({"setRegionEffect": "blur"})), "/views/0/video/layout/setRegionEffect", json!("blur")),

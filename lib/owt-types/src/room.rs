@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 /// A rejected room configuration; the message names the field path and is returned to REST
 /// clients as the body of a 400 error.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
 #[error("{0}")]
 pub struct RoomError(pub String);
 
@@ -33,8 +33,13 @@ pub const AUDIO_CODECS: &[&str] = &["opus", "isac", "g722", "pcma", "pcmu", "aac
 pub const VIDEO_CODECS: &[&str] = &["h264", "h265", "vp8", "vp9", "av1"];
 /// H.264 profile names used in OWT formats: constrained baseline, baseline, main, high, extended.
 pub const H264_PROFILES: &[&str] = &["CB", "B", "M", "H", "E"];
-/// Longest accepted room name, in characters.
+/// Longest accepted room name, view label and role name, in characters.
 pub const NAME_MAX_CHARS: usize = 256;
+/// Largest width or height of a view (`parameters.resolution`) and of an `r<W>x<H>`
+/// resolution offered in `mediaOut`.
+pub const DIMENSION_MAX: u32 = 8192;
+/// Why a JSON array is refused where the schema expects an object.
+const NOT_AN_OBJECT: &str = "expected an object, got an array";
 /// Resolution names understood by the conference (`formatUtil.calcResolution`).
 pub const NAMED_RESOLUTIONS: &[(&str, u32, u32)] = &[
     ("xga", 1024, 768),
@@ -601,18 +606,13 @@ impl RoomConfig {
         if self.name.trim().is_empty() {
             return Err(RoomError::at("name", "must be a non-empty string"));
         }
-        let name_chars = self.name.chars().count();
-        if name_chars > NAME_MAX_CHARS {
-            return Err(RoomError::at(
-                "name",
-                format!("must be at most {NAME_MAX_CHARS} characters, got {name_chars}"),
-            ));
-        }
+        check_name_length("name", &self.name)?;
         for (i, role) in self.roles.iter().enumerate() {
             let path = format!("roles[{i}].role");
             if role.role.trim().is_empty() {
                 return Err(RoomError::at(&path, "must be a non-empty string"));
             }
+            check_name_length(&path, &role.role)?;
             if self.roles[..i].iter().any(|r| r.role == role.role) {
                 return Err(RoomError::at(&path, format!("duplicate role \"{}\"", role.role)));
             }
@@ -646,7 +646,7 @@ impl RoomConfig {
                     &format!("mediaOut.video.parameters.resolution[{i}]"),
                     format!(
                         "unknown resolution \"{resolution}\" (expected a name such as vga or \
-                         hd720p, r<W>x<H>, or x<n>/<d>)"
+                         hd720p, r<W>x<H> with sides from 1 to {DIMENSION_MAX}, or x<n>/<d>)"
                     ),
                 ));
             }
@@ -689,6 +689,7 @@ impl View {
         if self.label.trim().is_empty() {
             return Err(RoomError::at(&format!("{path}.label"), "must be a non-empty string"));
         }
+        check_name_length(&format!("{path}.label"), &self.label)?;
         check_audio_format(&format!("{path}.audio.format"), &self.audio.format)?;
         let Some(video) = &self.video else {
             return Ok(());
@@ -770,6 +771,15 @@ impl ViewVideo {
     }
 }
 
+/// Room names, role names and view labels: at most [`NAME_MAX_CHARS`] characters.
+fn check_name_length(path: &str, text: &str) -> Result<(), RoomError> {
+    let chars = text.chars().count();
+    if chars > NAME_MAX_CHARS {
+        return Err(RoomError::at(path, format!("must be at most {NAME_MAX_CHARS} characters, got {chars}")));
+    }
+    Ok(())
+}
+
 fn check_audio_format(path: &str, format: &AudioFormat) -> Result<(), RoomError> {
     if !AUDIO_CODECS.contains(&format.codec.as_str()) {
         return Err(RoomError::at(
@@ -831,8 +841,7 @@ fn remove_nulls_in(value: &mut Value) {
 }
 
 fn parse_and_validate(doc: Map<String, Value>) -> Result<RoomConfig, RoomError> {
-    let value = Value::Object(doc);
-    let room: RoomConfig = serde_path_to_error::deserialize(&value).map_err(path_error)?;
+    let room: RoomConfig = objects_only::deserialize(Value::Object(doc)).map_err(path_error)?;
     room.validate()?;
     Ok(room)
 }
@@ -905,7 +914,8 @@ pub fn default_bitrate_kbps(codec: &str, width: u32, height: u32, framerate: f64
 
 /// Resolves a resolution spec: a name of [`NAMED_RESOLUTIONS`], `r<W>x<H>`, or a multiplier
 /// `x<n>/<d>` of the base (each side `floor(base × n / d)`, rounded down to even). `None` when
-/// the spec is not understood or a side would be 0.
+/// the spec is not understood, a side would be 0, or an `r<W>x<H>` side exceeds
+/// [`DIMENSION_MAX`].
 pub fn resolve_resolution(spec: &str, base_width: u32, base_height: u32) -> Option<(u32, u32)> {
     if let Some(&(_, w, h)) = NAMED_RESOLUTIONS.iter().find(|(name, ..)| *name == spec) {
         return Some((w, h));
@@ -914,7 +924,8 @@ pub fn resolve_resolution(spec: &str, base_width: u32, base_height: u32) -> Opti
         let (w, h) = rest.split_once('x')?;
         let (w, h) = (parse_digits(w)?, parse_digits(h)?);
         let (w, h) = (u32::try_from(w).ok()?, u32::try_from(h).ok()?);
-        return (w > 0 && h > 0).then_some((w, h));
+        let side = 1..=DIMENSION_MAX;
+        return (side.contains(&w) && side.contains(&h)).then_some((w, h));
     }
     if let Some(rest) = spec.strip_prefix('x') {
         let (n, d) = rest.split_once('/')?;
@@ -1075,7 +1086,7 @@ fn de_max_input<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 }
 
 fn de_dimension<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    Ok(int_in(d, 1, 8192)? as u32)
+    Ok(int_in(d, 1, i64::from(DIMENSION_MAX))? as u32)
 }
 
 fn de_framerate<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
@@ -1278,9 +1289,132 @@ mod video_or_false {
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 ViewVideo::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
             }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+                Err(de::Error::custom(NOT_AN_OBJECT))
+            }
         }
 
         d.deserialize_any(VideoVisitor)
+    }
+}
+
+/// Deserialization of the room schema from JSON: like `serde_json::Value`'s, except that a
+/// struct must be written as a JSON object. serde's derived structs also accept a sequence that
+/// fills the fields in order (`{"views": [["x"]]}` would be a view labelled "x"), which OWT
+/// (mongoose) refuses. Every nested value is wrapped as well, so the rule holds for every struct
+/// at every depth, including ones added to the schema later.
+mod objects_only {
+    use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+    use serde::forward_to_deserialize_any;
+    use serde_json::{Error, Value};
+
+    use super::NOT_AN_OBJECT;
+
+    /// Deserializes `value`, recording the path of the first error.
+    pub fn deserialize<T: DeserializeOwned>(value: Value) -> Result<T, serde_path_to_error::Error<Error>> {
+        serde_path_to_error::deserialize(ObjectsOnly(value))
+    }
+
+    struct ObjectsOnly(Value);
+
+    impl<'de> de::Deserializer<'de> for ObjectsOnly {
+        type Error = Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Array(items) => visitor.visit_seq(ArrayAccess(items.into_iter())),
+                Value::Object(map) => visitor.visit_map(ObjectAccess { entries: map.into_iter(), value: None }),
+                other => other.deserialize_any(visitor),
+            }
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Array(_) => Err(de::Error::custom(NOT_AN_OBJECT)),
+                Value::Object(map) => visitor.visit_map(ObjectAccess { entries: map.into_iter(), value: None }),
+                other => other.deserialize_struct(name, fields, visitor),
+            }
+        }
+
+        fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Null => visitor.visit_none(),
+                other => visitor.visit_some(ObjectsOnly(other)),
+            }
+        }
+
+        fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, Error> {
+            visitor.visit_newtype_struct(self)
+        }
+
+        fn deserialize_enum<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            variants: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::String(variant) => visitor.visit_enum(IntoDeserializer::<Error>::into_deserializer(variant)),
+                Value::Object(map) if map.len() == 1 => {
+                    visitor.visit_enum(de::value::MapAccessDeserializer::new(ObjectAccess {
+                        entries: map.into_iter(),
+                        value: None,
+                    }))
+                }
+                other => other.deserialize_enum(name, variants, visitor),
+            }
+        }
+
+        forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            unit unit_struct seq tuple tuple_struct map identifier ignored_any
+        }
+    }
+
+    struct ArrayAccess(std::vec::IntoIter<Value>);
+
+    impl<'de> SeqAccess<'de> for ArrayAccess {
+        type Error = Error;
+
+        fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+            self.0.next().map(|item| seed.deserialize(ObjectsOnly(item))).transpose()
+        }
+
+        fn size_hint(&self) -> Option<usize> {
+            Some(self.0.len())
+        }
+    }
+
+    struct ObjectAccess {
+        entries: serde_json::map::IntoIter,
+        value: Option<Value>,
+    }
+
+    impl<'de> MapAccess<'de> for ObjectAccess {
+        type Error = Error;
+
+        fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+            let Some((key, value)) = self.entries.next() else {
+                return Ok(None);
+            };
+            self.value = Some(value);
+            seed.deserialize(IntoDeserializer::<Error>::into_deserializer(key)).map(Some)
+        }
+
+        fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+            let value = self.value.take().ok_or_else(|| de::Error::custom("map value requested before its key"))?;
+            seed.deserialize(ObjectsOnly(value))
+        }
+
+        fn size_hint(&self) -> Option<usize> {
+            Some(self.entries.len())
+        }
     }
 }
 
@@ -1922,6 +2056,184 @@ mod tests {
         let partial = accepts(json!({"sip": {"sipServer": "s"}}));
         assert_eq!(partial.sip.unwrap().username, "");
         assert!(accepts(json!({})).to_json(ID).get("sip").is_none());
+    }
+
+    // --- objects only ------------------------------------------------------------------------
+
+    /// A valid room (without ids) where every optional member is set, so every struct of the
+    /// schema appears in it with all its fields.
+    fn full_room() -> Value {
+        let options = json!({
+            "views": [{"video": {
+                "parameters": {"bitrate": "x0.8"},
+                "layout": {"setRegionEffect": "blur",
+                           "templates": {"base": "void", "custom": [{"primary": "1", "region": [
+                               region("1", json!("0"), json!("0"), json!("1"), json!("1"))]}]}}
+            }}],
+            "sip": {"sipServer": "sip.example.org", "username": "u", "password": "p"}
+        });
+        let mut room = accepts(options).to_json(ID);
+        for key in ID_KEYS {
+            room.as_object_mut().unwrap().remove(*key);
+        }
+        room
+    }
+
+    /// Paths (as room errors name them) of every object nested in `value` below `path`.
+    fn object_paths(value: &Value, path: &str, out: &mut Vec<String>) {
+        let child = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+        match value {
+            Value::Object(map) => {
+                if !path.is_empty() {
+                    out.push(path.to_string());
+                }
+                map.iter().for_each(|(key, member)| object_paths(member, &child(key), out));
+            }
+            Value::Array(items) => {
+                items.iter().enumerate().for_each(|(i, item)| object_paths(item, &format!("{path}[{i}]"), out))
+            }
+            _ => {}
+        }
+    }
+
+    /// The object at a room error path, as a mutable JSON value.
+    fn at_path<'a>(room: &'a mut Value, path: &str) -> &'a mut Value {
+        let pointer: String =
+            path.split('.').flat_map(|part| part.split('[')).map(|p| format!("/{}", p.trim_end_matches(']'))).collect();
+        room.pointer_mut(&pointer).unwrap_or_else(|| panic!("no {pointer}"))
+    }
+
+    /// An object written as the array of its member values, in order: what serde's derived
+    /// `visit_seq` would accept.
+    fn array_form(object: &Value) -> Value {
+        Value::Array(object.as_object().expect("an object").values().cloned().collect())
+    }
+
+    #[test]
+    fn every_object_of_the_room_refuses_an_array() {
+        let room = full_room();
+        let mut paths = Vec::new();
+        object_paths(&room, "", &mut paths);
+        assert!(paths.len() > 40, "{paths:?}");
+        let stored = accepts(json!({}));
+        for path in paths {
+            let mut options = room.clone();
+            let object = at_path(&mut options, &path);
+            *object = array_form(object);
+            let expected = RoomError(format!("{path}: {NOT_AN_OBJECT}"));
+            assert_eq!(create(options.clone()), Err(expected.clone()), "create with {path} as an array");
+            assert_eq!(stored.update(&options), Err(expected), "update with {path} as an array");
+        }
+    }
+
+    #[test]
+    fn reported_array_forms_are_refused() {
+        rejects(json!({"views": [["x"]]}), "views[0]: expected an object, got an array");
+        rejects(json!({"roles": [["a"]]}), "roles[0]: expected an object");
+        rejects(json!({"roles": [{"role": "a", "publish": [true, true]}]}), "roles[0].publish: expected an object");
+        rejects(
+            view_video(json!({"parameters": {"resolution": [640, 480]}})),
+            "views[0].video.parameters.resolution: expected an object",
+        );
+        rejects(view_video(json!({"bgColor": [1, 2, 3]})), "views[0].video.bgColor: expected an object");
+        rejects(json!({"notifying": [false, false]}), "notifying: expected an object");
+        rejects(json!({"sip": ["s", "u", "p"]}), "sip: expected an object");
+        rejects(json!({"views": [{"video": ["vp8"]}]}), "views[0].video: expected an object");
+        let err = RoomConfig::from_stored(&json!({"name": "r", "transcoding": [true]})).unwrap_err();
+        assert_eq!(err.0, "transcoding: expected an object, got an array");
+        // Empty arrays too, which would otherwise be a struct of defaults.
+        rejects(json!({"mediaIn": []}), "mediaIn: expected an object");
+    }
+
+    /// Every struct of the schema (checked against this file's source, so a struct added later
+    /// must be listed here) refuses its array form and accepts its object form.
+    #[test]
+    fn every_schema_struct_refuses_its_array_form() {
+        fn check<T: serde::de::DeserializeOwned>(room: &Value, path: &str) {
+            let object = if path.is_empty() { room.clone() } else { at_path(&mut room.clone(), path).clone() };
+            let type_name = std::any::type_name::<T>();
+            if let Err(err) = objects_only::deserialize::<T>(object.clone()) {
+                panic!("{type_name} from {object}: {err}");
+            }
+            match objects_only::deserialize::<T>(array_form(&object)) {
+                Ok(_) => panic!("{type_name} accepted its array form"),
+                Err(err) => assert_eq!(err.inner().to_string(), NOT_AN_OBJECT, "{type_name}"),
+            }
+        }
+        macro_rules! check_all {
+            ($($ty:ident at $path:expr),* $(,)?) => {{
+                let room = full_room();
+                $(check::<$ty>(&room, $path);)*
+                vec![$(stringify!($ty)),*]
+            }};
+        }
+        let mut checked = check_all![
+            RoomConfig at "",
+            Role at "roles[0]",
+            MediaPermission at "roles[0].publish",
+            AudioFormat at "mediaIn.audio[0]",
+            VideoFormat at "mediaOut.video.format[1]",
+            View at "views[0]",
+            ViewAudio at "views[0].audio",
+            ViewVideo at "views[0].video",
+            ViewVideoParameters at "views[0].video.parameters",
+            Resolution at "views[0].video.parameters.resolution",
+            Rgb at "views[0].video.bgColor",
+            Layout at "views[0].video.layout",
+            Templates at "views[0].video.layout.templates",
+            CustomTemplate at "views[0].video.layout.templates.custom[0]",
+            Region at "views[0].video.layout.templates.custom[0].region[0]",
+            Area at "views[0].video.layout.templates.custom[0].region[0].area",
+            MediaIn at "mediaIn",
+            MediaOut at "mediaOut",
+            MediaOutVideo at "mediaOut.video",
+            VideoParameterOptions at "mediaOut.video.parameters",
+            Transcoding at "transcoding",
+            VideoTranscoding at "transcoding.video",
+            ParameterTranscoding at "transcoding.video.parameters",
+            Notifying at "notifying",
+            Sip at "sip",
+        ];
+        let mut declared = Vec::new();
+        let mut derives_deserialize = false;
+        for line in include_str!("room.rs").lines() {
+            if line.starts_with("#[derive(") {
+                derives_deserialize = line.contains("Deserialize");
+            } else if let Some(rest) = line.strip_prefix("pub struct ") {
+                if derives_deserialize {
+                    declared.push(rest.split([' ', '{', '(']).next().unwrap());
+                }
+            }
+        }
+        checked.sort_unstable();
+        declared.sort_unstable();
+        assert_eq!(checked, declared, "every Deserialize struct of room.rs is checked");
+    }
+
+    #[test]
+    fn labels_and_role_names_are_limited_like_the_room_name() {
+        let long = "l".repeat(NAME_MAX_CHARS + 1);
+        rejects(json!({"views": [{"label": long}]}), "views[0].label: must be at most 256 characters, got 257");
+        rejects(
+            json!({"roles": [{"role": "a"}, {"role": long}]}),
+            "roles[1].role: must be at most 256 characters, got 257",
+        );
+        let longest = "é".repeat(NAME_MAX_CHARS);
+        let room = accepts(json!({"views": [{"label": longest}], "roles": [{"role": longest}]}));
+        assert_eq!((room.views[0].label.as_str(), room.roles[0].role.as_str()), (longest.as_str(), longest.as_str()));
+    }
+
+    #[test]
+    fn media_out_resolutions_are_bounded_like_view_resolutions() {
+        let params = |resolution: &str| json!({"mediaOut": {"video": {"parameters": {"resolution": [resolution]}}}});
+        for too_big in ["r99999x99999", "r8193x480", "r640x8193"] {
+            rejects(params(too_big), "mediaOut.video.parameters.resolution[0]: unknown resolution");
+        }
+        rejects(params("r8193x8193"), "r<W>x<H> with sides from 1 to 8192");
+        let room = accepts(params("r8192x8192"));
+        assert_eq!(room.media_out.video.parameters.resolution, ["r8192x8192"]);
+        assert_eq!(resolve_resolution("r8192x1", 0, 0), Some((8192, 1)));
+        assert_eq!(resolve_resolution("r8193x1", 0, 0), None);
     }
 
     // --- update ----------------------------------------------------------------------------
