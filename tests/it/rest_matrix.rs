@@ -356,6 +356,8 @@ fn hostile_bodies_on_tokens_services_rooms_participants_and_streams() {
         Hostile::json("PATCH", &participant, b"{op: replace}", 400, PARSE),
         Hostile::json("PATCH", &participant, huge.as_bytes(), 413, None),
         Hostile::json("PATCH", &participant, b"{\"op\": \"replace\"}", 400, None),
+        // The body is parsed before the participant is looked up.
+        Hostile::json("PATCH", &format!("/v1/rooms/{room}/participants/{UNKNOWN_ID}"), b"[{\"op\": ", 400, PARSE),
         Hostile::json("PATCH", &stream_path, b"[{\"op\": \"replace\",", 400, PARSE),
         Hostile::json("PATCH", &format!("/v1.1/rooms/{room}/streams/{stream}"), b"\xff\xfe[]", 400, PARSE),
         Hostile::json("PATCH", &stream_path, huge.as_bytes(), 413, None),
@@ -419,7 +421,23 @@ fn media_resources_without_workers_answer_as_owt() {
                 server.call("POST", &format!("{base}/{kind}"), Some(body.clone()), Auth::Super).expect_error(500, 1301);
             assert!(message.starts_with("Operation failed"), "POST {base}/{kind}: {message}");
             assert!(message.contains(kind), "POST {base}/{kind}: the message names what failed: {message}");
+            // As in OWT, the body is parsed first: malformed JSON is a 400, not the operation failure.
+            let reply = server.call_raw(
+                "POST",
+                &format!("{base}/{kind}"),
+                Some(b"{\"media\": "),
+                Some("application/json"),
+                Auth::Super,
+            );
+            assert_eq!(reply.expect_error(400, 1201), "Failed to parse JSON body", "POST {base}/{kind} malformed");
         }
+        // A room that is not running: still the body first, then the unknown participant.
+        let participant = format!("{base}/participants/{UNKNOWN_ID}");
+        let reply =
+            server.call_raw("PATCH", &participant, Some(b"[{op: replace}]"), Some("application/json"), Auth::Super);
+        assert_eq!(reply.expect_error(400, 1201), "Failed to parse JSON body", "PATCH {participant} malformed");
+        let patch = json!([{"op": "replace", "path": "/permission/publish/video", "value": false}]);
+        server.call("PATCH", &participant, Some(patch), Auth::Super).expect_error(404, 1005);
         for list in ["streaming-outs", "recordings", "sipcalls", "analytics"] {
             assert_eq!(server.get(&format!("{base}/{list}")), json!([]), "{base}/{list}: nothing was created");
         }

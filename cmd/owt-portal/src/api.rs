@@ -400,6 +400,8 @@ impl Api {
             (_, ["sipcalls", _]) => Err(ApiError::NotFound("Sip call not found".into())),
             (_, ["analytics", _]) => Err(ApiError::NotFound("Analytics not found".into())),
             ("POST", [kind @ ("streaming-ins" | "streaming-outs" | "recordings" | "sipcalls" | "analytics")]) => {
+                // OWT's body parser runs first: malformed JSON is a 400 before the operation fails.
+                parse_body(request)?;
                 Err(ApiError::Cloud(format!(
                     "Operation failed: {kind} need media workers, which this release does not have"
                 )))
@@ -422,11 +424,12 @@ impl Api {
                 .map(Response::json)
                 .ok_or_else(|| ApiError::NotFound("Participant not found".into())),
             ("PATCH", ["participants", id]) => {
+                // OWT's body parser runs first: malformed JSON is a 400 even for an unknown participant.
+                let body = parse_body(request)?;
                 let live = live.ok_or_else(|| ApiError::NotFound("Participant not found".into()))?;
                 if live.participant(room, id).is_none() {
                     return Err(ApiError::NotFound("Participant not found".into()));
                 }
-                let body = parse_body(request)?;
                 live.update_participant(room, id, &body).map(Response::json).map_err(ApiError::BadRequest)
             }
             ("DELETE", ["participants", id]) => {
