@@ -9,6 +9,7 @@
 # SFU_SECS=15 seconds each. SFU_PERF=1 also records `perf` of owt-webrtc during each owt run
 # (perf.data in SFU_PERF_DIR, default /tmp; Debian's linux-perf).
 # SFU_PERF_ARGS replaces perf's call-graph option (default -g; e.g. "--call-graph dwarf").
+# SFU_WEBRTC_THREADS sets owt-webrtc's [webrtc] worker_threads (default 0: one per core).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -25,7 +26,7 @@ if [ "${1:-}" = "--phase" ]; then
   if [ "$target" = owt ]; then
     mkdir -p "$tmp/etc" "$tmp/etc-webrtc"
     printf '[log]\nlevel = "'"${SFU_LOG_LEVEL:-warn}"'"\n[state]\ndir = "%s"\n[management-api]\nip_address = "127.0.0.1"\n[portal]\nip_address = "127.0.0.1"\nbind_address = "127.0.0.1"\n' "$tmp/state" > "$tmp/etc/portal.toml"
-    printf '[log]\nlevel = "warn"\n[webrtc]\nloopback_candidates = true\n' > "$tmp/etc-webrtc/webrtc.toml"
+    printf '[log]\nlevel = "warn"\n[webrtc]\nloopback_candidates = true\nworker_threads = %s\n' "${SFU_WEBRTC_THREADS:-0}" > "$tmp/etc-webrtc/webrtc.toml"
     room=$("$bin/owtctl" --config-dir "$tmp/etc" init --json --no-cert | python3 -c 'import json,sys; print(json.load(sys.stdin)["room"]["id"])')
     "$bin/owt-portal" --config-dir "$tmp/etc" 2>"$tmp/portal.log" & portal=$!; pids+=($portal)
     "$bin/owt-webrtc" --config-dir "$tmp/etc-webrtc" 2>"$tmp/webrtc.log" & webrtc=$!; pids+=($webrtc)

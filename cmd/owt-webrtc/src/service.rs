@@ -60,7 +60,10 @@ impl WebrtcService {
     pub fn start(config: &WebrtcConfig) -> Result<WebrtcService, StartError> {
         let net = NetSettings::from_config(&config.webrtc).map_err(StartError::Config)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(match config.webrtc.worker_threads {
+                0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+                threads => threads,
+            })
             .thread_name("webrtc")
             .enable_all()
             .build()

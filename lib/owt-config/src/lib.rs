@@ -599,6 +599,8 @@ pub struct WebrtcSection {
     pub maxport: u16,
     /// Offer 127.0.0.1 host candidates (loopback-only tests, one-host setups).
     pub loopback_candidates: bool,
+    /// Threads forwarding media; 0: one per CPU core.
+    pub worker_threads: usize,
 }
 
 /// `[cluster]` of a worker's file: how it joins the portal's bus.
@@ -703,6 +705,9 @@ impl DaemonConfig for WebrtcConfig {
         let w = &self.webrtc;
         if w.minport > w.maxport {
             return Err(key_error("webrtc.minport", format!("{} is above webrtc.maxport {}", w.minport, w.maxport)));
+        }
+        if w.worker_threads > 256 {
+            return Err(key_error("webrtc.worker_threads", format!("{} is not 0 (one per core) to 256", w.worker_threads)));
         }
         if (w.minport == 0) != (w.maxport == 0) {
             return Err(key_error("webrtc.maxport", "set both minport and maxport, or neither"));
