@@ -707,7 +707,10 @@ impl DaemonConfig for WebrtcConfig {
             return Err(key_error("webrtc.minport", format!("{} is above webrtc.maxport {}", w.minport, w.maxport)));
         }
         if w.worker_threads > 256 {
-            return Err(key_error("webrtc.worker_threads", format!("{} is not 0 (one per core) to 256", w.worker_threads)));
+            return Err(key_error(
+                "webrtc.worker_threads",
+                format!("{} is not 0 (one per core) to 256", w.worker_threads),
+            ));
         }
         if (w.minport == 0) != (w.maxport == 0) {
             return Err(key_error("webrtc.maxport", "set both minport and maxport, or neither"));
