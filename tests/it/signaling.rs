@@ -4,7 +4,9 @@
 //! with tickets, the REST view of live rooms, hostile input on every request with OWT's exact
 //! error strings (each followed by a check that the socket and the other participants are
 //! still served), transports of other participants refused with a real owt-webrtc and
-//! owt-mixer, and 200 clients joining and leaving at once. Negotiation with real media
+//! owt-mixer, clients of the older protocols 1.1 and 1.0 (their request and StreamInfo shapes
+//! beside a 1.2 client, a transport per session, an answer from a real owt-webrtc), and 200
+//! clients joining and leaving at once. Negotiation with real media
 //! through the portal is tested with Chromium in tests/browser.
 
 use crate::support::{Auth, Options, TestServer};
@@ -145,6 +147,12 @@ impl Client {
     pub(crate) fn login(&mut self, token: &str) -> Value {
         self.ok("login", Some(json!({"token": token, "userAgent": js_ua(), "protocol": "1.2"})))
     }
+
+    /// Logs in as a JS SDK 4.x client speaking `protocol` ("1.1" or "1.0").
+    fn login_with(&mut self, token: &str, protocol: &str) -> Value {
+        let user_agent = json!({"sdk": {"version": "4.3", "type": "JavaScript"}});
+        self.ok("login", Some(json!({"token": token, "userAgent": user_agent, "protocol": protocol})))
+    }
 }
 
 impl Drop for Client {
@@ -263,7 +271,7 @@ fn bad_logins_are_refused_with_owt_messages_and_the_socket_closed() {
         (json!({"token": good, "userAgent": js_ua()}), "Unknown client protocol: legacy clients are not supported"),
         (
             json!({"token": good, "userAgent": js_ua(), "protocol": "9.9"}),
-            "Unknown client protocol: 9.9 (owt-rs speaks 1.2)",
+            "Unknown client protocol: 9.9 (owt-rs speaks 1.0, 1.1 and 1.2)",
         ),
         (json!("a string"), "Invalid login request"),
         (json!([1, 2, 3]), "Invalid login request"),
@@ -864,4 +872,186 @@ fn another_participants_transport_does_not_exist_for_publish_subscribe_and_soac(
     let workers = crate::cluster::cluster(&server);
     let webrtc = workers.iter().find(|w| w["kind"] == "webrtc").unwrap();
     assert_eq!(webrtc["tasks"], 1, "one transport, bound once: {workers:?}");
+}
+
+/// The mixed stream of `room` in a login result.
+fn mixed_stream(login: &Value, room: &str) -> Value {
+    let streams = login["room"]["streams"].as_array().expect("room.streams");
+    streams.iter().find(|s| s["id"] == format!("{room}-common")).cloned().expect("the mixed stream")
+}
+
+#[test]
+fn protocol_1_1_and_1_0_clients_see_stream_info_in_their_shape_and_1_2_clients_in_theirs() {
+    let server = TestServer::start();
+    let room = server.default_room.clone();
+    let mut v11 = Client::connect(4, &server);
+    let mixed_v11 = mixed_stream(&v11.login_with(&token(&server, &room, "four", "presenter"), "1.1"), &room);
+    let mut v10 = Client::connect(2, &server);
+    let login_v10 = v10.login_with(&token(&server, &room, "old", "presenter"), "1.0");
+    let (v10_id, mixed_v10) = (login_v10["id"].clone(), mixed_stream(&login_v10, &room));
+    let mut current = Client::connect(3, &server);
+    let mixed_v12 = mixed_stream(&current.login(&token(&server, &room, "five", "presenter")), &room);
+
+    let tracks = mixed_v12["media"]["tracks"].as_array().expect("1.2: media.tracks");
+    let audio = tracks.iter().find(|t| t["type"] == "audio").expect("audio track");
+    let video = tracks.iter().find(|t| t["type"] == "video").expect("video track");
+    assert!(mixed_v12["media"].get("audio").is_none(), "{mixed_v12}");
+
+    assert_eq!(mixed_v11["type"], "mixed");
+    assert_eq!(mixed_v11["info"], mixed_v12["info"]);
+    assert!(mixed_v11["media"].get("tracks").is_none(), "{mixed_v11}");
+    assert_eq!(
+        mixed_v11["media"]["audio"],
+        json!({"status": audio["status"], "format": audio["format"], "optional": audio["optional"]})
+    );
+    assert_eq!(
+        mixed_v11["media"]["video"],
+        json!({"status": video["status"], "optional": video["optional"],
+               "original": [{"format": video["format"], "parameters": video["parameters"]}]})
+    );
+    assert!(video["parameters"]["resolution"]["width"].is_u64(), "{video}");
+
+    assert!(mixed_v10["media"].get("tracks").is_none(), "{mixed_v10}");
+    assert_eq!(mixed_v10["media"]["audio"], mixed_v11["media"]["audio"]);
+    assert_eq!(
+        mixed_v10["media"]["video"],
+        json!({"status": video["status"], "optional": video["optional"],
+               "format": video["format"], "parameters": video["parameters"]})
+    );
+
+    // Requests in the 1.1 form, refused before a media node is needed when malformed.
+    let refused = [
+        (json!({"media": {"audio": false, "video": false}}), "Invalid request: media.audio and media.video are both false"),
+        (json!({"media": {"tracks": [{"type": "audio", "mid": "0", "source": "mic"}]}}), "Invalid request: media.audio and media.video are both false"),
+        (json!({"media": {"audio": {"source": "camera"}, "video": false}}), "Invalid request: media.audio.source must be one of [\"mic\", \"screen-cast\", \"raw-file\", \"encoded-file\"]"),
+        (json!({"media": {"audio": "mic", "video": false}}), "Invalid request: media.audio must be an object or false"),
+        (json!(null), "Invalid request: media must be an object"),
+    ];
+    for (request, message) in &refused {
+        assert_eq!(v11.error("publish", Some(request.clone())), *message, "{request}");
+    }
+    assert_eq!(
+        v10.error("subscribe", Some(json!({"media": {"audio": {"from": 5}, "video": false}}))),
+        "Invalid request: media.audio.from must be a stream id"
+    );
+    assert_eq!(
+        v10.error("subscribe", Some(json!({"media": {"audio": false, "video": {"from": "nope"}}}))),
+        "Stream does NOT exist: nope"
+    );
+    // A well-formed 1.1 publication goes on to scheduling (no webrtc node here).
+    let publish = json!({"media": {"audio": {"source": "mic"}, "video": {"source": "camera"}}, "attributes": {"n": 1}});
+    let message = v11.error("publish", Some(publish.clone()));
+    assert!(message.starts_with("No webrtc node available"), "{message}");
+    // The same request from a 1.2 client is not a track list.
+    assert_eq!(current.error("publish", Some(publish)), "Invalid request: media.tracks must be an array");
+    assert_both_served(&mut v11, &mut current, "after 1.1 refusals");
+    assert_both_served(&mut v10, &mut v11, "after 1.0 refusals");
+    // Notifications the protocols share keep their shape.
+    v10.ok("logout", None);
+    for client in [&mut v11, &mut current] {
+        let leave = json!({"action": "leave", "data": v10_id});
+        while client.notification("participant") != leave {}
+    }
+}
+
+/// A publish offer as a 4.x SDK's PeerConnection makes it: audio on mid 0, video on mid 1.
+const OFFER_AUDIO_VIDEO: &str = "v=0\r\n\
+o=- 4611731400430051336 2 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+t=0 0\r\n\
+a=group:BUNDLE 0 1\r\n\
+a=msid-semantic: WMS owt\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=rtcp:9 IN IP4 0.0.0.0\r\n\
+a=ice-ufrag:vV3r\r\n\
+a=ice-pwd:kKx0lq0dP1yOqIbHQWc3cM7n\r\n\
+a=ice-options:trickle\r\n\
+a=fingerprint:sha-256 5B:9E:0C:6F:3D:43:4F:BA:16:27:5E:8B:3E:1A:91:C4:62:35:0A:DE:A8:17:7E:8F:4A:38:93:11:C5:6E:0D:21\r\n\
+a=setup:actpass\r\n\
+a=mid:0\r\n\
+a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+a=sendonly\r\n\
+a=msid:owt a0\r\n\
+a=rtcp-mux\r\n\
+a=rtpmap:111 opus/48000/2\r\n\
+a=fmtp:111 minptime=10;useinbandfec=1\r\n\
+a=ssrc:1001 cname:owt\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=rtcp:9 IN IP4 0.0.0.0\r\n\
+a=ice-ufrag:vV3r\r\n\
+a=ice-pwd:kKx0lq0dP1yOqIbHQWc3cM7n\r\n\
+a=ice-options:trickle\r\n\
+a=fingerprint:sha-256 5B:9E:0C:6F:3D:43:4F:BA:16:27:5E:8B:3E:1A:91:C4:62:35:0A:DE:A8:17:7E:8F:4A:38:93:11:C5:6E:0D:21\r\n\
+a=setup:actpass\r\n\
+a=mid:1\r\n\
+a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+a=sendonly\r\n\
+a=msid:owt v0\r\n\
+a=rtcp-mux\r\n\
+a=rtcp-rsize\r\n\
+a=rtpmap:96 VP8/90000\r\n\
+a=rtcp-fb:96 nack\r\n\
+a=rtcp-fb:96 nack pli\r\n\
+a=ssrc:1002 cname:owt\r\n";
+
+#[test]
+fn protocol_1_1_and_1_0_sessions_each_get_their_own_transport_and_an_answer() {
+    let server = TestServer::start();
+    let _webrtc = crate::cluster::spawn_worker(&server, "webrtc", "webrtc-v11");
+    let _mixer = crate::cluster::spawn_worker(&server, "mixer", "mixer-v11");
+    crate::cluster::wait_for(&server, "webrtc and mixer registered", |w| w.len() == 2);
+    let room = server.default_room.clone();
+    let mut v11 = Client::connect(4, &server);
+    v11.login_with(&token(&server, &room, "four", "presenter"), "1.1");
+    let mut current = Client::connect(4, &server);
+    current.login(&token(&server, &room, "five", "presenter"));
+
+    let publish = json!({"media": {"audio": {"source": "mic"},
+        "video": {"source": "camera", "parameters": {"resolution": {"width": 640, "height": 480}, "framerate": 30}}},
+        "attributes": {"by": "4.x"}});
+    let published = v11.ok("publish", Some(publish));
+    let id = published["id"].as_str().expect("id").to_string();
+    assert_eq!(published, json!({"id": id, "transportId": id}), "1.1: the transport is the session");
+    v11.ok("soac", Some(json!({"id": id, "signaling": {"type": "offer", "sdp": OFFER_AUDIO_VIDEO}})));
+    let progress = v11.notification("progress");
+    assert_eq!((&progress["id"], &progress["status"]), (&json!(id), &json!("soac")), "{progress}");
+    assert_eq!(progress["data"]["type"], "answer");
+    let answer = progress["data"]["sdp"].as_str().expect("answer sdp");
+    for line in ["a=mid:0", "a=mid:1", "a=recvonly", "opus/48000", "VP8/90000"] {
+        assert!(answer.contains(line), "answer has {line}:\n{answer}");
+    }
+
+    // A second session, audio only: its own transport again, its audio on mid 0.
+    let second = v11.ok("publish", Some(json!({"media": {"audio": {"source": "mic"}, "video": false}})));
+    let second_id = second["id"].as_str().expect("id").to_string();
+    assert_eq!(second, json!({"id": second_id, "transportId": second_id}));
+    assert_ne!(second_id, id);
+    // The 1.0 form of subscribe, for the mixed stream, on a transport of its own too.
+    let mut v10 = Client::connect(2, &server);
+    v10.login_with(&token(&server, &room, "old", "viewer"), "1.0");
+    let mixed = format!("{room}-common");
+    let subscribed = v10.ok(
+        "subscribe",
+        Some(json!({"media": {"audio": {"from": mixed}, "video": {"from": mixed, "simulcastRid": "h"}}})),
+    );
+    let sub_id = subscribed["id"].as_str().expect("id").to_string();
+    assert_eq!(subscribed, json!({"id": sub_id, "transportId": sub_id}));
+    assert_eq!(
+        v10.error("publish", Some(json!({"media": {"audio": {"source": "mic"}, "video": false}}))),
+        "unauthorized"
+    );
+    let workers = crate::cluster::cluster(&server);
+    let webrtc = workers.iter().find(|w| w["kind"] == "webrtc").unwrap();
+    assert_eq!(webrtc["tasks"], 3, "one transport per session: {workers:?}");
+
+    // The 1.2 client beside them still speaks track lists and shared transports.
+    let own = current.ok("publish", Some(publish_request("audio", None)));
+    let own_transport = own["transportId"].as_str().expect("transportId").to_string();
+    let again = current.ok("publish", Some(publish_request("video", Some(&own_transport))));
+    assert_eq!(again["transportId"], own_transport.as_str());
+    v11.ok("unpublish", Some(json!({"id": second_id})));
+    v10.ok("unsubscribe", Some(json!({"id": sub_id})));
+    assert_both_served(&mut v11, &mut current, "after 1.1 and 1.2 sessions");
 }

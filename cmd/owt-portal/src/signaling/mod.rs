@@ -5,11 +5,13 @@
 //! held notifications, login and reconnection deadlines) — and carries out what they decide:
 //! notifications, disconnects, and timers that hand the current time back to them. All room
 //! and session state sits behind one lock, [`Hub::state`], so a request sees and changes a
-//! consistent picture; nothing blocks while it is held.
+//! consistent picture; nothing blocks while it is held. Participants of the older protocols
+//! 1.0 and 1.1 have their requests upgraded and their notifications downgraded by [`versions`].
 
 mod media;
 mod mixing;
 mod presence;
+mod versions;
 
 use crate::api::{Api, LiveRooms};
 use owt_auth::{ReconnectionTicket, Token};
@@ -25,6 +27,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use versions::Protocol;
 
 /// SDK types whose clients reconnect with `relogin` (spec §1.4).
 const RECONNECTING_SDKS: [&str; 4] = ["Objective-C", "C++", "Android", "JavaScript"];
@@ -47,6 +50,8 @@ struct State {
     views: HashMap<String, mixing::RunningView>,
     /// Layouts set through REST, by mixed stream id (until the view's inputs change).
     custom_layouts: HashMap<String, mixing::CustomLayout>,
+    /// Participants that logged in with an older protocol (1.0, 1.1); the others speak 1.2.
+    older_protocols: HashMap<String, Protocol>,
 }
 
 impl State {
@@ -59,6 +64,7 @@ impl State {
             closing_subscriptions: Vec::new(),
             views: HashMap::new(),
             custom_layouts: HashMap::new(),
+            older_protocols: HashMap::new(),
         }
     }
 }
@@ -139,8 +145,12 @@ impl Hub {
                 }
             };
             for target in targets {
+                let (event, data) = match state.older_protocols.get(&target) {
+                    Some(protocol) => versions::downgrade_notification(*protocol, event, &data),
+                    None => (event, data.clone()),
+                };
                 if let Some(socket) = state.presence.send(&target, event, &data) {
-                    out.push(Outgoing { socket, event, data: data.clone() });
+                    out.push(Outgoing { socket, event, data });
                 }
             }
         }
@@ -193,6 +203,7 @@ impl Hub {
     /// the room is told, and the room goes when nobody is left.
     fn leave_room(&self, state: &mut State, participant: &str, room_id: &str) -> (Vec<Outgoing>, Vec<String>) {
         self.close_transports_of(state, participant);
+        state.older_protocols.remove(participant);
         let effects = match state.rooms.get_mut(room_id) {
             Some(conference) => conference.leave(participant),
             None => Vec::new(),
@@ -249,11 +260,7 @@ impl Hub {
             return Err(IN_SERVICE.into());
         }
         let Some(request) = data.as_object() else { return Err("Invalid login request".into()) };
-        match request.get("protocol").and_then(Value::as_str) {
-            Some("1.2") => {}
-            Some(other) => return Err(format!("Unknown client protocol: {other} (owt-rs speaks 1.2)")),
-            None => return Err("Unknown client protocol: legacy clients are not supported".into()),
-        }
+        let protocol = versions::login_protocol(request)?;
         let sdk = &request.get("userAgent").unwrap_or(&Value::Null)["sdk"];
         let (Some(_version), Some(sdk_type)) = (sdk["version"].as_str(), sdk["type"].as_str()) else {
             return Err("User agent info is incorrect".into());
@@ -295,6 +302,9 @@ impl Hub {
                 }
             };
             state.presence.logged_in(socket_id, socket_id, &room.id, reconnection, sdk_type == "JavaScript");
+            if protocol != Protocol::V1_2 {
+                state.older_protocols.insert(socket_id.to_string(), protocol);
+            }
             let (outgoing, drops) = Self::route(&mut state, &room.id, effects);
             (joined, outgoing, drops)
         };
@@ -311,6 +321,7 @@ impl Hub {
         if reconnection {
             result["reconnectionTicket"] = self.ticket(&participant.id).into();
         }
+        versions::downgrade_login_result(protocol, &mut result);
         Ok(result)
     }
 
@@ -337,6 +348,39 @@ impl Hub {
         };
         self.deliver(outgoing, drops);
         Ok(())
+    }
+
+    /// A media request in the 1.2 form whatever the participant's protocol: `publish` and
+    /// `subscribe` of 1.0/1.1 clients are upgraded first (their acks, `{id, transportId}`,
+    /// are the same in every version).
+    async fn versioned_media_request(
+        &self,
+        socket_id: &str,
+        event: &str,
+        data: &Value,
+    ) -> Result<Option<Value>, String> {
+        let older = {
+            let state = self.lock();
+            let participant = state.presence.participant_of(socket_id);
+            participant.filter(|p| state.older_protocols.contains_key(*p)).map(str::to_owned)
+        };
+        let Some(participant) = older else { return self.media_request(socket_id, event, data).await };
+        let upgraded = match event {
+            "publish" => versions::upgrade_publish(data)?,
+            "subscribe" => {
+                versions::upgrade_subscribe(data, |stream, rid| self.simulcast_track(&participant, stream, rid))?
+            }
+            _ => return self.media_request(socket_id, event, data).await,
+        };
+        self.media_request(socket_id, event, &upgraded).await
+    }
+
+    /// The track id of layer `rid` of a stream in the participant's room.
+    fn simulcast_track(&self, participant: &str, stream: &str, rid: &str) -> Option<String> {
+        let state = self.lock();
+        let room = &state.presence.session(participant)?.room_id;
+        let info = state.rooms.get(room)?.stream(stream)?;
+        versions::simulcast_track(&info, rid)
     }
 
     fn logout(&self, socket_id: &str) -> Result<(), String> {
@@ -434,6 +478,7 @@ impl LiveRooms for Hub {
             let Ok(effects) = conference.drop_participant(participant) else { return false };
             self.close_transports_of(&mut state, participant);
             let routed = Self::route(&mut state, room, effects);
+            state.older_protocols.remove(participant);
             if state.rooms.get(room).is_some_and(Conference::is_empty) {
                 state.rooms.remove(room);
             }
@@ -563,7 +608,7 @@ fn on_connect(socket: SocketRef, hub: Arc<Hub>) {
         let hub = hub.clone();
         socket.on(event, move |socket: SocketRef, data: TryData<Value>, ack: AckSender| {
             let hub = hub.clone();
-            async move { answer(ack, hub.media_request(&socket.id.to_string(), event, &payload(data)).await) }
+            async move { answer(ack, hub.versioned_media_request(&socket.id.to_string(), event, &payload(data)).await) }
         });
     }
     {
