@@ -83,24 +83,27 @@ pub async fn accept_loop(
         };
         let _ = tcp.set_nodelay(true);
         let server = server.clone();
-        let tls = tls.clone();
+        // Plain connections get a task of their own kind: the TLS handshake's state would
+        // make every plain connection's task larger.
+        let Some(slot) = &tls else {
+            tokio::spawn(async move {
+                let _permit = permit;
+                server.serve(tcp).await;
+            });
+            continue;
+        };
+        let context = slot.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         tokio::spawn(async move {
             let _permit = permit;
-            match tls {
-                None => server.serve(tcp).await,
-                Some(slot) => {
-                    let context = slot.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-                    let stream = Ssl::new(&context).and_then(|ssl| tokio_openssl::SslStream::new(ssl, tcp));
-                    let mut stream = match stream {
-                        Ok(stream) => stream,
-                        Err(err) => return tracing::warn!("TLS setup failed: {err}"),
-                    };
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, Pin::new(&mut stream).accept()).await {
-                        Ok(Ok(())) => server.serve(stream).await,
-                        Ok(Err(err)) => tracing::debug!(%peer, "TLS handshake failed: {err}"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                }
+            let stream = Ssl::new(&context).and_then(|ssl| tokio_openssl::SslStream::new(ssl, tcp));
+            let mut stream = match stream {
+                Ok(stream) => stream,
+                Err(err) => return tracing::warn!("TLS setup failed: {err}"),
+            };
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, Pin::new(&mut stream).accept()).await {
+                Ok(Ok(())) => server.serve(stream).await,
+                Ok(Err(err)) => tracing::debug!(%peer, "TLS handshake failed: {err}"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         });
     }

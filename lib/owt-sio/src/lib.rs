@@ -116,6 +116,9 @@ struct State {
     upgrading: bool,
     /// A long-polling GET is waiting.
     polling: bool,
+    /// The WebSocket task is handling the client's packets and flushes the outbox next:
+    /// pushes need not wake it.
+    owner_busy: bool,
     /// Engine.IO 4: a ping was sent and its pong did not come yet.
     pong_due: bool,
     /// Engine.IO 3: the client pinged since the last check.
@@ -150,6 +153,9 @@ impl Session {
                 return Err(SendError::Full);
             }
             state.outbox.push_back(packet);
+            if state.owner_busy {
+                return Ok(());
+            }
         }
         self.wake.notify_one();
         Ok(())
@@ -208,19 +214,11 @@ pub trait Wire: AsyncWrite + Unpin + Send + 'static {
 impl Wire for TcpStream {
     /// Waits for readability first, so an idle connection holds no buffer.
     async fn read_some(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
-        loop {
-            self.readable().await?;
-            buf.reserve(READ_CHUNK);
-            match self.try_read_buf(buf) {
-                Ok(n) => return Ok(n),
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    if buf.is_empty() {
-                        *buf = Vec::new();
-                    }
-                }
-                Err(err) => return Err(err),
-            }
-        }
+        self.readable().await?;
+        buf.reserve(READ_CHUNK);
+        // Not try_read: a read that fills less than the buffer clears the readiness here,
+        // which saves the next read's EAGAIN.
+        self.read_buf(buf).await
     }
 }
 
@@ -237,6 +235,8 @@ impl Wire for tokio_openssl::SslStream<TcpStream> {
 enum Next {
     KeepAlive,
     Close,
+    /// The connection is a WebSocket of this session now (`true`: an upgrade to probe).
+    WebSocket(Arc<Session>, bool),
 }
 
 /// The Engine.IO/Socket.IO server.
@@ -278,9 +278,17 @@ impl<H: Handler> Server<H> {
             if buf.is_empty() {
                 buf = Vec::new();
             }
-            match self.route(&mut stream, &mut buf, request).await {
+            // Boxed: the request handling's state lives only as long as the request, not in
+            // every WebSocket connection's task.
+            match Box::pin(self.route(&mut stream, &mut buf, request)).await {
                 Ok(Next::KeepAlive) => {}
                 Ok(Next::Close) => return,
+                Ok(Next::WebSocket(session, probing)) => {
+                    if buf.is_empty() {
+                        buf = Vec::new();
+                    }
+                    return self.run_websocket(&mut stream, &mut buf, session, probing).await;
+                }
                 Err(err) => return tracing::debug!("connection ended: {err}"),
             }
         }
@@ -353,20 +361,18 @@ impl<H: Handler> Server<H> {
                 drop(headers);
                 drop(request);
                 match session {
-                    Some(session) => self.run_websocket(stream, buf, session, true).await,
+                    Some(session) => Ok(Next::WebSocket(session, true)),
                     None => {
                         let session = self.new_session(eio, true);
                         let mut opening = Vec::new();
                         ws::encode_frame(&mut opening, ws::OP_TEXT, self.open_packet(&session, false).as_bytes());
                         write(stream, &opening).await?;
-                        drop(opening);
                         if eio == Eio::V3 {
                             self.join(&session);
                         }
-                        self.run_websocket(stream, buf, session, false).await;
+                        Ok(Next::WebSocket(session, false))
                     }
                 }
-                Ok(Next::Close)
             }
             (Some("polling"), "GET", None) => {
                 let session = self.new_session(eio, false);
@@ -676,6 +682,8 @@ impl<H: Handler> Server<H> {
         loop {
             if handled {
                 handled = false;
+                // While probing, the long-poll still delivers: pushes must wake it.
+                session.state().owner_busy = !probing;
                 let mut replies = Vec::new();
                 let result = self.on_websocket_bytes(session, buf, &mut fragments, &mut probing, &mut replies);
                 if buf.is_empty() {
@@ -698,6 +706,7 @@ impl<H: Handler> Server<H> {
             if !probing {
                 let (packets, closing) = {
                     let mut state = session.state();
+                    state.owner_busy = false;
                     (std::mem::take(&mut state.outbox), state.closing || state.closed)
                 };
                 if !packets.is_empty() {
