@@ -12,6 +12,15 @@ MANDIR     := $(PREFIX)/share/man
 UNITDIR    := $(PREFIX)/lib/systemd/system
 SYSUSERSDIR:= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR:= $(PREFIX)/lib/tmpfiles.d
+# Every file `make install` put in place except the configuration, one path (without DESTDIR) a
+# line; `make uninstall` removes exactly these, so files since dropped from the tree go too.
+MANIFEST   := $(SHAREDIR)/installed-files
+# Shell commands printing the files (without DESTDIR) this tree installs, configuration aside.
+LIST_INSTALLED = for p in $(PROGRAMS); do echo $(BINDIR)/$$p; done; \
+  for d in $(DAEMONS); do echo $(UNITDIR)/$$d.service; done; \
+  echo $(UNITDIR)/owt.target; echo $(SYSUSERSDIR)/owt.conf; echo $(TMPFILESDIR)/owt.conf; \
+  for f in man/*.[1578]; do echo $(MANDIR)/man$${f\#\#*.}/$${f\#man/}; done; \
+  (cd share/owt && find . -type f -o -type l) | sed 's|^\.|$(SHAREDIR)|'
 
 DAEMONS    := owt-portal owt-webrtc owt-mixer owt-record owt-stream owt-sip owt-peer
 PROGRAMS   := owtctl $(DAEMONS)
@@ -193,7 +202,8 @@ install: $(APP_SOCKETIO)
 	  $(DESTDIR)$(SYSCONFDIR)/owt $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
 	  $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8
 	for p in $(PROGRAMS); do install -m 0755 $(OUT)/$$p $(DESTDIR)$(BINDIR)/$$p; done
-	for d in $(DAEMONS); do sed 's|@bindir@|$(BINDIR)|g' units/$$d.service.in > $(DESTDIR)$(UNITDIR)/$$d.service; \
+	for d in $(DAEMONS); do sed 's|@bindir@|$(BINDIR)|g; s|@sysconfdir@|$(SYSCONFDIR)|g' units/$$d.service.in \
+	  > $(DESTDIR)$(UNITDIR)/$$d.service; \
 	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$d.service; done
 	install -m 0644 units/owt.target $(DESTDIR)$(UNITDIR)/owt.target
 	install -m 0644 units/owt.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/owt.conf
@@ -207,16 +217,19 @@ install: $(APP_SOCKETIO)
 	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 man/*.7 $(DESTDIR)$(MANDIR)/man7/
 	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	# The manifest keeps what earlier installs listed: a re-install does not forget their files.
+	{ $(LIST_INSTALLED); echo $(MANIFEST); \
+	  if [ -f $(DESTDIR)$(MANIFEST) ]; then cat $(DESTDIR)$(MANIFEST); fi; \
+	} | sort -u > $(DESTDIR)$(MANIFEST).new && mv $(DESTDIR)$(MANIFEST).new $(DESTDIR)$(MANIFEST)
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
 	  systemd-sysusers && systemd-tmpfiles --create $(TMPFILESDIR)/owt.conf && systemctl daemon-reload; \
 	  echo "installed; next: owtctl init && systemctl enable --now owt.target"; fi
 
 uninstall:
-	for p in $(PROGRAMS); do rm -f $(DESTDIR)$(BINDIR)/$$p; done
-	for d in $(DAEMONS); do rm -f $(DESTDIR)$(UNITDIR)/$$d.service; done
-	rm -f $(DESTDIR)$(UNITDIR)/owt.target $(DESTDIR)$(SYSUSERSDIR)/owt.conf $(DESTDIR)$(TMPFILESDIR)/owt.conf
+	{ if [ -f $(DESTDIR)$(MANIFEST) ]; then cat $(DESTDIR)$(MANIFEST); else \
+	  echo "no $(DESTDIR)$(MANIFEST) (installed before it existed): removing what this tree installs" >&2; \
+	  $(LIST_INSTALLED); fi; } | while IFS= read -r f; do rm -f "$(DESTDIR)$$f"; done
 	rm -rf $(DESTDIR)$(SHAREDIR)
-	for f in man/*.[1578]; do s=$${f##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$$(basename $$f); done
 	@echo "configuration in $(DESTDIR)$(SYSCONFDIR)/owt and state in /var/lib/owt are kept"
 
 bench: bench-peer bench-join bench-sfu bench-mix

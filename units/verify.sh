@@ -2,7 +2,8 @@
 # Check the systemd units in this folder with `systemd-analyze verify`.
 #
 # The templates are instantiated into a temporary directory with @bindir@ pointing at executable stubs
-# there (verify refuses an ExecStart= that does not exist), then verified together with owt.target.
+# there (verify refuses an ExecStart= that does not exist) and @sysconfdir@ at /etc, then verified
+# together with owt.target.
 # Fails when systemd-analyze exits non-zero, or when it has anything to say about our units (unknown
 # keys and unparsable values are only logged by systemd-analyze, its exit status stays 0).
 # Takes no arguments; PID 1 need not be systemd.
@@ -21,7 +22,7 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
 for tpl in "$here"/owt-*.service.in; do
     unit=$(basename "$tpl" .in)
     name=$(basename "$tpl" .service.in)
-    sed "s|@bindir@|$tmp|g" "$tpl" >"$tmp/$unit"
+    sed "s|@bindir@|$tmp|g; s|@sysconfdir@|/etc|g" "$tpl" >"$tmp/$unit"
     printf '#!/bin/sh\nexit 0\n' >"$tmp/$name"
     chmod 0755 "$tmp/$name"
 done

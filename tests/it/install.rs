@@ -1,8 +1,9 @@
 //! `make install` and `make uninstall` with `PREFIX` and `DESTDIR` into a temporary directory,
 //! without root and without building: the Makefile installs the programs already built in this
-//! test's target directory. Checks the installed file list, the units' substituted paths, the
-//! configuration files (an edited one survives a re-install and the uninstall), and that
-//! uninstall removes everything else it installed.
+//! test's target directory. Checks the installed file list and its manifest, the units'
+//! substituted paths (`PREFIX`, `SYSCONFDIR`), the configuration files (an edited one survives a
+//! re-install and the uninstall), and that uninstall removes exactly what install installed, also
+//! files since dropped from the source tree.
 
 use crate::support::program;
 use std::collections::BTreeSet;
@@ -23,10 +24,15 @@ fn source_dir() -> PathBuf {
 /// `make <args>` in the source tree for the programs of this test's target directory, with
 /// a cargo that does not exist: any attempt to build fails instead of building.
 fn make(target_dir: &Path, args: &[&str]) -> Output {
+    make_in(&source_dir(), target_dir, args)
+}
+
+/// [`make`] in the tree `source` (the source tree or a copy of the parts install reads).
+fn make_in(source: &Path, target_dir: &Path, args: &[&str]) -> Output {
     let out_dir = program("owtctl").parent().expect("out dir").to_path_buf();
     let buildtype = out_dir.file_name().and_then(|n| n.to_str()).expect("debug or release").to_string();
     let mut cmd = Command::new("make");
-    cmd.current_dir(source_dir())
+    cmd.current_dir(source)
         .arg("--no-print-directory")
         .arg("-o")
         .arg(APP_SOCKETIO)
@@ -47,7 +53,12 @@ fn built_target_dir() -> PathBuf {
 
 #[track_caller]
 fn make_ok(args: &[&str]) -> String {
-    let out = make(&built_target_dir(), args);
+    make_ok_in(&source_dir(), args)
+}
+
+#[track_caller]
+fn make_ok_in(source: &Path, args: &[&str]) -> String {
+    let out = make_in(source, &built_target_dir(), args);
     let text =
         format!("stdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "make {args:?} failed\n{text}");
@@ -102,7 +113,22 @@ fn expected_files() -> BTreeSet<String> {
     for file in files_under(&src.join("share/owt")) {
         files.insert(format!("{prefix}/share/owt/{file}"));
     }
+    files.insert(format!("{prefix}/{MANIFEST}"));
     files
+}
+
+/// Where install records what it installed, under PREFIX.
+const MANIFEST: &str = "share/owt/installed-files";
+
+/// The manifest's lines: absolute paths without DESTDIR.
+fn manifest(dest: &Path) -> BTreeSet<String> {
+    read(&dest.join(PREFIX.trim_start_matches('/')).join(MANIFEST)).lines().map(str::to_string).collect()
+}
+
+/// `installed` (relative to DESTDIR) without the configuration files, as absolute paths.
+fn without_configs(installed: &BTreeSet<String>, sysconfdir: &str) -> BTreeSet<String> {
+    let configs = format!("{}/owt/", sysconfdir.trim_start_matches('/'));
+    installed.iter().filter(|f| !f.starts_with(&configs)).map(|f| format!("/{f}")).collect()
 }
 
 #[test]
@@ -123,6 +149,7 @@ fn install_and_uninstall_into_destdir() {
         expected.difference(&installed).collect::<Vec<_>>(),
         installed.difference(&expected).collect::<Vec<_>>()
     );
+    assert_eq!(manifest(dest.path()), without_configs(&installed, "/etc"), "the manifest lists what was installed");
 
     // Programs: executable, and they run from where they were installed.
     for name in std::iter::once("owtctl").chain(DAEMONS) {
@@ -137,9 +164,10 @@ fn install_and_uninstall_into_destdir() {
         let unit = read(&root(&format!("{PREFIX}/lib/systemd/system/{daemon}.service")));
         assert!(!unit.contains("@bindir@"), "{daemon}.service keeps a placeholder:\n{unit}");
         let exec = unit.lines().find(|l| l.starts_with("ExecStart=")).expect("ExecStart");
-        assert!(exec.starts_with(&format!("ExecStart={PREFIX}/bin/{daemon} ")), "{daemon}.service: {exec}");
+        assert_eq!(exec, format!("ExecStart={PREFIX}/bin/{daemon} --config-dir /etc/owt"), "{daemon}.service");
         let source = read(&src.join(format!("units/{daemon}.service.in")));
-        assert_eq!(unit, source.replace("@bindir@", &format!("{PREFIX}/bin")), "{daemon}.service");
+        let expected = source.replace("@bindir@", &format!("{PREFIX}/bin")).replace("@sysconfdir@", "/etc");
+        assert_eq!(unit, expected, "{daemon}.service");
     }
     for (installed, source) in [
         ("lib/systemd/system/owt.target", "units/owt.target"),
@@ -181,6 +209,85 @@ fn install_and_uninstall_into_destdir() {
     let configs: BTreeSet<String> = CONFIGS.iter().map(|c| format!("etc/owt/{c}.toml")).collect();
     assert_eq!(left, configs, "uninstall leaves only the configuration");
     assert_eq!(read(&portal_toml), edited);
+}
+
+#[test]
+fn non_default_sysconfdir_is_where_configuration_goes_and_units_look() {
+    let dest = tempfile::tempdir().expect("tempdir");
+    let sysconfdir = format!("{PREFIX}/etc");
+    let args =
+        [format!("PREFIX={PREFIX}"), format!("DESTDIR={}", dest.path().display()), format!("SYSCONFDIR={sysconfdir}")];
+    let install: Vec<&str> = std::iter::once("install").chain(args.iter().map(String::as_str)).collect();
+    let uninstall: Vec<&str> = std::iter::once("uninstall").chain(args.iter().map(String::as_str)).collect();
+    let root = |path: &str| dest.path().join(path.trim_start_matches('/'));
+
+    make_ok(&install);
+    for daemon in DAEMONS {
+        let unit = read(&root(&format!("{PREFIX}/lib/systemd/system/{daemon}.service")));
+        let exec = unit.lines().find(|l| l.starts_with("ExecStart=")).expect("ExecStart");
+        assert_eq!(exec, format!("ExecStart={PREFIX}/bin/{daemon} --config-dir {sysconfdir}/owt"), "{daemon}.service");
+        assert!(!unit.contains(" /etc/owt") && !unit.contains("@sysconfdir@"), "{daemon}.service:\n{unit}");
+    }
+    let installed = files_under(dest.path());
+    for config in CONFIGS {
+        assert!(installed.contains(&format!("{}/owt/{config}.toml", sysconfdir.trim_start_matches('/'))), "{config}");
+    }
+    assert!(!root("etc").exists(), "nothing under the default /etc: {installed:?}");
+    let (portal, _) = owt_config::load::<owt_config::PortalConfig>(&root(&format!("{sysconfdir}/owt")), None)
+        .expect("installed portal.toml is valid");
+    assert_eq!(portal.app.share_dir, Path::new(PREFIX).join("share/owt/app"));
+    assert_eq!(manifest(dest.path()), without_configs(&installed, &sysconfdir));
+
+    let said = make_ok(&uninstall);
+    assert!(said.contains(&format!("{sysconfdir}/owt")), "{said}");
+    let configs: BTreeSet<String> =
+        CONFIGS.iter().map(|c| format!("{}/owt/{c}.toml", sysconfdir.trim_start_matches('/'))).collect();
+    assert_eq!(files_under(dest.path()), configs, "uninstall leaves only the configuration");
+}
+
+/// A copy of what `make install` reads from the source tree, to change its man pages.
+fn copy_of_install_sources() -> tempfile::TempDir {
+    let copy = tempfile::tempdir().expect("tempdir");
+    let src = source_dir();
+    std::fs::create_dir_all(copy.path().join("tests/js")).unwrap();
+    for part in ["Makefile", "Cargo.toml", "units", "etc", "share", "man", "tests/js/package-lock.json"] {
+        let to = copy.path().join(part);
+        let status = Command::new("cp").arg("-r").arg(src.join(part)).arg(&to).status().expect("cp");
+        assert!(status.success(), "cp -r {part}");
+    }
+    copy
+}
+
+#[test]
+fn uninstall_removes_exactly_what_was_installed_even_pages_dropped_since() {
+    let tree = copy_of_install_sources();
+    let dest = tempfile::tempdir().expect("tempdir");
+    let args = [format!("PREFIX={PREFIX}"), format!("DESTDIR={}", dest.path().display())];
+    let install: Vec<&str> = std::iter::once("install").chain(args.iter().map(String::as_str)).collect();
+    let uninstall: Vec<&str> = std::iter::once("uninstall").chain(args.iter().map(String::as_str)).collect();
+    let man8 = dest.path().join(PREFIX.trim_start_matches('/')).join("share/man/man8");
+
+    // A page the tree has at the first install and drops before the second.
+    let dropped = tree.path().join("man/owt-dropped.8");
+    std::fs::copy(tree.path().join("man/owt-portal.8"), &dropped).unwrap();
+    make_ok_in(tree.path(), &install);
+    assert!(man8.join("owt-dropped.8").exists());
+    assert!(manifest(dest.path()).contains(&format!("{PREFIX}/share/man/man8/owt-dropped.8")));
+    std::fs::remove_file(&dropped).unwrap();
+    make_ok_in(tree.path(), &install);
+    assert!(
+        manifest(dest.path()).contains(&format!("{PREFIX}/share/man/man8/owt-dropped.8")),
+        "a re-install keeps what earlier installs put in place in the manifest"
+    );
+    // Someone else's page next to ours.
+    std::fs::write(man8.join("other.8"), ".TH OTHER 8\n").unwrap();
+
+    make_ok_in(tree.path(), &uninstall);
+    let left = files_under(dest.path());
+    let prefix = PREFIX.trim_start_matches('/');
+    let mut expected: BTreeSet<String> = CONFIGS.iter().map(|c| format!("etc/owt/{c}.toml")).collect();
+    expected.insert(format!("{prefix}/share/man/man8/other.8"));
+    assert_eq!(left, expected, "uninstall removed the dropped page and nothing that it did not install");
 }
 
 #[test]
