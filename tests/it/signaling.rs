@@ -484,11 +484,15 @@ fn native_clients_get_ticket_and_messages_on_relogin() {
     let mut back = Client::connect(4, &server);
     let result = back.ok("relogin", Some(ticket));
     assert!(result["ticket"].is_string(), "{result}");
+    // The whole buffer of the old connection, numbered from 1 (OWT's message_buffer): what it
+    // received (o joined) and what it missed (m1); the client skips what it had by `seq`.
     let messages = result["messages"].as_array().unwrap();
-    assert_eq!(messages.len(), 1, "{messages:?}");
-    assert_eq!(messages[0]["event"], "text");
-    assert_eq!(messages[0]["data"]["message"], "m1");
-    assert_eq!(messages[0]["seq"], 1);
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!((messages[0]["event"].as_str(), messages[0]["seq"].as_u64()), (Some("participant"), Some(1)));
+    assert_eq!(messages[0]["data"]["action"], "join");
+    assert_eq!(messages[1]["event"], "text");
+    assert_eq!(messages[1]["data"]["message"], "m1");
+    assert_eq!(messages[1]["seq"], 2);
     // Browsers without reconnection support (unknown SDK type) get no ticket.
     let mut other_sdk = Client::connect(4, &server);
     let ua = json!({"sdk": {"version": "1", "type": "Python"}});

@@ -111,6 +111,7 @@ impl Hub {
     fn route(state: &mut State, room_id: &str, effects: Vec<Effect>) -> (Vec<Outgoing>, Vec<String>) {
         let mut out = Vec::new();
         let mut drops = Vec::new();
+        let now = std::time::Instant::now();
         let members: Vec<String> = state
             .rooms
             .get(room_id)
@@ -149,7 +150,7 @@ impl Hub {
                     Some(protocol) => versions::downgrade_notification(*protocol, event, &data),
                     None => (event, data.clone()),
                 };
-                if let Some(socket) = state.presence.send(&target, event, &data) {
+                if let Some(socket) = state.presence.send(&target, event, &data, now) {
                     out.push(Outgoing { socket, event, data });
                 }
             }
@@ -414,7 +415,7 @@ impl Hub {
             Ok((Value::String(new_ticket), back.missed.into_iter().map(|(_, event, data)| (event, data)).collect()))
         } else {
             let messages: Vec<Value> = back
-                .missed
+                .buffer
                 .iter()
                 .map(|(seq, event, data)| json!({"event": event, "data": data, "seq": seq}))
                 .collect();
@@ -671,6 +672,7 @@ impl Signaling {
             state: Mutex::new(State::new(Presence::new(
                 Duration::from_secs(settings.login_timeout),
                 Duration::from_secs(settings.reconnection_timeout),
+                Duration::from_secs(settings.ping_interval + settings.ping_timeout + 1),
             ))),
             io: OnceLock::new(),
             ticket_key: hex_key(),

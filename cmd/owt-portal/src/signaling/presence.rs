@@ -2,14 +2,19 @@
 //! for a participant whose socket dropped, and the two deadlines of spec/owt-compat.md §1.1
 //! and §1.5 — a socket must log in within `login_timeout`, and a participant whose socket
 //! dropped (with reconnection enabled) leaves after `reconnection_timeout` unless it comes
-//! back with `relogin`. Time is an input (`now`): the shell's timers call [`Presence::expired`]
-//! and [`Presence::login_expired`] when a deadline they were given passes.
+//! back with `relogin`. Every notification sent on a connection is numbered (`seq`, from 1 per
+//! connection) and kept for a while (OWT's `message_buffer`, spec §1.5): a native client's
+//! `relogin` gets that whole buffer, so it can tell what it already had by `seq`. Time is an
+//! input (`now`): the shell's timers call [`Presence::expired`] and [`Presence::login_expired`]
+//! when a deadline they were given passes.
 
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 pub(super) const IN_SERVICE: &str = "Connection is in service";
+/// At most this many sent notifications are kept per participant for `relogin`.
+const BUFFER_LIMIT: usize = 1024;
 
 /// A notification held for a participant without a socket, with its sequence number.
 pub(super) type Held = (u64, &'static str, Value);
@@ -23,6 +28,8 @@ pub(super) struct Session {
     /// JS SDK 5.1 wants the relogin ack as a bare ticket string (spec decision §0).
     javascript: bool,
     held: Vec<Held>,
+    /// Notifications sent on this connection, with when, for `relogin` (see the header).
+    buffer: VecDeque<(Instant, Held)>,
     next_seq: u64,
     /// When it leaves unless it logs in again; set while it has no socket.
     leave_at: Option<Instant>,
@@ -54,6 +61,8 @@ pub(super) struct Reattached {
     pub javascript: bool,
     /// What it missed while it had no socket, oldest first.
     pub missed: Vec<Held>,
+    /// Every notification of its last connection still kept (what it missed included).
+    pub buffer: Vec<Held>,
 }
 
 /// A participant whose reconnection wait ran out (already removed from presence).
@@ -66,6 +75,7 @@ pub(super) struct Departed {
 pub(super) struct Presence {
     login_timeout: Duration,
     reconnection_timeout: Duration,
+    buffer_window: Duration,
     /// Participant id -> session.
     sessions: HashMap<String, Session>,
     /// Socket id -> participant id, for sockets carrying a participant.
@@ -75,10 +85,13 @@ pub(super) struct Presence {
 }
 
 impl Presence {
-    pub fn new(login_timeout: Duration, reconnection_timeout: Duration) -> Presence {
+    /// `buffer_window`: how long sent notifications are kept for `relogin` (OWT: ping
+    /// interval + ping timeout + 1 s).
+    pub fn new(login_timeout: Duration, reconnection_timeout: Duration, buffer_window: Duration) -> Presence {
         Presence {
             login_timeout,
             reconnection_timeout,
+            buffer_window,
             sessions: HashMap::new(),
             by_socket: HashMap::new(),
             login_deadlines: HashMap::new(),
@@ -120,6 +133,7 @@ impl Presence {
                 reconnection,
                 javascript,
                 held: Vec::new(),
+                buffer: VecDeque::new(),
                 next_seq: 1,
                 leave_at: None,
                 ticket_holder: None,
@@ -139,13 +153,23 @@ impl Presence {
         }
     }
 
-    /// Where a notification for `participant` goes: its socket, or (None) it is held for
-    /// `relogin`. Unknown participants get nothing.
-    pub fn send(&mut self, participant: &str, event: &'static str, data: &Value) -> Option<String> {
+    /// Where a notification for `participant` goes at `now`: its socket, or (None) it is held
+    /// for `relogin`. Either way it is numbered and buffered. Unknown participants get nothing.
+    pub fn send(&mut self, participant: &str, event: &'static str, data: &Value, now: Instant) -> Option<String> {
+        let window = self.buffer_window;
         let session = self.sessions.get_mut(participant)?;
+        let seq = session.next_seq;
+        session.next_seq += 1;
+        while session
+            .buffer
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > window || session.buffer.len() >= BUFFER_LIMIT)
+        {
+            session.buffer.pop_front();
+        }
+        session.buffer.push_back((now, (seq, event, data.clone())));
         if session.socket.is_none() {
-            session.held.push((session.next_seq, event, data.clone()));
-            session.next_seq += 1;
+            session.held.push((seq, event, data.clone()));
         }
         session.socket.clone()
     }
@@ -182,7 +206,11 @@ impl Presence {
         }
         let old_socket = session.socket.replace(socket.into());
         session.leave_at = None;
-        let reattached = Reattached { javascript: session.javascript, missed: std::mem::take(&mut session.held) };
+        let buffer = std::mem::take(&mut session.buffer).into_iter().map(|(_, held)| held).collect();
+        // A new connection: its notifications are numbered from 1 again.
+        session.next_seq = 1;
+        let reattached =
+            Reattached { javascript: session.javascript, missed: std::mem::take(&mut session.held), buffer };
         if let Some(old) = old_socket {
             self.by_socket.remove(&old);
         }
@@ -243,7 +271,7 @@ mod tests {
     const WAIT: Duration = Duration::from_secs(60);
 
     fn presence() -> Presence {
-        Presence::new(LOGIN, WAIT)
+        Presence::new(LOGIN, WAIT, Duration::from_secs(46))
     }
 
     /// A participant logged in on socket `id` (participant id = socket id), with a ticket.
@@ -280,17 +308,19 @@ mod tests {
         let start = Instant::now();
         let mut presence = presence();
         joined(&mut presence, "p1", true, start);
-        assert_eq!(presence.send("p1", "text", &json!("before")), Some("p1".to_string()));
+        assert_eq!(presence.send("p1", "text", &json!("before"), start), Some("p1".to_string()));
         presence.socket_closed("p1", start);
-        assert_eq!(presence.send("p1", "stream", &json!({"id": "s1"})), None, "held while away");
-        assert_eq!(presence.send("p1", "text", &json!("m2")), None);
+        assert_eq!(presence.send("p1", "stream", &json!({"id": "s1"}), start), None, "held while away");
+        assert_eq!(presence.send("p1", "text", &json!("m2"), start), None);
         let back = presence.relogin("s2", "p1").unwrap();
         assert!(back.javascript);
-        assert_eq!(back.missed, [(1, "stream", json!({"id": "s1"})), (2, "text", json!("m2"))]);
+        assert_eq!(back.missed, [(2, "stream", json!({"id": "s1"})), (3, "text", json!("m2"))]);
+        assert_eq!(back.buffer.len(), 3, "everything sent on the connection, numbered from 1: {:?}", back.buffer);
+        assert_eq!(back.buffer[0], (1, "text", json!("before")));
         assert_eq!(presence.participant_of("s2"), Some("p1"));
         assert!(!presence.is_in_service("p1"), "the old socket carries nobody");
         assert!(presence.expired(start + WAIT * 10).is_empty(), "back in time: it stays");
-        assert_eq!(presence.send("p1", "text", &json!("now")), Some("s2".to_string()));
+        assert_eq!(presence.send("p1", "text", &json!("now"), start), Some("s2".to_string()));
         // Its next disconnect starts a new wait from that moment.
         let later = start + WAIT * 20;
         presence.socket_closed("s2", later);
@@ -319,6 +349,25 @@ mod tests {
         assert_eq!(departed(presence.expired(start + WAIT + Duration::from_secs(10))), ["b"]);
         assert!(presence.expired(start + WAIT * 100).is_empty(), "c came back");
         assert!(presence.session("c").is_some());
+    }
+
+    #[test]
+    fn the_relogin_buffer_keeps_a_window_of_the_connection_and_numbers_from_one_again() {
+        let start = Instant::now();
+        let mut presence = presence();
+        joined(&mut presence, "p1", true, start);
+        for i in 0..5u64 {
+            presence.send("p1", "text", &json!(i), start + Duration::from_secs(i * 20));
+        }
+        presence.socket_closed("p1", start + Duration::from_secs(80));
+        let back = presence.relogin("s2", "p1").unwrap();
+        let seqs: Vec<u64> = back.buffer.iter().map(|(seq, _, _)| *seq).collect();
+        assert_eq!(seqs, [3, 4, 5], "older than 46 s before the last send are gone");
+        assert!(back.missed.is_empty());
+        presence.send("p1", "text", &json!("again"), start + Duration::from_secs(90));
+        presence.socket_closed("s2", start + Duration::from_secs(91));
+        let back = presence.relogin("s3", "p1").unwrap();
+        assert_eq!(back.buffer, [(1, "text", json!("again"))], "a new connection counts from 1");
     }
 
     #[test]
