@@ -132,7 +132,10 @@ impl Signaling {
             self.0.registry().undeliverable(Refusal::Malformed);
             return refuse(socket, ack, Refusal::Malformed, "owt-message");
         };
-        let out = serde_json::to_string(&MessageOut { from: &from, data }).unwrap_or_default();
+        // Sized up front: growing the buffer while serializing costs reallocations.
+        let mut out = Vec::with_capacity(from.len() + data.len() + data.len() / 8 + 24);
+        let _ = serde_json::to_writer(&mut out, &MessageOut { from: &from, data });
+        let out = String::from_utf8(out).unwrap_or_default();
         match target.emit("owt-message", &[&out]) {
             Ok(()) => {
                 if let Some(ack) = ack {

@@ -18,19 +18,22 @@ pub mod ws;
 
 use crate::http::Request;
 use crate::packet::{DecodeError, Eio, EnginePacket, SioType};
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// Bytes reserved for one read; the buffer is freed again once its frames are handled.
-const READ_CHUNK: usize = 4096;
+/// Most bytes taken by one read (into the thread's scratch buffer).
+const READ_CHUNK: usize = 16 * 1024;
 /// A request head (or a keep-alive connection's next one) must arrive within this time.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// A polling request body must arrive within this time.
@@ -211,23 +214,44 @@ pub trait Wire: AsyncWrite + Unpin + Send + 'static {
     fn read_some<'a>(&'a mut self, buf: &'a mut Vec<u8>) -> impl Future<Output = io::Result<usize>> + Send + 'a;
 }
 
+thread_local! {
+    /// Every read lands here first: connections copy out only the bytes read, so an idle
+    /// connection holds no buffer and busy ones do not allocate a large one per read.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
+/// Reads what `stream` has into the thread's scratch buffer and appends it to `buf`.
+fn poll_read_into<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    cx: &mut Context<'_>,
+    buf: &mut Vec<u8>,
+) -> Poll<io::Result<usize>> {
+    SCRATCH.with_borrow_mut(|scratch| {
+        let mut read = ReadBuf::new(scratch);
+        match Pin::new(stream).poll_read(cx, &mut read) {
+            Poll::Ready(Ok(())) => {
+                buf.extend_from_slice(read.filled());
+                Poll::Ready(Ok(read.filled().len()))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+}
+
+/// Plain TCP: tokio's `poll_read` waits for readiness, and a read that fills less than the
+/// buffer clears it, which saves the next read's EAGAIN.
 impl Wire for TcpStream {
-    /// Waits for readability first, so an idle connection holds no buffer.
     async fn read_some(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
-        self.readable().await?;
-        buf.reserve(READ_CHUNK);
-        // Not try_read: a read that fills less than the buffer clears the readiness here,
-        // which saves the next read's EAGAIN.
-        self.read_buf(buf).await
+        std::future::poll_fn(|cx| poll_read_into(self, cx, buf)).await
     }
 }
 
-/// TLS connections keep a read buffer while idle (OpenSSL may hold decrypted bytes, so
-/// socket readability says too little); plain ones do not.
+/// TLS: OpenSSL may hold decrypted bytes the socket's readiness does not show; `poll_read`
+/// takes them first.
 impl Wire for tokio_openssl::SslStream<TcpStream> {
     async fn read_some(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
-        buf.reserve(READ_CHUNK);
-        self.read_buf(buf).await
+        std::future::poll_fn(|cx| poll_read_into(self, cx, buf)).await
     }
 }
 
@@ -577,9 +601,11 @@ impl<H: Handler> Server<H> {
             }
             SioType::Event | SioType::BinaryEvent => {
                 let args = packet::split_array(packet.data)?;
-                let name: String = match args.first() {
-                    Some(name) => serde_json::from_str(name).map_err(|_| DecodeError::BadJson)?,
-                    None => return Err(DecodeError::BadJson),
+                let raw_name = args.first().ok_or(DecodeError::BadJson)?;
+                // Borrowed unless the name has escapes.
+                let name: std::borrow::Cow<str> = match serde_json::from_str::<&str>(raw_name) {
+                    Ok(name) => name.into(),
+                    Err(_) => serde_json::from_str::<String>(raw_name).map_err(|_| DecodeError::BadJson)?.into(),
                 };
                 if joined {
                     self.handler.event(&Socket(session.clone()), &name, &args[1..], packet.ack);
@@ -710,7 +736,7 @@ impl<H: Handler> Server<H> {
                     (std::mem::take(&mut state.outbox), state.closing || state.closed)
                 };
                 if !packets.is_empty() {
-                    let mut out = Vec::with_capacity(packets.iter().map(|p| p.len() + 4).sum());
+                    let mut out = Vec::with_capacity(packets.iter().map(|p| p.len() + 10).sum());
                     for packet in &packets {
                         ws::encode_frame(&mut out, ws::OP_TEXT, packet.as_bytes());
                     }

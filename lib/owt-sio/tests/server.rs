@@ -244,7 +244,10 @@ fn eio4_websocket_session_with_events_and_server_disconnect() {
     assert_eq!(ws.recv_text(), format!("40{{\"sid\":\"{}\"}}", sid_of(&open)));
     ws.send(&format!("4212[\"echo\",\"{}\"]", "x".repeat(300)));
     assert_eq!(ws.recv_text(), format!("4312[\"{}\"]", "x".repeat(300)));
-    // Refused namespace, unknown packet of a binary event's attachment, WebSocket ping.
+    // An escaped event name.
+    ws.send("4213[\"\\u0065cho\",2]");
+    assert_eq!(ws.recv_text(), "4313[2]");
+    // Refused namespace, WebSocket ping.
     ws.send("40/admin,");
     assert_eq!(ws.recv_text(), "44/admin,{\"message\":\"Invalid namespace\"}");
     ws.send_raw(&[0x89, 0x82, 0, 0, 0, 0, b'h', b'i']);
