@@ -128,6 +128,9 @@ struct State {
     pinged: bool,
     /// Binary attachments announced by a binary packet, dropped when they arrive.
     skip_attachments: usize,
+    /// Heartbeats while not joined to `/`: a client that does not join is closed (as
+    /// socket.io's connectTimeout does), so it cannot hold a connection for free.
+    unjoined_beats: u8,
 }
 
 /// One Engine.IO session with its Socket.IO socket on `/`.
@@ -536,6 +539,14 @@ impl<H: Handler> Server<H> {
         let mut state = session.state();
         if state.closing {
             return Err(DisconnectReason::ServerDisconnect);
+        }
+        if state.joined {
+            state.unjoined_beats = 0;
+        } else {
+            state.unjoined_beats += 1;
+            if state.unjoined_beats >= 2 {
+                return Err(DisconnectReason::TransportClose);
+            }
         }
         match session.eio {
             Eio::V4 => {

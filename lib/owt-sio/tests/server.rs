@@ -43,13 +43,16 @@ impl Handler for EchoHandler {
 }
 
 fn start() -> (u16, Arc<Echo>) {
+    start_with(Config { max_payload: 4096, ..Config::default() })
+}
+
+fn start_with(config: Config) -> (u16, Arc<Echo>) {
     let echo = Arc::new(Echo::default());
     let handler = EchoHandler(echo.clone());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         runtime.block_on(async move {
-            let config = Config { max_payload: 4096, ..Config::default() };
             let server = Server::new(config, handler);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap().port()).unwrap();
@@ -198,21 +201,38 @@ impl Ws {
         self.send_raw(&frame);
     }
 
+    /// Fills `bytes`; false at end of stream or reset. Panics when nothing comes for 10 s.
+    fn read(&mut self, bytes: &mut [u8]) -> bool {
+        match self.0.read_exact(bytes) {
+            Ok(()) => true,
+            Err(err) if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                panic!("nothing from the server within 10 s")
+            }
+            Err(_) => false,
+        }
+    }
+
     /// The next frame: (opcode, payload); None when the connection closed.
     fn recv(&mut self) -> Option<(u8, String)> {
         let mut head = [0u8; 2];
-        self.0.read_exact(&mut head).ok()?;
+        if !self.read(&mut head) {
+            return None;
+        }
         let len = match head[1] & 0x7F {
             126 => {
                 let mut ext = [0u8; 2];
-                self.0.read_exact(&mut ext).ok()?;
+                if !self.read(&mut ext) {
+                    return None;
+                }
                 u16::from_be_bytes(ext) as usize
             }
             127 => panic!("unexpected huge frame"),
             len => len as usize,
         };
         let mut payload = vec![0u8; len];
-        self.0.read_exact(&mut payload).ok()?;
+        if !self.read(&mut payload) {
+            return None;
+        }
         Some((head[0] & 0x0F, String::from_utf8_lossy(&payload).into_owned()))
     }
 
@@ -308,4 +328,43 @@ fn hostile_websocket_frames_close_only_their_connection() {
     assert!(echo.gone.lock().unwrap().iter().all(|r| *r == DisconnectReason::ParseError));
     good.send("421[\"echo\",1]");
     assert_eq!(good.recv_text(), "431[1]");
+}
+
+#[test]
+fn clients_that_never_join_are_closed_after_two_heartbeats() {
+    let fast =
+        Config { ping_interval: Duration::from_millis(50), ping_timeout: Duration::from_secs(5), ..Config::default() };
+    let (port, echo) = start_with(fast);
+    let mut idle = Ws::connect(port, "EIO=4&transport=websocket");
+    idle.recv_text();
+    // It answers pings but never sends CONNECT: closed at the second heartbeat.
+    let mut pings = 0;
+    loop {
+        match idle.recv() {
+            Some((1, ping)) if ping == "2" => {
+                pings += 1;
+                idle.send("3");
+            }
+            Some((8, _)) | None => break,
+            Some(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(pings, 1);
+    // A joined client answering pings stays.
+    let mut joined = Ws::connect(port, "EIO=4&transport=websocket");
+    joined.recv_text();
+    joined.send("40");
+    joined.recv_text();
+    for _ in 0..4 {
+        assert_eq!(joined.recv_text(), "2");
+        joined.send("3");
+    }
+    joined.send("421[\"echo\",\"still\"]");
+    loop {
+        match joined.recv_text().as_str() {
+            "2" => joined.send("3"),
+            ack => break assert_eq!(ack, "431[\"still\"]"),
+        }
+    }
+    assert!(echo.gone.lock().unwrap().is_empty());
 }
