@@ -132,11 +132,41 @@ pub struct MessageIn {
     pub data: Field,
 }
 
-/// What is forwarded to the target: `owt-message {from, data}`.
-#[derive(Debug, serde::Serialize)]
-pub struct MessageOut<'a> {
-    pub from: &'a str,
-    pub data: &'a str,
+impl MessageIn {
+    /// Parses an `owt-message` payload (None: not a JSON object). A string `data` is kept as
+    /// it arrived, still escaped and without its quotes: it is relayed as it is (see
+    /// [`relayed_message`]) instead of being unescaped and escaped again, which was the largest
+    /// cost of a relay after the kernel's; its size against `max_message_bytes` is therefore its
+    /// size on the wire.
+    pub fn parse(json: &str) -> Option<MessageIn> {
+        #[derive(serde::Deserialize)]
+        struct Raw<'a> {
+            #[serde(default)]
+            to: Field,
+            #[serde(borrow, default)]
+            data: Option<&'a serde_json::value::RawValue>,
+        }
+        let raw: Raw = serde_json::from_str(json).ok()?;
+        let data = match raw.data.map(|data| data.get()) {
+            None => Field::Null,
+            Some(text) if text.len() >= 2 && text.starts_with('"') => Field::Str(text[1..text.len() - 1].to_string()),
+            Some(_) => Field::Other,
+        };
+        Some(MessageIn { to: raw.to, data })
+    }
+}
+
+/// What is forwarded to the target: `owt-message {from, data}`, `data` as [`MessageIn::parse`]
+/// kept it (escaped JSON string content).
+pub fn relayed_message(from: &str, escaped_data: &str) -> String {
+    let from = serde_json::to_string(from).unwrap_or_else(|_| "\"\"".into());
+    let mut out = String::with_capacity(from.len() + escaped_data.len() + 20);
+    out.push_str("{\"from\":");
+    out.push_str(&from);
+    out.push_str(",\"data\":\"");
+    out.push_str(escaped_data);
+    out.push_str("\"}");
+    out
 }
 
 /// Why an event was refused; each maps to the ack the client gets.
@@ -670,8 +700,21 @@ mod tests {
         assert!(serde_json::from_str::<MessageIn>("42").is_err());
         let parsed: AuthIn = serde_json::from_str(r#"{"token":true}"#).unwrap();
         assert_eq!(parsed.token, Field::Other);
-        let out = serde_json::to_string(&MessageOut { from: "a", data: "\"q\"" }).unwrap();
-        assert_eq!(out, r#"{"from":"a","data":"\"q\""}"#);
+        // Relayed payloads keep `data` escaped as it came, and come out as the same JSON string.
+        let parsed = MessageIn::parse(r#"{"to":"bob","data":"say \"hi\"\n\u00e9","x":[1]}"#).unwrap();
+        assert_eq!(parsed, msg("bob", r#"say \"hi\"\n\u00e9"#));
+        let Field::Str(data) = &parsed.data else { panic!() };
+        let out: serde_json::Value = serde_json::from_str(&relayed_message("a\"b", data)).unwrap();
+        assert_eq!(out, serde_json::json!({"from": "a\"b", "data": "say \"hi\"\n\u{e9}"}));
+        assert_eq!(
+            MessageIn::parse(r#"{"to":5,"data":{"a":"x"}}"#).unwrap(),
+            MessageIn { to: Field::Other, data: Field::Other }
+        );
+        assert_eq!(MessageIn::parse(r#"{"to":"b","data":null}"#).unwrap().data, Field::Null);
+        assert_eq!(MessageIn::parse(r#"{"to":"b"}"#).unwrap().data, Field::Null);
+        for hostile in [r#""a string""#, "42", "{", r#"{"data":"unterminated}"#, ""] {
+            assert!(MessageIn::parse(hostile).is_none(), "{hostile}");
+        }
     }
 
     #[test]

@@ -215,6 +215,10 @@ async fn housekeeping(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 }
 
 impl owt_daemon::Service<PeerConfig> for PeerService {
+    fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime.as_ref().map(|r| r.handle().clone())
+    }
+
     fn status(&self) -> String {
         format!("P2P signaling on {}; {}", self.listening.join(", "), self.shared.stats().summary())
     }

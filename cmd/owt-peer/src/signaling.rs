@@ -5,7 +5,7 @@
 //! Handlers run synchronously on the sender's connection task as its packets are read, so
 //! events of one client are relayed in the order it sent them.
 
-use crate::core::{AuthIn, Field, Limits, MessageIn, MessageOut, Origins, Refusal, Registry, Relay, Stats};
+use crate::core::{relayed_message, AuthIn, Field, Limits, MessageIn, Origins, Refusal, Registry, Relay, Stats};
 use owt_sio::{DisconnectReason, Handler, SendError, Socket};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
@@ -121,7 +121,7 @@ impl Signaling {
     }
 
     fn message(&self, socket: &Socket, args: &[&str], ack: Option<u64>) {
-        let payload: Option<MessageIn> = first_arg(args);
+        let payload = args.first().and_then(|arg| MessageIn::parse(arg));
         let decision = self.0.registry().relay(socket.id(), payload.as_ref(), Instant::now());
         let Relay { target, from } = match decision {
             Ok(relay) => relay,
@@ -132,10 +132,7 @@ impl Signaling {
             self.0.registry().undeliverable(Refusal::Malformed);
             return refuse(socket, ack, Refusal::Malformed, "owt-message");
         };
-        // Sized up front: growing the buffer while serializing costs reallocations.
-        let mut out = Vec::with_capacity(from.len() + data.len() + data.len() / 8 + 24);
-        let _ = serde_json::to_writer(&mut out, &MessageOut { from: &from, data });
-        let out = String::from_utf8(out).unwrap_or_default();
+        let out = relayed_message(&from, data);
         match target.emit("owt-message", &[&out]) {
             Ok(()) => {
                 if let Some(ack) = ack {
