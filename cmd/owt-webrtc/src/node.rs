@@ -37,9 +37,8 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
-    SettingEngineBuilder,
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateInit, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
 };
 
 /// Keyframe requests go upstream at most this often per published track.
@@ -1017,8 +1016,7 @@ impl Inner {
     async fn create_transport(self: &Arc<Self>, id: &str) -> Result<Arc<Transport>, RemoteError> {
         let mut media = MediaEngine::default();
         media.register_default_codecs().map_err(|e| failed(format!("media engine: {e}")))?;
-        let registry = register_default_interceptors(Registry::new(), &mut media)
-            .map_err(|e| failed(format!("interceptors: {e}")))?;
+        let registry = interceptors(&mut media).map_err(|e| failed(format!("interceptors: {e}")))?;
         let registry = registry.with(Slot::from(interceptor::SLOT), KeyframeRequestForwarder::default());
         let settings = SettingEngineBuilder::new()
             .with_include_loopback_candidate(self.net.loopback)
@@ -1456,6 +1454,31 @@ impl Inner {
             self.session_ready(&transport, &session);
         }
     }
+}
+
+/// Packets of each sent stream kept for retransmission: about 2 s of a 720p stream, 1 s of a
+/// high-bitrate one (the stack's default, 1024, is allocated up front for every stream of every
+/// subscriber).
+const NACK_HISTORY: u16 = 512;
+
+/// The stack's default interceptors (NACK generator and responder, simulcast header
+/// extensions, transport-cc feedback to publishers, RTCP reports) with a shorter NACK history.
+fn interceptors(media: &mut MediaEngine) -> Result<Registry, rtc::shared::error::Error> {
+    use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder};
+    use rtc::peer_connection::configuration::interceptor_registry::{
+        configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+    };
+    use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, TYPE_RTCP_FB_NACK};
+    for parameter in ["", "pli"] {
+        let feedback = RTCPFeedback { typ: TYPE_RTCP_FB_NACK.to_owned(), parameter: parameter.to_owned() };
+        media.register_feedback(feedback, RtpCodecKind::Video);
+    }
+    let registry = Registry::new()
+        .with(Slot::NackResponder, NackResponderBuilder::new().with_size(NACK_HISTORY).build())
+        .with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
+    configure_simulcast_extension_headers(media)?;
+    let registry = configure_twcc_receiver_only(registry, media)?;
+    Ok(configure_rtcp_reports(registry))
 }
 
 /// Forwards every packet of a published track to its subscribers until it ends. A simulcast
