@@ -186,3 +186,46 @@ fn a_flood_is_rate_limited_while_other_clients_get_through() {
     std::thread::sleep(Duration::from_millis(1100));
     still_relays(&mut d, &mut peer);
 }
+
+/// HTTP-level hostility against the hand-written Engine.IO server (lib/owt-sio): bytes that are
+/// not HTTP, a head far over any sane size, a head that never ends (held open while others
+/// relay), a WebSocket upgrade without a key and one with a bad version. Each is refused or
+/// closed; the clients already connected keep relaying.
+#[test]
+fn http_garbage_huge_and_endless_heads_do_not_hurt_others() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let mut peer = Peer::start("", "");
+    let mut d = two_users(&peer);
+    let answer = |bytes: &[u8]| -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", peer.port)).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = stream.write_all(bytes);
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).lines().next().unwrap_or_default().to_string()
+    };
+    let not_http = answer(&[0x16, 0x03, 0x01, 0x00, 0xff, 0x01, 0x00, 0x00, 0x00, b'\n', b'\r', b'\n', b'\r', b'\n']);
+    assert!(not_http.is_empty() || not_http.contains(" 400"), "{not_http}");
+    let mut huge = b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nX-Big: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 256 * 1024));
+    let huge = answer(&huge);
+    assert!(huge.is_empty() || huge.contains(" 4"), "{huge}");
+    let no_key = answer(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    assert!(no_key.contains(" 400"), "{no_key}");
+    let bad_version = answer(
+        b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+    );
+    assert!(bad_version.contains(" 4"), "{bad_version}");
+    // Heads that never end, held open while the others go on.
+    let endless: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", peer.port)).expect("connect");
+            let _ = s.write_all(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n");
+            s
+        })
+        .collect();
+    still_relays(&mut d, &mut peer);
+    drop(endless);
+    still_relays(&mut d, &mut peer);
+}

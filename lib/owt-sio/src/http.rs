@@ -14,6 +14,8 @@ pub struct Request {
     pub upgrade_websocket: bool,
     pub connection_close: bool,
     pub websocket_key: Option<String>,
+    /// `Sec-WebSocket-Version`; only 13 (RFC 6455) is spoken.
+    pub websocket_version: Option<String>,
     pub content_length: Option<usize>,
     pub chunked: bool,
     pub request_headers: Option<String>,
@@ -74,6 +76,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
             "upgrade" => request.upgrade_websocket = value.eq_ignore_ascii_case("websocket"),
             "connection" => request.connection_close = has_token("close"),
             "sec-websocket-key" => request.websocket_key = Some(value.to_owned()),
+            "sec-websocket-version" => request.websocket_version = Some(value.to_owned()),
             "content-length" => {
                 let length = value.parse().map_err(|_| HeadError::Malformed)?;
                 if request.content_length.is_some_and(|old| old != length) {

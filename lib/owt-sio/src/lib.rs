@@ -360,7 +360,11 @@ impl<H: Handler> Server<H> {
         };
         let sid = request.param("sid").map(str::to_owned);
         match (request.param("transport"), request.method.as_str(), sid) {
-            (Some("websocket"), "GET", sid) if request.upgrade_websocket && request.websocket_key.is_some() => {
+            (Some("websocket"), "GET", sid)
+                if request.upgrade_websocket
+                    && request.websocket_key.is_some()
+                    && request.websocket_version.as_deref() == Some("13") =>
+            {
                 let session = match sid {
                     None => None,
                     Some(sid) => {
