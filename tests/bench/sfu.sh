@@ -102,14 +102,16 @@ by = {}
 for r in runs:
     by.setdefault((r["publishers"], r["subscribers_per_publisher"]), {})[r["target"]] = r
 rows, comparisons = [], []
-hdr = f'{"load":>6} {"server":>6} {"pkt/CPU-s":>10} {"streams/core":>12} {"cores":>6} {"p50 µs":>8} {"p99 µs":>8} {"KiB/sub":>8} {"loss %":>7}'
+hdr = (f'{"load":>6} {"server":>6} {"pkt/CPU-s":>10} {"streams/core":>12} {"cores":>6} {"p50 µs":>8} {"p99 µs":>8} '
+       f'{"+p50 µs":>8} {"+p99 µs":>8} {"KiB/sub":>8} {"loss %":>7}')
 print(hdr); print("-" * len(hdr))
 for (p, s), t in sorted(by.items()):
     for name in ("owt", "janus"):
         r = t.get(name)
         if not r: continue
         print(f'{p}x{s:<4} {name:>6} {r["forwarded_per_cpu_s"]:>10.0f} {r["streams_per_core"]:>12.0f} {r["server_cores"]:>6.2f} '
-              f'{r["latency_us_p50"]:>8} {r["latency_us_p99"]:>8} {r["rss_kib_per_subscriber"]:>8.0f} {100*r["loss"]:>7.3f}')
+              f'{r["latency_us_p50"]:>8} {r["latency_us_p99"]:>8} {r["added_latency_us_p50"]:>8} {r["added_latency_us_p99"]:>8} '
+              f'{r["rss_kib_per_subscriber"]:>8.0f} {100*r["loss"]:>7.3f}')
     o, j = t.get("owt"), t.get("janus")
     if o and j:
         ratio = lambda a, b: (a / b) if b else None
@@ -117,6 +119,8 @@ for (p, s), t in sorted(by.items()):
              "pkt_per_cpu_s_owt_over_janus": ratio(o["forwarded_per_cpu_s"], j["forwarded_per_cpu_s"]),
              "p50_owt_over_janus": ratio(o["latency_us_p50"], j["latency_us_p50"]),
              "p99_owt_over_janus": ratio(o["latency_us_p99"], j["latency_us_p99"]),
+             "added_p50_us_owt": o["added_latency_us_p50"], "added_p99_us_owt": o["added_latency_us_p99"],
+             "added_p50_us_janus": j["added_latency_us_p50"], "added_p99_us_janus": j["added_latency_us_p99"],
              "rss_per_sub_owt_over_janus": ratio(o["rss_kib_per_subscriber"], j["rss_kib_per_subscriber"]),
              "streams_per_core_owt": o["streams_per_core"], "streams_per_core_janus": j["streams_per_core"]}
         comparisons.append(c)
@@ -124,7 +128,9 @@ for (p, s), t in sorted(by.items()):
         print(f'{p}x{s:<4} {"owt/janus":>6}: pkt/CPU-s {f(c["pkt_per_cpu_s_owt_over_janus"])}, p50 {f(c["p50_owt_over_janus"])}, '
               f'p99 {f(c["p99_owt_over_janus"])}, RSS/sub {f(c["rss_per_sub_owt_over_janus"])}')
 print("streams/core = subscribed streams / (server CPU-s per s); pkt/CPU-s = packets delivered to subscribers per server CPU-second")
-print("latency = subscriber receive time - publisher send time (same host clock), client stacks included")
+print("latency = subscriber receive time - publisher send time (same host clock), client stacks included;")
+print("+p50/+p99 = latency minus that of one direct publisher->subscriber pair in the same run: an upper bound of what")
+print("  the server adds (the server's subscribers also queue behind each other in the one load generator process)")
 doc = {"benchmark": "sfu", "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
        "targets": {"owt": "owt-portal + owt-webrtc (release), loopback ICE", "janus": "Janus videoroom (Debian), veth ICE in the netns"},
        "comparisons": comparisons, "runs": runs}

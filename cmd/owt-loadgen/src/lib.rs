@@ -131,6 +131,14 @@ pub struct Report {
     pub latency_us_p50: u32,
     pub latency_us_p99: u32,
     pub latency_us_max: u32,
+    /// The same stream between two of this process's peers directly, no server in between,
+    /// during the same window: what the client stacks (and loopback) cost alone.
+    pub baseline_latency_us_p50: u32,
+    pub baseline_latency_us_p99: u32,
+    /// Latency minus the baseline, quantile by quantile: an upper bound of what the server adds
+    /// (its subscribers also queue behind each other in this one process; the pair does not).
+    pub added_latency_us_p50: u32,
+    pub added_latency_us_p99: u32,
     pub server_pids: Vec<u32>,
     pub server_cpu_s: f64,
     /// Server CPU-seconds per second of the window (cores busy).
@@ -177,7 +185,7 @@ pub fn main(cli: Cli) -> Result<(), String> {
 /// One line for humans.
 pub fn summary(r: &Report) -> String {
     format!(
-        "{:?} {}x{} {:.0}s: sent {} received {}/{} (loss {:.3}%), latency p50 {} µs p99 {} µs, server {:.2} CPU-s ({:.2} cores), {:.0} pkt/CPU-s, {:.0} streams/core, {:.0} KiB RSS/subscriber",
+        "{:?} {}x{} {:.0}s: sent {} received {}/{} (loss {:.3}%), latency p50 {} µs p99 {} µs (added by the server: p50 {} µs p99 {} µs), server {:.2} CPU-s ({:.2} cores), {:.0} pkt/CPU-s, {:.0} streams/core, {:.0} KiB RSS/subscriber",
         r.target,
         r.publishers,
         r.subscribers_per_publisher,
@@ -188,6 +196,8 @@ pub fn summary(r: &Report) -> String {
         r.loss * 100.0,
         r.latency_us_p50,
         r.latency_us_p99,
+        r.added_latency_us_p50,
+        r.added_latency_us_p99,
         r.server_cpu_s,
         r.server_cores,
         r.forwarded_per_cpu_s,
@@ -233,6 +243,23 @@ async fn owt_subscriber(
     sig.ready(&id).await?;
     peer.connected(Duration::from_secs(15)).await?;
     Ok(Subscriber { received, peer, signaling: Some(sig) })
+}
+
+/// A publisher and a subscriber of this process connected to each other directly (no
+/// server): the baseline of the client stacks' latency under the same load.
+async fn direct_pair(cli: &Cli, window: Arc<Window>) -> Result<(Publisher, Subscriber), String> {
+    let index = cli.publishers;
+    let received = Arc::new(Received::default());
+    let receiver = Peer::new(&cli.ice_ip, Some((received.clone(), window.clone()))).await?;
+    let sender_peer = Peer::new(&cli.ice_ip, None).await?;
+    let track = sender_peer.add_video_sender(ssrc_of(index)).await?;
+    let offer = sender_peer.offer().await?;
+    let answer = receiver.answer(offer).await?;
+    sender_peer.set_answer(answer).await?;
+    receiver.connected(Duration::from_secs(15)).await?;
+    let sender = start_sender(cli, track, window, index);
+    let publisher = Publisher { sender, id: String::new(), _peer: sender_peer, _signaling: None };
+    Ok((publisher, Subscriber { received, peer: receiver, signaling: None }))
 }
 
 async fn janus_publisher(cli: &Cli, j: &janus::Janus, i: u32, window: Arc<Window>) -> Result<Publisher, String> {
@@ -376,6 +403,8 @@ pub async fn run(cli: &Cli) -> Result<Report, String> {
     if subscribers.is_empty() && cli.subscribers > 0 {
         return Err(format!("no subscriber could be set up: {}", setup_errors.join("; ")));
     }
+    let (direct_publisher, direct_subscriber) =
+        direct_pair(cli, window.clone()).await.map_err(|e| format!("direct baseline pair: {e}"))?;
     let setup_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs_f64(cli.settle.max(0.0))).await;
 
@@ -406,6 +435,11 @@ pub async fn run(cli: &Cli) -> Result<Report, String> {
         }
     }
     latencies.sort_unstable();
+    let mut baseline = direct_subscriber.received.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
+    baseline.sort_unstable();
+    direct_publisher.sender.stop.store(true, Ordering::Relaxed);
+    let _ = direct_subscriber.peer.pc.close().await;
+    let _ = direct_publisher._peer.pc.close().await;
 
     for p in &publishers {
         p.sender.stop.store(true, Ordering::Relaxed);
@@ -453,6 +487,10 @@ pub async fn run(cli: &Cli) -> Result<Report, String> {
         latency_us_p50: quantile(&latencies, 0.5),
         latency_us_p99: quantile(&latencies, 0.99),
         latency_us_max: latencies.last().copied().unwrap_or(0),
+        baseline_latency_us_p50: quantile(&baseline, 0.5),
+        baseline_latency_us_p99: quantile(&baseline, 0.99),
+        added_latency_us_p50: quantile(&latencies, 0.5).saturating_sub(quantile(&baseline, 0.5)),
+        added_latency_us_p99: quantile(&latencies, 0.99).saturating_sub(quantile(&baseline, 0.99)),
         server_pids,
         server_cpu_s,
         server_cores,
