@@ -578,7 +578,11 @@ fn cert_import_with_stdin(server: &TestServer, args: &[&str], stdin: &str) -> st
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run owtctl");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    // owtctl may exit before reading stdin (e.g. a refused option): its output says why.
+    let written = child.stdin.take().expect("stdin").write_all(stdin.as_bytes());
+    if let Err(err) = written {
+        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {err}");
+    }
     child.wait_with_output().expect("owtctl output")
 }
 

@@ -102,10 +102,16 @@ pub enum ParticipantCommand {
     /// List the participants of a room.
     List { room: String },
     /// Show one participant with its permissions.
-    Show { room: String, id: String },
+    Show {
+        room: String,
+        /// Participant ids are Socket.IO ids and may start with '-'.
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// Change what a participant may publish or subscribe (takes effect at once).
     Permit {
         room: String,
+        #[arg(allow_hyphen_values = true)]
         id: String,
         /// `publish` or `subscribe`.
         #[arg(value_parser = ["publish", "subscribe"])]
@@ -118,7 +124,11 @@ pub enum ParticipantCommand {
         allow: bool,
     },
     /// Remove a participant from its room (it receives `drop`).
-    Drop { room: String, id: String },
+    Drop {
+        room: String,
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -474,4 +484,24 @@ fn read_json_arg(path: &std::path::Path) -> Result<Value, Failure> {
         std::fs::read_to_string(path).map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?
     };
     serde_json::from_str(&text).map_err(|e| Failure::Invalid(format!("{}: not valid JSON: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// Participant ids are Socket.IO ids, which may start with '-' (one in 32 or so did, and
+    /// made `owtctl participant ...` a usage error).
+    #[test]
+    fn participant_ids_may_start_with_a_hyphen() {
+        for args in [
+            vec!["owtctl", "participant", "show", "room", "-Xab"],
+            vec!["owtctl", "participant", "drop", "room", "-Xab", "--json"],
+            vec!["owtctl", "participant", "permit", "room", "-Xab", "publish", "video", "false", "--json"],
+        ] {
+            let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert!(format!("{cli:?}").contains("\"-Xab\""), "{cli:?}");
+        }
+    }
 }
