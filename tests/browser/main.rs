@@ -150,6 +150,13 @@ fn forward_stream_recovers_from_five_percent_udp_loss() {
     let nacks = inbound["nackCount"].as_u64().unwrap_or(0);
     let retransmitted = inbound["retransmittedPacketsReceived"].as_u64().unwrap_or(0);
     assert!(nacks > 0 && retransmitted > 0, "losses are repaired by NACK and retransmission: {inbound}");
+    // The node's statistics of the publication (owtctl stream stats) show the NACKs it sent
+    // for the publisher's lost packets, and the connection's round-trip time.
+    let tracks = result["stats"]["tracks"].as_array().expect("stats tracks");
+    let video = tracks.iter().find(|t| t["kind"] == "video").expect("video stats");
+    assert!(video["nacks"].as_u64().unwrap_or(0) > 0, "the node NACKs lost packets: {video}");
+    assert!(video["rttMs"].as_f64().is_some_and(|rtt| (0.0..1000.0).contains(&rtt)), "round-trip time: {video}");
+    eprintln!("node statistics of the publication under 5% loss: {video}");
     eprintln!(
         "5% UDP loss: {} frames decoded, {lost} packets lost, {nacks} NACKs, {retransmitted} retransmissions received, \
          {} PLIs, {} freezes totalling {} s",

@@ -25,6 +25,7 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::statistics::report::RTCStatsReportEntry;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -39,6 +40,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
     RTCIceCandidateInit, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+    StatsSelector,
 };
 
 /// Keyframe requests go upstream at most this often per published track.
@@ -705,7 +707,7 @@ impl Node {
                     Err(err) => Err(err),
                 }
             }
-            methods::STATS => self.stats(parse(method, params)?),
+            methods::STATS => self.stats(parse(method, params)?).await,
             methods::LINK_OUT => self.link_out(parse(method, params)?).await,
             methods::SWITCH_SOURCE => self.switch_source(parse(method, params)?).await,
             "status" => Ok(json!({
@@ -940,41 +942,86 @@ impl Node {
         Ok(json!({ "tracks": touched }))
     }
 
-    fn stats(&self, request: SessionRequest) -> Result<Value, RemoteError> {
+    /// A session's statistics: packets, bytes and bitrate from the node's own meters; packets
+    /// lost, NACKs and round-trip time from the peer connection's statistics (RTCP receiver
+    /// reports of the client for what the node sends, the node's receive log for what it gets).
+    async fn stats(&self, request: SessionRequest) -> Result<Value, RemoteError> {
         let transport = self.session_transport(&request.session_id)?;
-        let state = lock(&transport.state);
         let now = Instant::now();
         let mut stats = SessionStats { session_id: request.session_id.clone(), tracks: vec![] };
-        for mid in state.sessions.mids(&request.session_id).unwrap_or_default() {
-            let id = track_id(&transport.id, mid);
-            if let Some(sub) = state.subscribers.get(mid) {
-                let mut meter = lock(&sub.meter);
-                stats.tracks.push(TrackStats {
-                    track_id: id,
-                    kind: Some(sub.kind),
-                    packets: meter.packets,
-                    bytes: meter.bytes,
-                    bitrate_kbps: meter.bitrate_bps(now) / 1000.0,
-                    packets_lost: 0,
-                    nacks: 0,
-                    plis: sub.plis.load(Ordering::Relaxed),
-                    rtt_ms: None,
-                    dropped: sub.dropped.load(Ordering::Relaxed),
+        // (index in stats.tracks, mid, ssrc of what the node receives, whether it sends).
+        let mut lookups: Vec<(usize, String, Option<u32>, bool)> = Vec::new();
+        {
+            let state = lock(&transport.state);
+            for mid in state.sessions.mids(&request.session_id).unwrap_or_default() {
+                let id = track_id(&transport.id, mid);
+                if let Some(sub) = state.subscribers.get(mid) {
+                    let mut meter = lock(&sub.meter);
+                    lookups.push((stats.tracks.len(), mid.to_string(), None, true));
+                    stats.tracks.push(TrackStats {
+                        track_id: id,
+                        kind: Some(sub.kind),
+                        packets: meter.packets,
+                        bytes: meter.bytes,
+                        bitrate_kbps: meter.bitrate_bps(now) / 1000.0,
+                        plis: sub.plis.load(Ordering::Relaxed),
+                        dropped: sub.dropped.load(Ordering::Relaxed),
+                        ..TrackStats::default()
+                    });
+                } else {
+                    for track in self.inner.tracks_of_mid(&id) {
+                        let mut meter = lock(&track.meter);
+                        let ssrc = track.media_ssrc.load(Ordering::Relaxed);
+                        lookups.push((stats.tracks.len(), mid.to_string(), (ssrc != 0).then_some(ssrc), false));
+                        stats.tracks.push(TrackStats {
+                            track_id: track.track_id.clone(),
+                            kind: Some(track.kind),
+                            packets: meter.packets,
+                            bytes: meter.bytes,
+                            bitrate_kbps: meter.bitrate_bps(now) / 1000.0,
+                            plis: track.plis.load(Ordering::Relaxed),
+                            ..TrackStats::default()
+                        });
+                    }
+                }
+            }
+        }
+        let report = transport.pc.get_stats(now, StatsSelector::None).await;
+        let transport_rtt = report
+            .candidate_pairs()
+            .filter(|pair| pair.nominated && pair.current_round_trip_time > 0.0)
+            .map(|pair| pair.current_round_trip_time * 1000.0)
+            .next();
+        for (index, mid, ssrc, sends) in lookups {
+            let track = &mut stats.tracks[index];
+            track.rtt_ms = transport_rtt;
+            if sends {
+                let Some(outbound) = report.outbound_rtp_streams().find(|o| o.mid == mid) else { continue };
+                let ssrc = outbound.sent_rtp_stream_stats.rtp_stream_stats.ssrc;
+                track.nacks = u64::from(outbound.nack_count);
+                let remote = report.iter().find_map(|entry| match entry {
+                    RTCStatsReportEntry::RemoteInboundRtp(r)
+                        if r.received_rtp_stream_stats.rtp_stream_stats.ssrc == ssrc =>
+                    {
+                        Some(r)
+                    }
+                    _ => None,
                 });
-            } else if let Some(track) = self.inner.tracks.read().ok().and_then(|t| t.get(&id).cloned()) {
-                let mut meter = lock(&track.meter);
-                stats.tracks.push(TrackStats {
-                    track_id: id,
-                    kind: Some(track.kind),
-                    packets: meter.packets,
-                    bytes: meter.bytes,
-                    bitrate_kbps: meter.bitrate_bps(now) / 1000.0,
-                    packets_lost: 0,
-                    nacks: 0,
-                    plis: track.plis.load(Ordering::Relaxed),
-                    rtt_ms: None,
-                    dropped: 0,
+                if let Some(remote) = remote {
+                    track.packets_lost = remote.received_rtp_stream_stats.packets_lost.max(0) as u64;
+                    if remote.round_trip_time_measurements > 0 {
+                        track.rtt_ms = Some(remote.round_trip_time * 1000.0);
+                    }
+                }
+            } else {
+                let inbound = report.inbound_rtp_streams().find(|i| match ssrc {
+                    Some(ssrc) => i.received_rtp_stream_stats.rtp_stream_stats.ssrc == ssrc,
+                    None => i.mid == mid,
                 });
+                if let Some(inbound) = inbound {
+                    track.packets_lost = inbound.received_rtp_stream_stats.packets_lost.max(0) as u64;
+                    track.nacks = u64::from(inbound.nack_count);
+                }
             }
         }
         serde_json::to_value(stats).map_err(|e| failed(e.to_string()))
