@@ -165,9 +165,22 @@ pub fn track_id(transport_id: &str, mid: &str) -> String {
     format!("{transport_id}-{mid}")
 }
 
+/// The transport of a track id `<transportId>-<mid>[:<rid>]`. Transport ids are hex; mids and
+/// RIDs may contain '-' (RFC 8851), so the transport ends at the first one.
+pub fn transport_of_track(track_id: &str) -> Option<&str> {
+    track_id.split_once('-').map(|(transport, _)| transport)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn track_ids_name_their_transport() {
+        assert_eq!(transport_of_track(&track_id("0a1b", "1")), Some("0a1b"));
+        assert_eq!(transport_of_track("0a1b-1:low-res"), Some("0a1b"), "a RID with '-'");
+        assert_eq!(transport_of_track("nodash"), None);
+    }
 
     fn mids(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()

@@ -77,6 +77,14 @@ fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
+/// `participant`'s subscription `id` and the webrtc node carrying it.
+fn owned_subscription<'a>(state: &'a State, participant: &str, id: &str) -> Result<(&'a MediaSession, String), String> {
+    const MISSING: &str = "Subscription does NOT exist";
+    let session = state.media.get(id).filter(|s| !s.publish && s.owner == participant).ok_or(MISSING)?;
+    let node = state.transports.get(&session.transport).map(|t| t.node.clone()).ok_or(MISSING)?;
+    Ok((session, node))
+}
+
 /// The forward stream and track a subscription's `from` names: a track id (a simulcast
 /// layer), or a stream id with one track of the kind (or, with `any_layer`, a simulcast
 /// stream whose layer is chosen later).
@@ -305,7 +313,7 @@ impl Hub {
                 attributes,
                 video_from: None,
             },
-            &[],
+            None,
         )?;
         tracing::info!(participant, session = %session_id, transport = %transport_id, %node, "publication accepted");
         Ok(json!({"id": session_id, "transportId": transport_id}))
@@ -331,39 +339,38 @@ impl Hub {
     /// Records an accepted session on its transport. The participant may have left while the
     /// node was asked (its transports were closed then): the transport is closed on the node
     /// now and the request fails, so nothing is left behind.
-    /// A subscription is also recorded in its room with its sources (`(kind, stream id)`);
-    /// when one of them went away meanwhile, the request fails and the caller undoes it.
+    /// A subscription (`Some((sources, new_transport))`) is also recorded in its room with its
+    /// sources (`(kind, stream id)`); when one of them went away meanwhile, the request fails and
+    /// the session is undone on the node (with its transport, if it was opened for it).
     fn record_session(
         &self,
         transport_id: &str,
         node: &str,
         session_id: &str,
         session: MediaSession,
-        sources: &[(&str, &str)],
+        subscription: Option<(&[(&str, &str)], bool)>,
     ) -> Result<(), String> {
         let mut state = self.lock();
-        let present = state.rooms.get(&session.room).is_some_and(|c| c.participant(&session.owner).is_some());
-        if !present {
-            let owner = session.owner.clone();
-            state.transports.entry(transport_id.to_string()).or_insert_with(|| Transport {
-                owner: owner.clone(),
-                room: session.room.clone(),
-                node: node.to_string(),
-                sessions: Vec::new(),
-            });
-            self.close_transports_of(&mut state, &owner);
-            return Err("Participant left".into());
-        }
-        if !session.publish {
-            let conference = state.rooms.get_mut(&session.room).expect("checked above");
-            conference.add_subscription(session_id, &session.owner, sources).map_err(|e| e.0)?;
-        }
-        let transport = state.transports.entry(transport_id.to_string()).or_insert_with(|| Transport {
+        let record = Transport {
             owner: session.owner.clone(),
             room: session.room.clone(),
             node: node.to_string(),
             sessions: Vec::new(),
-        });
+        };
+        let present = state.rooms.get(&session.room).is_some_and(|c| c.participant(&session.owner).is_some());
+        if !present {
+            state.transports.entry(transport_id.to_string()).or_insert(record);
+            self.close_transports_of(&mut state, &session.owner);
+            return Err("Participant left".into());
+        }
+        if let Some((sources, new_transport)) = subscription {
+            let conference = state.rooms.get_mut(&session.room).expect("checked above");
+            if let Err(refused) = conference.add_subscription(session_id, &session.owner, sources) {
+                self.abandon_subscription(node, session_id, transport_id, new_transport);
+                return Err(refused.0);
+            }
+        }
+        let transport = state.transports.entry(transport_id.to_string()).or_insert(record);
         transport.sessions.push(session_id.to_string());
         state.media.insert(session_id.to_string(), session);
         Ok(())
@@ -580,9 +587,8 @@ impl Hub {
                 attributes: Value::Null,
                 video_from,
             },
-            &sources,
-        )
-        .inspect_err(|_| self.abandon_subscription(&node, &session_id, &transport_id, new_transport))?;
+            Some((&sources, new_transport)),
+        )?;
         tracing::info!(participant, session = %session_id, transport = %transport_id, %node, "subscription accepted");
         Ok(json!({"id": session_id, "transportId": transport_id}))
     }
@@ -855,15 +861,7 @@ impl Hub {
             _ => return Err("Invalid subscription-control operation".into()),
         };
         let kinds = kinds_of(&data["data"])?;
-        let node = {
-            let state = self.lock();
-            let session = state
-                .media
-                .get(id)
-                .filter(|s| !s.publish && s.owner == participant)
-                .ok_or("Subscription does NOT exist")?;
-            state.transports.get(&session.transport).map(|t| t.node.clone()).ok_or("Subscription does NOT exist")?
-        };
+        let node = owned_subscription(&self.lock(), participant, id)?.1;
         for kind in kinds {
             self.ask_node(&node, methods::SET_ACTIVE, json!(SetActiveRequest { session_id: id.into(), kind, active }))
                 .await?;
@@ -896,16 +894,7 @@ impl Hub {
         let mut switches = Vec::new();
         {
             let state = self.lock();
-            let session = state
-                .media
-                .get(id)
-                .filter(|s| !s.publish && s.owner == participant)
-                .ok_or("Subscription does NOT exist")?;
-            let node = state
-                .transports
-                .get(&session.transport)
-                .map(|t| t.node.clone())
-                .ok_or("Subscription does NOT exist")?;
+            let (session, node) = owned_subscription(&state, participant, id)?;
             let conference = state.rooms.get(&session.room).ok_or("Subscription does NOT exist")?;
             for kind in [Kind::Audio, Kind::Video] {
                 let from = update[kind_name(kind)].get("from").filter(|f| !f.is_null());
@@ -1121,8 +1110,7 @@ impl Hub {
             }
             events::TRACK_UPDATE => {
                 let Ok(update) = serde_json::from_value::<TrackUpdate>(params) else { return };
-                // Track ids are `<transportId>-<mid>[:<rid>]`.
-                let Some((transport_id, _)) = update.track_id.rsplit_once('-') else { return };
+                let Some(transport_id) = owt_media::sessions::transport_of_track(&update.track_id) else { return };
                 let routed = {
                     let mut state = self.lock();
                     let Some(room) =
