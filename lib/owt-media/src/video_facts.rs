@@ -115,21 +115,18 @@ pub fn choose_layer<'a>(layers: &[(&'a str, Option<VideoFacts>)], wanted: &Wante
         return None;
     }
     let area = |f: &VideoFacts| u64::from(f.width) * u64::from(f.height);
+    let areas = || candidates.iter().map(|(_, f)| area(f));
+    let nothing_asked =
+        wanted.bitrate_multiplier.is_none() && wanted.bitrate_kbps.is_none() && wanted.framerate.is_none();
     let target_area = match wanted.resolution {
         Some((w, h)) => {
-            let fits: Vec<&VideoFacts> =
-                candidates.iter().map(|(_, f)| f).filter(|f| f.width <= w && f.height <= h).collect();
-            match fits.iter().map(|f| area(f)).max() {
-                Some(best) => best,
-                None => candidates.iter().map(|(_, f)| area(f)).min().unwrap_or(0),
-            }
+            let fitting = candidates.iter().map(|(_, f)| f).filter(|f| f.width <= w && f.height <= h).map(area).max();
+            fitting.or_else(|| areas().min())
         }
-        None if wanted.bitrate_multiplier.is_none() && wanted.bitrate_kbps.is_none() && wanted.framerate.is_none() => {
-            candidates.iter().map(|(_, f)| area(f)).max().unwrap_or(0)
-        }
-        None => 0,
+        None if nothing_asked => areas().max(),
+        None => None,
     };
-    if wanted.resolution.is_some() || target_area > 0 {
+    if let Some(target_area) = target_area {
         candidates.retain(|(_, f)| area(f) == target_area);
     }
     let best_bitrate = layers.iter().filter_map(|(_, f)| f.and_then(|f| f.bitrate_kbps)).max();
