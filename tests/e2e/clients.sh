@@ -7,11 +7,7 @@ set -euo pipefail
 version=${1:?socket.io-client major version: 2 or 3}
 bin=${2:?bin dir}
 . "$(dirname "$0")/common.sh"
-write_portal_config
-room=$(init_room)
-start owt-portal portal
-start owt-webrtc webrtc
-wait_workers webrtc 1
+start_sfu
 export OWTCTL="$bin/owtctl --config-dir $tmp/etc" OWT_ROOM="$room"
 status=0
 node "$here/tests/js/e2e-clients.js" http://127.0.0.1:8080 "$(tok publisher)" "$(tok subscriber)" "$version" || status=$?

@@ -45,6 +45,16 @@ wait_workers() {
 }
 
 # tok USER: a presenter token for $room.
+# The SFU setup most drivers use: the portal with the default config, a room (in $room), one
+# webrtc node registered.
+start_sfu() {
+  write_portal_config
+  room=$(init_room)
+  start owt-portal portal
+  start owt-webrtc webrtc
+  wait_workers webrtc 1
+}
+
 tok() { "$bin/owtctl" --config-dir "$tmp/etc" token create "$room" --user "$1" --role presenter; }
 
 # show_logs NAME...: the end of each daemon log that exists, on stderr.

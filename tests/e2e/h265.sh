@@ -10,11 +10,7 @@ bin=${1:?bin dir}
 # The room's video codecs, mediaIn and mediaOut alike (comma-separated).
 video_codecs=${2:-h265,vp8}
 . "$(dirname "$0")/common.sh"
-write_portal_config
-room=$(init_room)
-start owt-portal portal
-start owt-webrtc webrtc
-wait_workers webrtc 1
+start_sfu
 python3 - "$video_codecs" > "$tmp/media.json" <<'PY'
 import json, sys
 codecs = [{"codec": c} for c in sys.argv[1].split(",")]

@@ -5,11 +5,7 @@
 set -euo pipefail
 bin=${1:?bin dir}
 . "$(dirname "$0")/common.sh"
-write_portal_config
-room=$(init_room)
-start owt-portal portal
-start owt-webrtc webrtc
-wait_workers webrtc 1
+start_sfu
 status=0
 node "$here/tests/js/e2e-simulcast.js" http://127.0.0.1:8080 "$(tok publisher)" "$(tok viewer)" || status=$?
 if [ "$status" != 0 ]; then show_logs portal webrtc; fi

@@ -5,35 +5,19 @@
 // subscription-control pause/play of the subscription's video, unsubscribe and unpublish,
 // each with what the subscriber saw. Prints one JSON line; exits non-zero on a failure it can name.
 //   node e2e-clients.js <signaling url> <publisher token> <subscriber token> <2|3>
-const http = require('http');
-const fs = require('fs');
-const os = require('os');
+const { out, deadline, sleep, owtctl, serve, launch } = require('./e2e-harness');
 const path = require('path');
-const { execFileSync } = require('child_process');
-const { chromium } = require('playwright-core');
 const [url, pubToken, subToken, version] = process.argv.slice(2);
-// `owtctl --config-dir DIR` and the room, for the REST checks (OWTCTL, OWT_ROOM).
-const owtctl = (...args) => {
-  const [bin, ...base] = process.env.OWTCTL.split(' ');
-  return JSON.parse(execFileSync(bin, [...base, '--json', ...args], { encoding: 'utf8' }));
-};
+// The room of the REST checks (owtctl from OWTCTL).
 const room = process.env.OWT_ROOM;
 
-const out = (obj, code) => { console.log(JSON.stringify(obj)); process.exit(code); };
 // package.json installs socket.io-client 2.x as `sio2` and 3.x as `sio3`.
 const packageName = { 2: 'sio2', 3: 'sio3' }[version];
 if (!packageName) out({ error: `unknown socket.io-client major version ${version}` }, 2);
 const packageDir = path.dirname(require.resolve(`${packageName}/package.json`));
 const clientVersion = require(`${packageName}/package.json`).version;
 const bundle = path.join(packageDir, 'dist', 'socket.io.js');
-const page = fs.readFileSync(path.join(__dirname, 'e2e-page.html'));
-const server = http.createServer((req, res) => {
-  if (req.url === '/socket.io.js') { res.setHeader('Content-Type', 'text/javascript'); return res.end(fs.readFileSync(bundle)); }
-  res.setHeader('Content-Type', 'text/html'); res.end(page);
-});
-setTimeout(() => out({ error: 'timeout after 90 s' }, 2), 90000);
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+deadline(90000);
 
 // Runs in the page: the Socket.IO protocol of the loaded bundle and the Engine.IO transport
 // the client ended on; waits (at most 5 s) for the upgrade from long-polling to websocket.
@@ -54,15 +38,8 @@ async function tryRequest([which, event, data]) {
   }
 }
 
-server.listen(0, '127.0.0.1', async () => {
-  const origin = `http://localhost:${server.address().port}/`;
-  const context = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(os.tmpdir(), 'owt-e2e-')), {
-    executablePath: '/usr/bin/chromium', headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
-      '--disable-quic', '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
-      '--autoplay-policy=no-user-gesture-required'],
-  });
+serve(bundle, async (origin) => {
+  const context = await launch('owt-e2e-');
   try {
     const [pub, sub] = [await context.newPage(), await context.newPage()];
     await pub.goto(origin); await sub.goto(origin);

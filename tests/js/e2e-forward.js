@@ -3,40 +3,15 @@
 // another subscribes the forward stream. Prints one JSON line with what the subscriber saw
 // over time, then after unpublish; exits non-zero on a failure it can name.
 //   node e2e-forward.js <signaling url> <publisher token> <subscriber token> [VP8|H264|VP9]
-const http = require('http');
-const fs = require('fs');
-const os = require('os');
-const path = require('path');
-const { chromium } = require('playwright-core');
+const { out, deadline, owtctl, serve, launch, SOCKET_IO_4 } = require('./e2e-harness');
 const [url, pubToken, subToken, codec = 'VP8'] = process.argv.slice(2);
-// `owtctl --config-dir DIR` and the room, for the REST steps (OWTCTL, OWT_ROOM).
-const { execFileSync } = require('child_process');
-const owtctl = (...args) => {
-  const [bin, ...base] = process.env.OWTCTL.split(' ');
-  return JSON.parse(execFileSync(bin, [...base, '--json', ...args], { encoding: 'utf8' }));
-};
+// The room of the REST steps (owtctl from OWTCTL).
 const room = process.env.OWT_ROOM;
 
-const bundle = path.join(path.dirname(require.resolve('socket.io-client/package.json')), 'dist', 'socket.io.min.js');
-const page = fs.readFileSync(path.join(__dirname, 'e2e-page.html'));
-const server = http.createServer((req, res) => {
-  if (req.url === '/socket.io.js') { res.setHeader('Content-Type', 'text/javascript'); return res.end(fs.readFileSync(bundle)); }
-  res.setHeader('Content-Type', 'text/html'); res.end(page);
-});
+deadline(120000);
 
-const out = (obj, code) => { console.log(JSON.stringify(obj)); process.exit(code); };
-setTimeout(() => out({ error: 'timeout after 120 s' }, 2), 120000);
-
-server.listen(0, '127.0.0.1', async () => {
-  const origin = `http://localhost:${server.address().port}/`;
-  const context = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(os.tmpdir(), 'owt-e2e-')), {
-    executablePath: '/usr/bin/chromium', headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
-      '--disable-quic', '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
-      '--autoplay-policy=no-user-gesture-required',
-      ...(process.env.OWT_FAKE_AUDIO ? [`--use-file-for-fake-audio-capture=${process.env.OWT_FAKE_AUDIO}`] : [])],
-  });
+serve(SOCKET_IO_4, async (origin) => {
+  const context = await launch('owt-e2e-', process.env.OWT_FAKE_AUDIO ? [`--use-file-for-fake-audio-capture=${process.env.OWT_FAKE_AUDIO}`] : []);
   try {
     const [pub, sub] = [await context.newPage(), await context.newPage()];
     await pub.goto(origin); await sub.goto(origin);

@@ -5,29 +5,13 @@
 // the layout, audio levels at both tones; then again after one publisher left.
 //   node e2e-mix.js <signaling url> <token A> <token B> <subscriber token> <mixed stream id>
 // FAKE_A / FAKE_B: "<video.y4m>:<audio.wav>" of each publisher.
-const http = require('http');
+const { out, deadline, sleep, owtctl, serve, launch, SOCKET_IO_4 } = require('./e2e-harness');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { chromium } = require('playwright-core');
 const [url, tokenA, tokenB, subToken, mixedId, transToken, variantToken] = process.argv.slice(2);
-// `owtctl --config-dir DIR` (OWTCTL), for the cluster's mixers.
-const { execFileSync } = require('child_process');
-const owtctl = (...args) => {
-  const [bin, ...base] = process.env.OWTCTL.split(' ');
-  return JSON.parse(execFileSync(bin, [...base, '--json', ...args], { encoding: 'utf8' }));
-};
 
-const bundle = path.join(path.dirname(require.resolve('socket.io-client/package.json')), 'dist', 'socket.io.min.js');
-const page = fs.readFileSync(path.join(__dirname, 'e2e-page.html'));
-const server = http.createServer((req, res) => {
-  if (req.url === '/socket.io.js') { res.setHeader('Content-Type', 'text/javascript'); return res.end(fs.readFileSync(bundle)); }
-  res.setHeader('Content-Type', 'text/html'); res.end(page);
-});
-
-const out = (obj, code) => { console.log(JSON.stringify(obj)); process.exit(code); };
-setTimeout(() => out({ error: 'timeout after 150 s' }, 2), 150000);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+deadline(150000);
 const isRed = (p) => p[0] > 150 && p[2] < 100;
 const isBlue = (p) => p[2] > 150 && p[0] < 100;
 // Samples `points` until `check` holds (a layout change has reached the subscriber) or
@@ -42,23 +26,15 @@ const settle = async (page, points, check, ms = 8000) => {
 };
 
 // One browser per publisher: Chromium's fake capture files are per browser.
-const launch = (fake) => {
+const launchWithFakes = (fake) => {
   const [video, audio] = fake.split(':');
-  return chromium.launchPersistentContext(fs.mkdtempSync(path.join(os.tmpdir(), 'owt-mix-')), {
-    executablePath: '/usr/bin/chromium', headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
-      '--disable-quic', '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
-      '--autoplay-policy=no-user-gesture-required',
-      `--use-file-for-fake-video-capture=${video}`, `--use-file-for-fake-audio-capture=${audio}`],
-  });
+  return launch('owt-mix-', [`--use-file-for-fake-video-capture=${video}`, `--use-file-for-fake-audio-capture=${audio}`]);
 };
 
-server.listen(0, '127.0.0.1', async () => {
-  const origin = `http://localhost:${server.address().port}/`;
+serve(SOCKET_IO_4, async (origin) => {
   const contexts = [];
   try {
-    contexts.push(await launch(process.env.FAKE_A), await launch(process.env.FAKE_B));
+    contexts.push(await launchWithFakes(process.env.FAKE_A), await launchWithFakes(process.env.FAKE_B));
     const [pubA, pubB, sub] = [await contexts[0].newPage(), await contexts[1].newPage(), await contexts[0].newPage()];
     for (const p of [pubA, pubB, sub]) await p.goto(origin);
     const publish = (p, token) => p.evaluate(([u, t]) => window.publish(u, t, 'VP8').then((r) => { window.publishedId = r.id; return r; }), [url, token]);

@@ -4,36 +4,16 @@
 // q), then switches to f by track id (`video.from`) and to h with `video.parameters`.
 // Prints one JSON line with the subscriber's video size after each step.
 //   node e2e-simulcast.js <signaling url> <publisher token> <subscriber token>
-const http = require('http');
-const fs = require('fs');
-const os = require('os');
-const path = require('path');
-const { chromium } = require('playwright-core');
+const { out, deadline, sleep, serve, launch, SOCKET_IO_4 } = require('./e2e-harness');
 const [url, pubToken, subToken] = process.argv.slice(2);
 
-const bundle = path.join(path.dirname(require.resolve('socket.io-client/package.json')), 'dist', 'socket.io.min.js');
-const page = fs.readFileSync(path.join(__dirname, 'e2e-page.html'));
-const server = http.createServer((req, res) => {
-  if (req.url === '/socket.io.js') { res.setHeader('Content-Type', 'text/javascript'); return res.end(fs.readFileSync(bundle)); }
-  res.setHeader('Content-Type', 'text/html'); res.end(page);
-});
-const out = (obj, code) => { console.log(JSON.stringify(obj)); process.exit(code); };
-setTimeout(() => out({ error: 'timeout after 90 s' }, 2), 90000);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+deadline(90000);
 
-server.listen(0, '127.0.0.1', async () => {
-  const origin = `http://localhost:${server.address().port}/`;
+serve(SOCKET_IO_4, async (origin) => {
   let context;
   try {
-    context = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(os.tmpdir(), 'owt-sim-')), {
-      executablePath: '/usr/bin/chromium', headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
-        '--disable-quic', '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
-        '--autoplay-policy=no-user-gesture-required',
-        // Chromium sends fewer simulcast layers than asked below 720p; this test wants all three.
-        '--force-fieldtrials=WebRTC-LegacySimulcastLayerLimit/Disabled/'],
-    });
+    // Chromium sends fewer simulcast layers than asked below 720p; this test wants all three.
+    context = await launch('owt-sim-', ['--force-fieldtrials=WebRTC-LegacySimulcastLayerLimit/Disabled/']);
     const [pub, sub] = [await context.newPage(), await context.newPage()];
     await pub.goto(origin); await sub.goto(origin);
     const published = await pub.evaluate(([u, t]) => window.publishSimulcast(u, t), [url, pubToken]);
