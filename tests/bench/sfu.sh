@@ -8,7 +8,8 @@
 # Loads: SFU_LOADS="2x25 4x50" (the second only if the first kept loss under 5% on both),
 # SFU_SECS=15 seconds each. SFU_PERF=1 also records `perf` of owt-webrtc during each owt run
 # (perf.data in SFU_PERF_DIR, default /tmp; Debian's linux-perf).
-# SFU_PERF_ARGS replaces perf's call-graph option (default -g; e.g. "--call-graph dwarf").
+# SFU_PERF_ARGS replaces perf record's options (default "-F 499 -g"; e.g. "-F 499 --call-graph dwarf", or
+# "-c 1 -e raw_syscalls:sys_enter" to count syscalls).
 # SFU_WEBRTC_THREADS sets owt-webrtc's [webrtc] worker_threads (default 0: one per core).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -35,7 +36,7 @@ if [ "${1:-}" = "--phase" ]; then
       sleep 0.05
     done
     if [ "${SFU_PERF:-0}" = 1 ] && command -v perf >/dev/null; then
-      (sleep $((2 + P * S / 8)); timeout $((secs)) perf record -F 499 ${SFU_PERF_ARGS:--g} -p "$webrtc" -o "${out%.json}.perf.data" >/dev/null 2>&1) & pids+=($!)
+      (sleep $((2 + P * S / 8)); timeout $((secs)) perf record ${SFU_PERF_ARGS:--F 499 -g} -p "$webrtc" -o "${out%.json}.perf.data" >/dev/null 2>&1) & pids+=($!)
     fi
     status=0
     timeout $((secs + 90)) "$bin/owt-loadgen" --target owt --room "$room" --owtctl "$bin/owtctl" --owt-config-dir "$tmp/etc" \
@@ -103,7 +104,8 @@ for r in runs:
     by.setdefault((r["publishers"], r["subscribers_per_publisher"]), {})[r["target"]] = r
 rows, comparisons = [], []
 hdr = (f'{"load":>6} {"server":>6} {"pkt/CPU-s":>10} {"streams/core":>12} {"cores":>6} {"p50 µs":>8} {"p99 µs":>8} '
-       f'{"+p50 µs":>8} {"+p99 µs":>8} {"KiB/sub":>8} {"loss %":>7}')
+       f'{"+p50 µs":>8} {"+p99 µs":>8} {"srv p50":>8} {"srv p99":>8} {"KiB/sub":>8} {"loss %":>7}')
+wire = lambda v: "-" if v is None else f"{v:.0f}"
 print(hdr); print("-" * len(hdr))
 for (p, s), t in sorted(by.items()):
     for name in ("owt", "janus"):
@@ -111,6 +113,7 @@ for (p, s), t in sorted(by.items()):
         if not r: continue
         print(f'{p}x{s:<4} {name:>6} {r["forwarded_per_cpu_s"]:>10.0f} {r["streams_per_core"]:>12.0f} {r["server_cores"]:>6.2f} '
               f'{r["latency_us_p50"]:>8} {r["latency_us_p99"]:>8} {r["added_latency_us_p50"]:>8} {r["added_latency_us_p99"]:>8} '
+              f'{wire(r.get("server_latency_us_p50")):>8} {wire(r.get("server_latency_us_p99")):>8} '
               f'{r["rss_kib_per_subscriber"]:>8.0f} {100*r["loss"]:>7.3f}')
     o, j = t.get("owt"), t.get("janus")
     if o and j:
@@ -121,6 +124,8 @@ for (p, s), t in sorted(by.items()):
              "p99_owt_over_janus": ratio(o["latency_us_p99"], j["latency_us_p99"]),
              "added_p50_us_owt": o["added_latency_us_p50"], "added_p99_us_owt": o["added_latency_us_p99"],
              "added_p50_us_janus": j["added_latency_us_p50"], "added_p99_us_janus": j["added_latency_us_p99"],
+             "server_p50_us_owt": o.get("server_latency_us_p50"), "server_p99_us_owt": o.get("server_latency_us_p99"),
+             "server_p50_us_janus": j.get("server_latency_us_p50"), "server_p99_us_janus": j.get("server_latency_us_p99"),
              "rss_per_sub_owt_over_janus": ratio(o["rss_kib_per_subscriber"], j["rss_kib_per_subscriber"]),
              "streams_per_core_owt": o["streams_per_core"], "streams_per_core_janus": j["streams_per_core"]}
         comparisons.append(c)
@@ -131,6 +136,8 @@ print("streams/core = subscribed streams / (server CPU-s per s); pkt/CPU-s = pac
 print("latency = subscriber receive time - publisher send time (same host clock), client stacks included;")
 print("+p50/+p99 = latency minus that of one direct publisher->subscriber pair in the same run: an upper bound of what")
 print("  the server adds (the server's subscribers also queue behind each other in the one load generator process)")
+print("srv p50/p99 = what the server alone adds, from kernel wire timestamps: a forwarded packet leaving the server minus")
+print("  its publisher packet entering it (AF_PACKET capture in the netns, matched by SSRC/sequence; µs)")
 doc = {"benchmark": "sfu", "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
        "targets": {"owt": "owt-portal + owt-webrtc (release), loopback ICE", "janus": "Janus videoroom (Debian), veth ICE in the netns"},
        "comparisons": comparisons, "runs": runs}

@@ -2,14 +2,16 @@
 //! publisher with webrtc-crate client peers against a target SFU, every publisher sending
 //! synthetic 720p-like VP8 RTP (payloads carry a send timestamp and sequence), and reports
 //! packets sent/received, loss, one-way latency through the SFU (receiver clock minus send
-//! time, both on this host's CLOCK_MONOTONIC, nothing subtracted) and the server's CPU
-//! seconds and RSS per subscriber read from /proc.
+//! time, both on this host's CLOCK_MONOTONIC, nothing subtracted), the latency the server
+//! alone adds (kernel wire timestamps of each packet entering and leaving it, capture.rs) and
+//! the server's CPU seconds and RSS per subscriber read from /proc.
 //!
 //! Targets: `owt` drives owt-portal's Socket.IO signaling (spec owt-compat.md §1.4-§1.10)
 //! with one token per client, so the media path measured is owt-webrtc scheduled by the
 //! portal; `janus` drives Janus videoroom over its HTTP API (Janus must gather on an
 //! address the client can bind: --ice-ip, e.g. a veth address in a private netns).
 
+mod capture;
 mod janus;
 pub mod media;
 mod owt;
@@ -139,6 +141,16 @@ pub struct Report {
     /// (its subscribers also queue behind each other in this one process; the pair does not).
     pub added_latency_us_p50: u32,
     pub added_latency_us_p99: u32,
+    /// What the server alone adds, from wire timestamps (see capture.rs): a forwarded packet
+    /// leaving the server minus its publisher packet entering it, over every received packet
+    /// both stamps were seen for. None when the capture could not run (capture_error).
+    pub server_latency_us_p50: Option<f64>,
+    pub server_latency_us_p99: Option<f64>,
+    pub server_latency_us_max: Option<f64>,
+    pub server_latency_samples: u64,
+    /// Packets the capture's socket dropped (its reader fell behind): samples missing, not skewed.
+    pub capture_dropped: u64,
+    pub capture_error: Option<String>,
     pub server_pids: Vec<u32>,
     pub server_cpu_s: f64,
     /// Server CPU-seconds per second of the window (cores busy).
@@ -185,7 +197,7 @@ pub fn main(cli: Cli) -> Result<(), String> {
 /// One line for humans.
 pub fn summary(r: &Report) -> String {
     format!(
-        "{:?} {}x{} {:.0}s: sent {} received {}/{} (loss {:.3}%), latency p50 {} µs p99 {} µs (added by the server: p50 {} µs p99 {} µs), server {:.2} CPU-s ({:.2} cores), {:.0} pkt/CPU-s, {:.0} streams/core, {:.0} KiB RSS/subscriber",
+        "{:?} {}x{} {:.0}s: sent {} received {}/{} (loss {:.3}%), latency p50 {} µs p99 {} µs (above a direct pair: p50 {} µs p99 {} µs; in the server, on the wire: p50 {} µs p99 {} µs), server {:.2} CPU-s ({:.2} cores), {:.0} pkt/CPU-s, {:.0} streams/core, {:.0} KiB RSS/subscriber",
         r.target,
         r.publishers,
         r.subscribers_per_publisher,
@@ -198,6 +210,8 @@ pub fn summary(r: &Report) -> String {
         r.latency_us_p99,
         r.added_latency_us_p50,
         r.added_latency_us_p99,
+        r.server_latency_us_p50.map_or("-".to_string(), |v| v.to_string()),
+        r.server_latency_us_p99.map_or("-".to_string(), |v| v.to_string()),
         r.server_cpu_s,
         r.server_cores,
         r.forwarded_per_cpu_s,
@@ -412,6 +426,7 @@ pub async fn run(cli: &Cli) -> Result<Report, String> {
     let me = std::process::id();
     let (cpu0, _) = procstat::sample(&server_pids);
     let self0 = procstat::cpu_seconds(me).unwrap_or(0.0);
+    let capture = capture::Capture::start();
     let t0 = Instant::now();
     window.open(now_us());
     tokio::time::sleep(Duration::from_secs_f64(cli.secs)).await;
@@ -435,6 +450,30 @@ pub async fn run(cli: &Cli) -> Result<Report, String> {
         }
     }
     latencies.sort_unstable();
+    let (wire, capture_dropped, capture_error) = match capture {
+        Ok(capture) => {
+            let captured = capture.finish();
+            let arrivals: Vec<media::Arrival> = subscribers
+                .iter()
+                .flat_map(|(_, s)| s.received.arrivals.lock().map(|a| a.clone()).unwrap_or_default())
+                .collect();
+            let wire = capture::server_latencies_ns(&captured.first_seen_ns, &arrivals, |publisher, seq| {
+                let ssrc = ssrc_of(publisher);
+                (ssrc, peer::wire_sequence_number(ssrc, seq))
+            });
+            (wire, captured.dropped, None)
+        }
+        Err(err) => {
+            eprintln!("owt-loadgen: no wire timestamps, server latency not measured: {err}");
+            (Vec::new(), 0, Some(err))
+        }
+    };
+    let wire_us = |q: f64| {
+        (!wire.is_empty()).then(|| {
+            let i = ((wire.len() - 1) as f64 * q).round() as usize;
+            (wire[i] as f64 / 100.0).round() / 10.0
+        })
+    };
     let mut baseline = direct_subscriber.received.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
     baseline.sort_unstable();
     direct_publisher.sender.stop.store(true, Ordering::Relaxed);
@@ -491,6 +530,12 @@ pub async fn run(cli: &Cli) -> Result<Report, String> {
         baseline_latency_us_p99: quantile(&baseline, 0.99),
         added_latency_us_p50: quantile(&latencies, 0.5).saturating_sub(quantile(&baseline, 0.5)),
         added_latency_us_p99: quantile(&latencies, 0.99).saturating_sub(quantile(&baseline, 0.99)),
+        server_latency_us_p50: wire_us(0.5),
+        server_latency_us_p99: wire_us(0.99),
+        server_latency_us_max: wire_us(1.0),
+        server_latency_samples: wire.len() as u64,
+        capture_dropped,
+        capture_error,
         server_pids,
         server_cpu_s,
         server_cores,

@@ -76,6 +76,16 @@ impl Window {
     }
 }
 
+/// A received packet as the wire names it (its SSRC and sequence number on the subscriber's
+/// leg) and the publisher packet it is a copy of (trailer), for matching wire timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    pub ssrc: u32,
+    pub sequence_number: u16,
+    pub publisher: u32,
+    pub publisher_seq: u64,
+}
+
 /// What one subscriber received of its publisher's packets sent inside the window.
 #[derive(Default)]
 pub struct Received {
@@ -83,12 +93,14 @@ pub struct Received {
     /// Every packet, window or not (to tell "nothing arrives" from "arrived outside").
     pub total: AtomicU64,
     pub latencies_us: Mutex<Vec<u32>>,
+    pub arrivals: Mutex<Vec<Arrival>>,
 }
 
 impl Received {
-    pub fn record(&self, window: &Window, payload: &[u8], now: u64) {
+    /// A packet that arrived at `now` with this RTP `ssrc` and `sequence_number`.
+    pub fn record(&self, window: &Window, ssrc: u32, sequence_number: u16, payload: &[u8], now: u64) {
         self.total.fetch_add(1, Ordering::Relaxed);
-        let Some((_, _, sent)) = parse_trailer(payload) else { return };
+        let Some((publisher, publisher_seq, sent)) = parse_trailer(payload) else { return };
         if !window.contains(sent) {
             return;
         }
@@ -96,6 +108,9 @@ impl Received {
         let latency = now.saturating_sub(sent).min(u32::MAX as u64) as u32;
         if let Ok(mut l) = self.latencies_us.lock() {
             l.push(latency);
+        }
+        if let Ok(mut a) = self.arrivals.lock() {
+            a.push(Arrival { ssrc, sequence_number, publisher, publisher_seq });
         }
     }
 }
@@ -129,11 +144,13 @@ mod tests {
         w.open(100);
         w.close(200);
         let r = Received::default();
-        r.record(&w, &vp8_payload(100, false, false, 0, 1, 150), 160);
-        r.record(&w, &vp8_payload(100, false, false, 0, 2, 250), 260);
+        r.record(&w, 9, 70, &vp8_payload(100, false, false, 0, 1, 150), 160);
+        r.record(&w, 9, 71, &vp8_payload(100, false, false, 0, 2, 250), 260);
         assert_eq!(r.packets.load(Ordering::Relaxed), 1);
         assert_eq!(r.total.load(Ordering::Relaxed), 2);
         assert_eq!(*r.latencies_us.lock().unwrap(), vec![10]);
+        let arrival = Arrival { ssrc: 9, sequence_number: 70, publisher: 0, publisher_seq: 1 };
+        assert_eq!(*r.arrivals.lock().unwrap(), vec![arrival]);
         assert_eq!(quantile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.5), 6);
         assert_eq!(quantile(&[], 0.5), 0);
     }

@@ -57,7 +57,7 @@ impl PeerConnectionEventHandler for Handler {
         tokio::spawn(async move {
             while let Some(event) = track.poll().await {
                 if let TrackRemoteEvent::OnRtpPacket(p) = event {
-                    received.record(&window, &p.payload, now_us());
+                    received.record(&window, p.header.ssrc, p.header.sequence_number, &p.payload, now_us());
                 }
             }
         });
@@ -208,7 +208,6 @@ pub async fn send_loop(
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(fps.max(1))));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq: u64 = 0;
-    let mut rtp_seq: u16 = rand_u16(ssrc);
     for frame in 0u32.. {
         tick.tick().await;
         if sender.stop.load(Ordering::Relaxed) {
@@ -223,7 +222,7 @@ pub async fn send_loop(
                     version: 2,
                     marker: part + 1 == per_frame,
                     payload_type: 96,
-                    sequence_number: rtp_seq,
+                    sequence_number: wire_sequence_number(ssrc, seq),
                     timestamp: frame.wrapping_mul(90_000 / fps.max(1)),
                     ssrc,
                     ..Default::default()
@@ -231,7 +230,6 @@ pub async fn send_loop(
                 payload: bytes::Bytes::from(payload),
             };
             seq += 1;
-            rtp_seq = rtp_seq.wrapping_add(1);
             if track.write_rtp(packet).await.is_ok() && window.contains(send_us) {
                 sender.sent.fetch_add(1, Ordering::Relaxed);
             }
@@ -239,6 +237,8 @@ pub async fn send_loop(
     }
 }
 
-fn rand_u16(seed: u32) -> u16 {
-    (seed.wrapping_mul(2_654_435_761) >> 16) as u16
+/// The RTP sequence number a publisher with `ssrc` gives its packet number `seq` (counted
+/// from 0, as in the payload trailer): from a start that differs per SSRC.
+pub fn wire_sequence_number(ssrc: u32, seq: u64) -> u16 {
+    ((ssrc.wrapping_mul(2_654_435_761) >> 16) as u16).wrapping_add(seq as u16)
 }
