@@ -304,68 +304,45 @@ impl Published {
         self.request_keyframe().await;
     }
 
-    /// Sends one packet to every active subscriber, rewritten for each. A subscriber whose
-    /// peer connection cannot take the packet right now (its queue to the connection's driver
-    /// is full: a stalled or starved connection) loses that packet, counted as dropped, and
-    /// recovers by NACK or keyframe like after network loss; nobody else waits for it.
-    fn fan_out(&self, packet: &rtp::Packet, now: Instant) {
+    /// A client's packet arrived (SSRC `ssrc`): measured, and put on the media link when
+    /// other nodes consume this track. Whether it goes to subscribers (not while paused).
+    async fn take_in(&self, packet: &rtp::Packet, ssrc: u32) -> bool {
+        let now = Instant::now();
+        if let Ok(mut meter) = self.meter.lock() {
+            meter.record(packet.payload.len() + 12, now);
+        }
+        self.media_ssrc.store(ssrc, Ordering::Relaxed);
+        self.observe_video(packet, now);
+        if !self.active.load(Ordering::Relaxed) {
+            return false;
+        }
+        // Paused tracks stay off the media link too (checked above).
+        let lost_upstream = lock(&self.link_out).as_mut().is_some_and(|out| {
+            out.push(packet, now);
+            std::mem::take(&mut out.wants_keyframe)
+        });
+        if lost_upstream {
+            self.request_keyframe().await;
+        }
+        true
+    }
+
+    /// Sends packets (in order) to every active subscriber, rewritten for each. Each
+    /// subscriber gets the whole batch in a row, so its connection's driver finds the burst
+    /// queued and sends it in one pass (lib/vendor/webrtc). A subscriber whose peer connection
+    /// cannot take a packet right now (its queue to the connection's driver is full: a stalled
+    /// or starved connection) loses that packet, counted as dropped, and recovers by NACK or
+    /// keyframe like after network loss; nobody else waits for it.
+    fn fan_out(&self, packets: &[rtp::Packet], now: Instant) {
         // Subscribers whose switch to this track completed on this packet: taken off their
         // old source once this track's list is no longer borrowed.
         let mut switched: Vec<(Weak<Published>, Arc<Subscriber>)> = Vec::new();
         {
             let Ok(subscribers) = self.subscribers.read() else { return };
             for sub in subscribers.iter() {
-                if !sub.active.load(Ordering::Relaxed) {
-                    lock(&sub.rewriter).rebase();
-                    continue;
-                }
-                match sub.takes(self, packet) {
-                    Take::No => continue,
-                    Take::Yes => {}
-                    Take::Switched(from) => switched.push((from, sub.clone())),
-                }
-                let Ok(payload_type) = u8::try_from(sub.payload_type.load(Ordering::Relaxed)) else { continue };
-                let rewritten = lock(&sub.rewriter).rewrite(
-                    packet.header.ssrc,
-                    packet.header.sequence_number,
-                    packet.header.timestamp,
-                    now,
-                );
-                let Some(rewritten) = rewritten else { continue };
-                // Extension ids are per leg: the sender adds its own.
-                let out = rtp::Packet {
-                    header: rtp::header::Header {
-                        version: 2,
-                        padding: packet.header.padding,
-                        extension: false,
-                        marker: packet.header.marker,
-                        payload_type,
-                        sequence_number: rewritten.sequence_number,
-                        timestamp: rewritten.timestamp,
-                        ssrc: rewritten.ssrc,
-                        csrc: packet.header.csrc.clone(),
-                        extension_profile: 0,
-                        extensions: Vec::new(),
-                        extensions_padding: 0,
-                    },
-                    payload: packet.payload.clone(),
-                };
-                let size = out.payload.len() + 12;
-                match sub.local.write_rtp(out).now_or_never() {
-                    Some(Ok(())) => {
-                        if let Ok(mut meter) = sub.meter.lock() {
-                            meter.record(size, now);
-                        }
-                    }
-                    Some(Err(err)) => {
-                        if sub.errors.fetch_add(1, Ordering::Relaxed) % 500 == 0 {
-                            tracing::debug!("{}: packet not forwarded: {err}", sub.track_id);
-                        }
-                    }
-                    None => {
-                        if sub.dropped.fetch_add(1, Ordering::Relaxed) % 500 == 0 {
-                            tracing::debug!("{}: connection busy, packet dropped", sub.track_id);
-                        }
+                for packet in packets {
+                    if let Some(from) = self.forward_to(sub, packet, now) {
+                        switched.push((from, sub.clone()));
                     }
                 }
             }
@@ -377,6 +354,65 @@ impl Published {
                 }
             }
         }
+    }
+
+    /// One packet to one subscriber (see `fan_out`); the source it left when this packet
+    /// completed its switch to this track.
+    fn forward_to(&self, sub: &Subscriber, packet: &rtp::Packet, now: Instant) -> Option<Weak<Published>> {
+        if !sub.active.load(Ordering::Relaxed) {
+            lock(&sub.rewriter).rebase();
+            return None;
+        }
+        let switched_from = match sub.takes(self, packet) {
+            Take::No => return None,
+            Take::Yes => None,
+            Take::Switched(from) => Some(from),
+        };
+        let Ok(payload_type) = u8::try_from(sub.payload_type.load(Ordering::Relaxed)) else { return switched_from };
+        let rewritten = lock(&sub.rewriter).rewrite(
+            packet.header.ssrc,
+            packet.header.sequence_number,
+            packet.header.timestamp,
+            now,
+        );
+        let Some(rewritten) = rewritten else { return switched_from };
+        // Extension ids are per leg: the sender adds its own.
+        let out = rtp::Packet {
+            header: rtp::header::Header {
+                version: 2,
+                padding: packet.header.padding,
+                extension: false,
+                marker: packet.header.marker,
+                payload_type,
+                sequence_number: rewritten.sequence_number,
+                timestamp: rewritten.timestamp,
+                ssrc: rewritten.ssrc,
+                csrc: packet.header.csrc.clone(),
+                extension_profile: 0,
+                extensions: Vec::new(),
+                extensions_padding: 0,
+            },
+            payload: packet.payload.clone(),
+        };
+        let size = out.payload.len() + 12;
+        match sub.local.write_rtp(out).now_or_never() {
+            Some(Ok(())) => {
+                if let Ok(mut meter) = sub.meter.lock() {
+                    meter.record(size, now);
+                }
+            }
+            Some(Err(err)) => {
+                if sub.errors.fetch_add(1, Ordering::Relaxed).is_multiple_of(500) {
+                    tracing::debug!("{}: packet not forwarded: {err}", sub.track_id);
+                }
+            }
+            None => {
+                if sub.dropped.fetch_add(1, Ordering::Relaxed).is_multiple_of(500) {
+                    tracing::debug!("{}: connection busy, packet dropped", sub.track_id);
+                }
+            }
+        }
+        switched_from
     }
 }
 
@@ -1528,9 +1564,13 @@ fn interceptors(media: &mut MediaEngine) -> Result<Registry, rtc::shared::error:
     Ok(configure_rtcp_reports(registry))
 }
 
+/// Packets taken off a published track at once: a frame's worth and more.
+const FORWARD_BATCH: usize = 32;
+
 /// Forwards every packet of a published track to its subscribers until it ends. A simulcast
 /// track carries several layers (one SSRC each): packets go to the layer their SSRC's RID
-/// names; packets of SSRCs without a known layer yet are dropped.
+/// names; packets of SSRCs without a known layer yet are dropped. The packets that have
+/// arrived together (a frame's, usually) go out as one batch (`Published::fan_out`).
 async fn forward(
     layers: Vec<Arc<Published>>,
     remote: Arc<dyn TrackRemote>,
@@ -1539,64 +1579,78 @@ async fn forward(
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let simulcast = layers.iter().any(|l| l.rid.is_some());
     let mut layer_of_ssrc: HashMap<u32, usize> = HashMap::new();
-    loop {
-        let event = tokio::select! {
-            event = remote.poll() => event,
-            _ = tick.tick() => {
-                let now = Instant::now();
-                for track in &layers {
-                    track.tick().await;
-                    track.report_facts(&events, now);
+    // An event taken while gathering a batch that is not a packet: handled next.
+    let mut held: Option<Option<TrackRemoteEvent>> = None;
+    // The batch: packets in arrival order, and the layer of each.
+    let mut batch: Vec<rtp::Packet> = Vec::with_capacity(FORWARD_BATCH);
+    let mut batch_layers: Vec<usize> = Vec::with_capacity(FORWARD_BATCH);
+    'events: loop {
+        let event = match held.take() {
+            Some(event) => event,
+            None => tokio::select! {
+                event = remote.poll() => event,
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    for track in &layers {
+                        track.tick().await;
+                        track.report_facts(&events, now);
+                    }
+                    if layers.iter().all(|t| t.ended.load(Ordering::Relaxed)) {
+                        break;
+                    }
+                    continue;
                 }
-                if layers.iter().all(|t| t.ended.load(Ordering::Relaxed)) {
-                    break;
-                }
-                continue;
-            }
+            },
         };
         let Some(event) = event else { break };
-        let TrackRemoteEvent::OnRtpPacket(packet) = event else {
+        let TrackRemoteEvent::OnRtpPacket(first) = event else {
             if matches!(event, TrackRemoteEvent::OnEnded) {
                 break;
             }
             continue;
         };
-        let ssrc = packet.header.ssrc;
-        let index = match layer_of_ssrc.get(&ssrc) {
-            Some(index) => *index,
-            None if !simulcast => 0,
-            None => {
-                let rid = remote.rid(ssrc).await;
-                let Some(index) = layers.iter().position(|l| l.rid.is_some() && l.rid.as_deref() == rid.as_deref())
-                else {
-                    continue;
-                };
-                layer_of_ssrc.insert(ssrc, index);
-                index
+        let mut next = Some(first);
+        while let Some(packet) = next.take() {
+            let ssrc = packet.header.ssrc;
+            let index = match layer_of_ssrc.get(&ssrc) {
+                Some(index) => Some(*index),
+                None if !simulcast => Some(0),
+                None => {
+                    let rid = remote.rid(ssrc).await;
+                    let index = layers.iter().position(|l| l.rid.is_some() && l.rid.as_deref() == rid.as_deref());
+                    if let Some(index) = index {
+                        layer_of_ssrc.insert(ssrc, index);
+                    }
+                    index
+                }
+            };
+            if let Some(index) = index {
+                let track = &layers[index];
+                if track.ended.load(Ordering::Relaxed) {
+                    break 'events;
+                }
+                if track.take_in(&packet, ssrc).await {
+                    batch.push(packet);
+                    batch_layers.push(index);
+                }
             }
-        };
-        let track = &layers[index];
-        if track.ended.load(Ordering::Relaxed) {
-            break;
+            if batch.len() < FORWARD_BATCH {
+                match remote.poll().now_or_never() {
+                    Some(Some(TrackRemoteEvent::OnRtpPacket(packet))) => next = Some(packet),
+                    Some(other) => held = Some(other),
+                    None => {}
+                }
+            }
         }
         let now = Instant::now();
-        if let Ok(mut meter) = track.meter.lock() {
-            meter.record(packet.payload.len() + 12, now);
+        let mut start = 0;
+        while let Some(index) = batch_layers.get(start) {
+            let run = batch_layers[start..].iter().take_while(|i| *i == index).count();
+            layers[*index].fan_out(&batch[start..start + run], now);
+            start += run;
         }
-        track.media_ssrc.store(ssrc, Ordering::Relaxed);
-        track.observe_video(&packet, now);
-        if !track.active.load(Ordering::Relaxed) {
-            continue;
-        }
-        // Paused tracks stay off the media link too (checked above).
-        let lost_upstream = lock(&track.link_out).as_mut().is_some_and(|out| {
-            out.push(&packet, now);
-            std::mem::take(&mut out.wants_keyframe)
-        });
-        if lost_upstream {
-            track.request_keyframe().await;
-        }
-        track.fan_out(&packet, now);
+        batch.clear();
+        batch_layers.clear();
     }
     for track in &layers {
         tracing::debug!("forwarding of {} (session {}) ended", track.track_id, track.session_id);
@@ -1643,7 +1697,7 @@ async fn forward_link(track: Arc<Published>, source: LinkSource) {
                 meter.record(packet.payload.len() + 12, now);
             }
             if track.active.load(Ordering::Relaxed) {
-                track.fan_out(&packet, now);
+                track.fan_out(std::slice::from_ref(&packet), now);
             }
         }
     }
