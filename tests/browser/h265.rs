@@ -39,6 +39,10 @@ fn h265_is_negotiated_forwarded_and_decoded_when_the_room_takes_it() {
     assert!(decoded["frames"].as_u64().unwrap() >= 30, "frames decoded: {decoded}");
     assert!(decoded["sizes"]["320x240"].as_u64().unwrap_or(0) >= 30, "the publisher's size: {decoded}");
     assert_eq!(decoded["sizes"].as_object().unwrap().len(), 1, "every frame 320x240: {decoded}");
+    // owt-webrtc read the size from the H.265 SPS and the portal announced it in a stream update.
+    let resolutions = result["resolutions"].as_array().expect("resolution announced");
+    let expected = serde_json::json!({"width": 320, "height": 240});
+    assert!(!resolutions.is_empty() && resolutions.iter().all(|r| *r == expected), "{result}");
 }
 
 #[test]

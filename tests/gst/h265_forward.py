@@ -132,6 +132,8 @@ class Client:
             fail(f"{self.name}: signaling {event} {args}")
         elif event == "progress":
             self._on_progress(args[0])
+        elif event == "stream" and self.name == "subscriber":
+            record_resolution(args[0])
 
     def _on_progress(self, progress):
         status, data = progress.get("status"), progress.get("data")
@@ -211,6 +213,29 @@ def fail(reason):
         loop.quit()
 
 
+def record_resolution(message):
+    """Keeps the video resolution of a `stream` update (the whole StreamInfo, field "."), as the
+    portal sends once owt-webrtc measured the published track's size from its SPS."""
+    data = message.get("data") or {}
+    if message.get("status") == "update" and data.get("field") == ".":
+        record_stream_resolution(data.get("value") or {})
+
+
+def record_stream_resolution(stream):
+    """Keeps the video resolution of a StreamInfo (login's room streams or an update)."""
+    for track in stream.get("media", {}).get("tracks", []):
+        resolution = (track.get("parameters") or {}).get("resolution")
+        if track.get("type") == "video" and resolution:
+            result.setdefault("resolutions", []).append(resolution)
+            maybe_done()
+
+
+def maybe_done():
+    """Done once enough frames are decoded and the track's resolution was announced."""
+    if result["decoded"]["frames"] >= result["wantedFrames"] and result.get("resolutions"):
+        GLib.idle_add(loop.quit)
+
+
 def main():
     global loop
     url, publisher_token, subscriber_token = sys.argv[1:4]
@@ -220,6 +245,7 @@ def main():
     loop = GLib.MainLoop()
     decoded = {"frames": 0, "sizes": {}}
     result["decoded"] = decoded
+    result["wantedFrames"] = wanted_frames
 
     publisher = Client(
         "publisher",
@@ -248,8 +274,7 @@ def main():
             size = f"{structure.get_value('width')}x{structure.get_value('height')}"
             decoded["sizes"][size] = decoded["sizes"].get(size, 0) + 1
         decoded["frames"] += 1
-        if decoded["frames"] >= wanted_frames:
-            GLib.idle_add(loop.quit)
+        maybe_done()
 
     def on_incoming(webrtc, pad):
         if pad.direction != Gst.PadDirection.SRC:
@@ -275,6 +300,7 @@ def main():
                 fail(f"publication {publication_id} not in the room's streams: {list(streams)}")
                 return
             result["publication"] = stream
+            record_stream_resolution(stream)
             subscriber.webrtc.connect("pad-added", on_incoming)
             subscriber.webrtc.emit(
                 "add-transceiver",
@@ -296,7 +322,8 @@ def main():
     publisher.pipe.set_state(Gst.State.PLAYING)
 
     def timed_out():
-        fail(f"{seconds} s passed with {decoded['frames']} frames decoded")
+        fail(f"{seconds} s passed with {decoded['frames']} frames decoded, "
+             f"resolutions announced: {result.get('resolutions', [])}")
         return False
 
     GLib.timeout_add(int(seconds * 1000), timed_out)
