@@ -255,7 +255,7 @@ bench-deps:
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-# The same WebRTC load (owt-loadgen: 2x25 then 4x50 subscribers, 15 s each) against owt-rs
+# The same WebRTC loads (owt-loadgen: 1x10, 2x25 then 4x50 subscribers, 15 s each) against owt-rs
 # and Janus 1.1.2 videoroom, each in its own `unshare -n` namespace (root); prints a table
 # with the owt/Janus ratios and writes bench/sfu.json.
 bench-sfu: deps bench-deps

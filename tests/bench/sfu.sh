@@ -5,11 +5,12 @@
 # `unshare -n` network namespace, in one run. Prints a table with the owt/Janus ratios and
 # writes the JSON (default bench/sfu.json).
 #   tests/bench/sfu.sh BIN_DIR [OUT_JSON]          (as root; BIN_DIR holds release binaries)
-# Loads: SFU_LOADS="2x25 4x50" (the second only if the first kept loss under 5% on both),
+# Loads: SFU_LOADS="1x10 2x25 4x50" (each only if the one before kept loss under 5% on both),
 # SFU_SECS=15 seconds each. SFU_PERF=1 also records `perf` of owt-webrtc during each owt run
 # (perf.data in SFU_PERF_DIR, default /tmp; Debian's linux-perf).
 # SFU_PERF_ARGS replaces perf record's options (default "-F 499 -g"; e.g. "-F 499 --call-graph dwarf", or
 # "-c 1 -e raw_syscalls:sys_enter" to count syscalls).
+# SFU_TARGETS="owt" runs one target only (e.g. to compare two owt builds: A/B on one machine).
 # SFU_WEBRTC_THREADS sets owt-webrtc's [webrtc] worker_threads (default 0: one per core).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -68,7 +69,7 @@ bin=${1:?usage: sfu.sh BIN_DIR [OUT_JSON]}
 bin=$(cd "$bin" && pwd)
 out=${2:-$root/bench/sfu.json}
 secs=${SFU_SECS:-15}
-loads=${SFU_LOADS:-2x25 4x50}
+loads=${SFU_LOADS:-1x10 2x25 4x50}
 [ "$(id -u)" = 0 ] || { echo "sfu.sh needs root (unshare -n, veth)" >&2; exit 1; }
 for p in owt-portal owt-webrtc owtctl owt-loadgen; do [ -x "$bin/$p" ] || { echo "$bin/$p missing" >&2; exit 1; }; done
 work=$(mktemp -d)
@@ -77,7 +78,7 @@ runs=()
 for load in $loads; do
   P=${load%x*} S=${load#*x}
   ok=1
-  for target in owt janus; do
+  for target in ${SFU_TARGETS:-owt janus}; do
     f="$work/$target-$load.json"
     echo "== $target ${P}x${S}, ${secs}s" >&2
     if unshare -n bash "$0" --phase "$target" "$bin" "$P" "$S" "$secs" "$f"; then
