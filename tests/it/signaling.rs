@@ -867,6 +867,9 @@ fn another_participants_transport_does_not_exist_for_publish_subscribe_and_soac(
         "transport": {"type": "webrtc", "id": transport}});
     assert_eq!(bob.error("subscribe", Some(subscribe.clone())), not_yours);
     assert_both_served(&mut bob, &mut alice, "after subscribe on another's transport");
+    let workers = crate::cluster::cluster(&server);
+    let mixer = workers.iter().find(|w| w["kind"] == "mixer").unwrap();
+    assert_eq!(mixer["tasks"], 0, "a refused subscription starts no view: {workers:?}");
 
     // The owner's transport is untouched: it takes another session.
     let second = alice.ok("publish", Some(publish_request("video", Some(&transport))));

@@ -200,6 +200,20 @@ impl Hub {
         session_id: &str,
         origin: &Value,
     ) -> Result<(String, String, bool), String> {
+        if let Some((id, node)) = self.existing_transport(participant, data)? {
+            return Ok((id, node, false));
+        }
+        let node =
+            self.cluster.schedule("webrtc", session_id, &preference_of(origin)).await.map_err(|err| match err {
+                owt_bus::ClusterError::NoWorker { .. } => "No webrtc node available".to_string(),
+                other => format!("Failed to schedule a webrtc node: {other}"),
+            })?;
+        Ok((session_id.to_string(), node, true))
+    }
+
+    /// The transport `data.transport` names (its id and node), checked to be well-formed and
+    /// this participant's; None when the request opens a new one.
+    fn existing_transport(&self, participant: &str, data: &Value) -> Result<Option<(String, String)>, String> {
         match data.get("transport").filter(|t| !t.is_null()) {
             Some(transport) if !transport.is_object() => {
                 return Err("Invalid request: transport must be {type, id}".into())
@@ -209,19 +223,10 @@ impl Hub {
             }
             _ => {}
         }
-        if let Some(id) = data["transport"]["id"].as_str() {
-            let state = self.lock();
-            let transport = state.transports.get(id).filter(|t| t.owner == participant);
-            return transport
-                .map(|t| (id.to_string(), t.node.clone(), false))
-                .ok_or(format!("Transport {id} does NOT exist"));
-        }
-        let node =
-            self.cluster.schedule("webrtc", session_id, &preference_of(origin)).await.map_err(|err| match err {
-                owt_bus::ClusterError::NoWorker { .. } => "No webrtc node available".to_string(),
-                other => format!("Failed to schedule a webrtc node: {other}"),
-            })?;
-        Ok((session_id.to_string(), node, true))
+        let Some(id) = data["transport"]["id"].as_str() else { return Ok(None) };
+        let state = self.lock();
+        let transport = state.transports.get(id).filter(|t| t.owner == participant);
+        transport.map(|t| Some((id.to_string(), t.node.clone()))).ok_or(format!("Transport {id} does NOT exist"))
     }
 
     async fn ask_node(&self, node: &str, method: &str, params: Value) -> Result<Value, String> {
@@ -401,6 +406,8 @@ impl Hub {
         if requested.is_empty() || requested.len() > 16 {
             return Err("Invalid request: between 1 and 16 tracks".into());
         }
+        // Before any mixer starts a view for it.
+        self.existing_transport(participant, data)?;
         let session_id = uuid_hex();
         let (tracks, source_nodes, mixed, transcoded, origin, video_from, sources) = {
             let state = self.lock();
