@@ -362,6 +362,12 @@ fn hostile_bodies_on_tokens_services_rooms_participants_and_streams() {
         Hostile::json("PATCH", &format!("/v1.1/rooms/{room}/streams/{stream}"), b"\xff\xfe[]", 400, PARSE),
         Hostile::json("PATCH", &stream_path, huge.as_bytes(), 413, None),
         Hostile::json("PATCH", &stream_path, b"42", 400, None),
+        // The body is parsed before the room is looked up, as OWT's body parser runs first.
+        Hostile::json("PUT", &format!("/v1/rooms/{UNKNOWN_ID}"), b"{\"name\": \"x\"", 400, PARSE),
+        Hostile::json("POST", &format!("/v1/rooms/{UNKNOWN_ID}/tokens"), b"{\"user\": ", 400, PARSE),
+        Hostile::json("PATCH", &format!("/v1/rooms/{UNKNOWN_ID}/participants/{UNKNOWN_ID}"), b"[{", 400, PARSE),
+        Hostile::json("PATCH", &format!("/v1.1/rooms/{UNKNOWN_ID}/streams/{UNKNOWN_ID}"), b"[{", 400, PARSE),
+        Hostile::json("POST", &format!("/v1/rooms/{UNKNOWN_ID}/recordings"), b"{\"container\"", 400, PARSE),
     ];
     for case in &cases {
         let Hostile { method, path, body, content_type, status, message } = case;
@@ -376,6 +382,10 @@ fn hostile_bodies_on_tokens_services_rooms_participants_and_streams() {
         assert!(server.child_mut().try_wait().unwrap().is_none(), "portal died; log:\n{}", server.log());
         assert_eq!(state(&server, &other_auth, &room), before, "{method} {path} {shown:?} changed something");
     }
+
+    let unknown_room =
+        server.call("PUT", &format!("/v1/rooms/{UNKNOWN_ID}"), Some(json!({"inputLimit": 4})), Auth::Super);
+    assert_eq!(unknown_room.expect_error(404, 1003), "Room not found");
 
     // The server keeps serving, and the same resources accept well-formed requests.
     let form = server.call_raw("POST", &tokens, Some(b"user=form+user&role=viewer"), Some(FORM), Auth::Super);

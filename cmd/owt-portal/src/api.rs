@@ -368,6 +368,11 @@ impl Api {
     }
 
     fn room(&self, method: &str, caller: &Caller, room_id: &str, rest: &[&str], request: &Request) -> ApiResult {
+        // OWT's body parser runs before any route: malformed JSON is a 400 even for an unknown
+        // room. The handlers parse the (size-limited) body again where they use it.
+        if matches!(method, "PUT" | "PATCH" | "POST") {
+            parse_body(request)?;
+        }
         let room = self.owned_room(caller, room_id)?;
         match (method, rest) {
             ("GET", []) => Ok(Response::json(room.config.to_json(&room.id))),
