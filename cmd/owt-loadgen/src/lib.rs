@@ -148,6 +148,9 @@ pub struct Report {
     pub server_latency_us_p99: Option<f64>,
     pub server_latency_us_max: Option<f64>,
     pub server_latency_samples: u64,
+    /// The capture keeps one forwarded packet in this many (capture.rs), so the samples are
+    /// about packets_received / this.
+    pub capture_sample_every: u32,
     /// Packets the capture's socket dropped (its reader fell behind): samples missing, not skewed.
     pub capture_dropped: u64,
     pub capture_error: Option<String>,
@@ -221,7 +224,7 @@ pub fn summary(r: &Report) -> String {
 }
 
 fn ssrc_of(publisher: u32) -> u32 {
-    0x0f00_0000 + publisher
+    capture::SSRC_PREFIX + publisher
 }
 
 async fn owt_publisher(cli: &Cli, tokens: &owt::Tokens, i: u32, window: Arc<Window>) -> Result<Publisher, String> {
@@ -534,6 +537,7 @@ pub async fn run(cli: &Cli) -> Result<Report, String> {
         server_latency_us_p99: wire_us(0.99),
         server_latency_us_max: wire_us(1.0),
         server_latency_samples: wire.len() as u64,
+        capture_sample_every: capture::SAMPLE_EVERY,
         capture_dropped,
         capture_error,
         server_pids,
