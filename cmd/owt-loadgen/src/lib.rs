@@ -43,8 +43,10 @@ pub enum Target {
 /// webrtc-crate peer connection bound to --ice-ip. Publishers send synthetic VP8 RTP
 /// (--fps frames of --packets-per-frame packets of --payload bytes; the defaults make a
 /// ~1.2 Mbit/s 720p-like stream). After every subscriber is connected and --settle seconds
-/// have passed, the measurement window of --secs seconds starts. Prints a summary on
-/// stderr and the JSON report on stdout (and to --json FILE). Exits non-zero if setup fails.
+/// have passed, the measurement window of --secs seconds starts. With CAP_NET_RAW it also
+/// captures packets in its network namespace to time what the server alone adds (best in a
+/// namespace of its own, as the benchmark runs it). Prints a summary on stderr and the JSON
+/// report on stdout (and to --json FILE). Exits non-zero if setup fails.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "owt-loadgen", version)]
 pub struct Cli {
