@@ -40,9 +40,10 @@ endif
 DEB_PACKAGES := pkg-config libssl-dev libsystemd-dev systemd groff-base \
   libclang-dev nasm libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
 # Debian packages only the tests need: Socket.IO clients from npm run on node, WebRTC peers in Chromium,
-# nftables to drop packets in the loss test's network namespace, python3 for the tests/e2e drivers,
+# nftables to drop packets in the loss test's network namespace (ethtool to make its loopback segment
+# UDP GSO sends, so the loss hits datagrams as on a wire), python3 for the tests/e2e drivers,
 # iproute2 (ip link) for the browser tests' network namespaces.
-TEST_DEB_PACKAGES := nodejs npm chromium nftables python3 iproute2 \
+TEST_DEB_PACKAGES := nodejs npm chromium nftables ethtool python3 iproute2 \
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav \
   gstreamer1.0-nice python3-gi gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0
 # Debian packages only the benchmarks need: Janus (the reference SFU), curl, ip (veth) for

@@ -8,7 +8,11 @@ bin=${2:?bin dir}
 . "$(dirname "$0")/common.sh"
 # LOSS_PERCENT=N drops that share of every UDP packet in this namespace (media both ways,
 # ICE, DTLS): the media path must recover with NACK/RTX and keyframe requests.
+# owt-webrtc sends a frame's packets to a subscriber as one UDP GSO buffer; loopback would carry
+# it whole, and the rule would drop whole frames. A wire carries datagrams: with UDP segmentation
+# off on lo, the kernel splits GSO buffers before they reach the input hook.
 if [ -n "${LOSS_PERCENT:-}" ]; then
+  ethtool -K lo tx-udp-segmentation off
   nft add table inet owt_loss
   nft add chain inet owt_loss input '{ type filter hook input priority 0; }'
   nft add rule inet owt_loss input meta l4proto udp numgen random mod 100 \< "$LOSS_PERCENT" drop
