@@ -340,11 +340,15 @@ impl Published {
         {
             let Ok(subscribers) = self.subscribers.read() else { return };
             for sub in subscribers.iter() {
+                let mut out = Vec::with_capacity(packets.len());
                 for packet in packets {
-                    if let Some(from) = self.forward_to(sub, packet, now) {
+                    let (rewritten, switched_from) = self.rewrite_for(sub, packet, now);
+                    out.extend(rewritten);
+                    if let Some(from) = switched_from {
                         switched.push((from, sub.clone()));
                     }
                 }
+                send_to(sub, out, now);
             }
         }
         for (from, sub) in switched {
@@ -356,26 +360,33 @@ impl Published {
         }
     }
 
-    /// One packet to one subscriber (see `fan_out`); the source it left when this packet
-    /// completed its switch to this track.
-    fn forward_to(&self, sub: &Subscriber, packet: &rtp::Packet, now: Instant) -> Option<Weak<Published>> {
+    /// One packet as one subscriber gets it (see `fan_out`): None when it does not take it;
+    /// and the source it left when this packet completed its switch to this track.
+    fn rewrite_for(
+        &self,
+        sub: &Subscriber,
+        packet: &rtp::Packet,
+        now: Instant,
+    ) -> (Option<rtp::Packet>, Option<Weak<Published>>) {
         if !sub.active.load(Ordering::Relaxed) {
             lock(&sub.rewriter).rebase();
-            return None;
+            return (None, None);
         }
         let switched_from = match sub.takes(self, packet) {
-            Take::No => return None,
+            Take::No => return (None, None),
             Take::Yes => None,
             Take::Switched(from) => Some(from),
         };
-        let Ok(payload_type) = u8::try_from(sub.payload_type.load(Ordering::Relaxed)) else { return switched_from };
+        let Ok(payload_type) = u8::try_from(sub.payload_type.load(Ordering::Relaxed)) else {
+            return (None, switched_from);
+        };
         let rewritten = lock(&sub.rewriter).rewrite(
             packet.header.ssrc,
             packet.header.sequence_number,
             packet.header.timestamp,
             now,
         );
-        let Some(rewritten) = rewritten else { return switched_from };
+        let Some(rewritten) = rewritten else { return (None, switched_from) };
         // Extension ids are per leg: the sender adds its own.
         let out = rtp::Packet {
             header: rtp::header::Header {
@@ -394,25 +405,40 @@ impl Published {
             },
             payload: packet.payload.clone(),
         };
-        let size = out.payload.len() + 12;
-        match sub.local.write_rtp(out).now_or_never() {
-            Some(Ok(())) => {
-                if let Ok(mut meter) = sub.meter.lock() {
-                    meter.record(size, now);
-                }
-            }
-            Some(Err(err)) => {
-                if sub.errors.fetch_add(1, Ordering::Relaxed).is_multiple_of(500) {
-                    tracing::debug!("{}: packet not forwarded: {err}", sub.track_id);
-                }
-            }
-            None => {
-                if sub.dropped.fetch_add(1, Ordering::Relaxed).is_multiple_of(500) {
-                    tracing::debug!("{}: connection busy, packet dropped", sub.track_id);
-                }
+        (Some(out), switched_from)
+    }
+}
+
+/// Adds `count` to `counter`; true for the first and then about every 500th (for logs).
+fn now_and_then(counter: &AtomicU64, count: u64) -> bool {
+    let before = counter.fetch_add(count, Ordering::Relaxed);
+    before == 0 || before / 500 != (before + count) / 500
+}
+
+/// Hands a subscriber's packets to its connection in one go (one driver event), or counts
+/// them as dropped when the connection cannot take them at once (see `Published::fan_out`).
+fn send_to(sub: &Subscriber, packets: Vec<rtp::Packet>, now: Instant) {
+    if packets.is_empty() {
+        return;
+    }
+    let count = packets.len() as u64;
+    let bytes: usize = packets.iter().map(|p| p.payload.len() + 12).sum();
+    match sub.local.write_rtp_batch(packets).now_or_never() {
+        Some(Ok(())) => {
+            if let Ok(mut meter) = sub.meter.lock() {
+                meter.record_packets(count, bytes, now);
             }
         }
-        switched_from
+        Some(Err(err)) => {
+            if now_and_then(&sub.errors, count) {
+                tracing::debug!("{}: packets not forwarded: {err}", sub.track_id);
+            }
+        }
+        None => {
+            if now_and_then(&sub.dropped, count) {
+                tracing::debug!("{}: connection busy, {count} packets dropped", sub.track_id);
+            }
+        }
     }
 }
 

@@ -21,8 +21,13 @@ impl RateMeter {
 
     /// Counts a packet of `bytes` at `now`.
     pub fn record(&mut self, bytes: usize, now: Instant) {
+        self.record_packets(1, bytes, now);
+    }
+
+    /// Counts `packets` packets of `bytes` in all at `now`.
+    pub fn record_packets(&mut self, packets: u64, bytes: usize, now: Instant) {
         self.roll(now);
-        self.packets += 1;
+        self.packets += packets;
         self.bytes += bytes as u64;
         self.window_bytes += bytes as u64;
     }
@@ -68,5 +73,21 @@ mod tests {
         let rate = m.bitrate_bps(t0 + Duration::from_millis(1500));
         assert!((rate - 800_000.0).abs() < 1.0, "{rate}");
         assert_eq!(m.bitrate_bps(t0 + Duration::from_secs(5)), 0.0, "quiet track");
+    }
+
+    #[test]
+    fn a_batch_counts_as_its_packets() {
+        let t0 = Instant::now();
+        let (mut one_by_one, mut batched) = (RateMeter::new(), RateMeter::new());
+        for i in 0..25 {
+            let at = t0 + Duration::from_millis(i * 40);
+            for _ in 0..4 {
+                one_by_one.record(1200, at);
+            }
+            batched.record_packets(4, 4800, at);
+        }
+        assert_eq!((batched.packets, batched.bytes), (one_by_one.packets, one_by_one.bytes));
+        let later = t0 + Duration::from_millis(1500);
+        assert_eq!(batched.bitrate_bps(later), one_by_one.bitrate_bps(later));
     }
 }

@@ -482,6 +482,8 @@ fn is_link_local(ip: &IpAddr) -> bool {
 #[derive(Debug)]
 pub(crate) enum PeerConnectionDriverEvent {
     SenderRtp(RTCRtpSenderId, rtp::Packet),
+    /// owt-rs patch: packets written in one go (`TrackLocalStaticRTP::write_rtp_batch`).
+    SenderRtpBatch(RTCRtpSenderId, Vec<rtp::Packet>),
     SenderRtcp(RTCRtpSenderId, Vec<Box<dyn rtcp::Packet>>),
     ReceiverRtcp(RTCRtpReceiverId, Vec<Box<dyn rtcp::Packet>>),
     RemoteIceTcpPassiveCandidate(Candidate),
@@ -1666,6 +1668,21 @@ where
                 if let Some(mut sender) = core.rtp_sender(sender_id) {
                     if let Err(err) = sender.write_rtp(now, packet) {
                         error!("Failed to send RTP: {}", err);
+                    }
+                } else {
+                    error!(
+                        "Failed to send RTP due to unknown sender id {:?}",
+                        sender_id
+                    );
+                }
+            }
+            PeerConnectionDriverEvent::SenderRtpBatch(sender_id, packets) => {
+                let mut core = self.inner.core.lock().await;
+                if let Some(mut sender) = core.rtp_sender(sender_id) {
+                    for packet in packets {
+                        if let Err(err) = sender.write_rtp(now, packet) {
+                            error!("Failed to send RTP: {}", err);
+                        }
                     }
                 } else {
                     error!(

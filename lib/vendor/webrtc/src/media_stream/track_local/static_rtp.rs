@@ -131,6 +131,24 @@ impl TrackLocalStaticRTP {
     }
 }
 
+impl TrackLocalStaticRTP {
+    /// owt-rs patch: writes several RTP packets as one driver event, so they cost one
+    /// context lock, one channel send and one driver wake instead of one each.
+    pub async fn write_rtp_batch(&self, packets: Vec<rtp::Packet>) -> Result<()> {
+        let ctx_opt = self.ctx.lock().await;
+        if let Some(ctx) = &*ctx_opt {
+            let tx = ctx.driver_event_tx.clone();
+            let rtp_sender_id = ctx.rtp_sender_id;
+            drop(ctx_opt);
+            tx.send(PeerConnectionDriverEvent::SenderRtpBatch(rtp_sender_id, packets))
+                .await
+                .map_err(|e| Error::Other(format!("{:?}", e)))
+        } else {
+            Err(Error::Other("track is not binding yet".to_string()))
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Track for TrackLocalStaticRTP {
     async fn stream_id(&self) -> MediaStreamId {
