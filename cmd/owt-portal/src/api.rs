@@ -369,15 +369,12 @@ impl Api {
 
     fn room(&self, method: &str, caller: &Caller, room_id: &str, rest: &[&str], request: &Request) -> ApiResult {
         // OWT's body parser runs before any route: malformed JSON is a 400 even for an unknown
-        // room. The handlers parse the (size-limited) body again where they use it.
-        if matches!(method, "PUT" | "PATCH" | "POST") {
-            parse_body(request)?;
-        }
+        // room (and before an operation that fails anyway).
+        let body = if matches!(method, "PUT" | "PATCH" | "POST") { parse_body(request)? } else { Value::Null };
         let room = self.owned_room(caller, room_id)?;
         match (method, rest) {
             ("GET", []) => Ok(Response::json(room.config.to_json(&room.id))),
             ("PUT" | "PATCH", []) => {
-                let body = parse_body(request)?;
                 let updated = room.config.update(&body).map_err(|e| ApiError::BadRequest(e.0))?;
                 if !self.store().update_room(&caller.service.id, &room.id, &updated)? {
                     return Err(ApiError::NotFound("Room not found".into()));
@@ -395,8 +392,8 @@ impl Api {
                 tracing::info!(room = %room.id, "room deleted");
                 Ok(Response::text("Room deleted"))
             }
-            ("POST", ["tokens"]) => self.create_token(caller, &room, request),
-            (_, ["participants", ..] | ["streams", ..]) => self.live_resource(method, &room.id, rest, request),
+            ("POST", ["tokens"]) => self.create_token(caller, &room, &body),
+            (_, ["participants", ..] | ["streams", ..]) => self.live_resource(method, &room.id, rest, request, &body),
             // Media work that needs workers this release does not have: nothing is running.
             ("GET", ["streaming-outs" | "recordings" | "sipcalls" | "analytics"]) => Ok(Response::json(json!([]))),
             (_, ["streaming-ins", _]) => Err(ApiError::NotFound("Stream not found".into())),
@@ -405,8 +402,6 @@ impl Api {
             (_, ["sipcalls", _]) => Err(ApiError::NotFound("Sip call not found".into())),
             (_, ["analytics", _]) => Err(ApiError::NotFound("Analytics not found".into())),
             ("POST", [kind @ ("streaming-ins" | "streaming-outs" | "recordings" | "sipcalls" | "analytics")]) => {
-                // OWT's body parser runs first: malformed JSON is a 400 before the operation fails.
-                parse_body(request)?;
                 Err(ApiError::Cloud(format!(
                     "Operation failed: {kind} need media workers, which this release does not have"
                 )))
@@ -416,8 +411,8 @@ impl Api {
     }
 
     /// Participants and streams of a running room (spec §2.4); a room that is not running
-    /// has none.
-    fn live_resource(&self, method: &str, room: &str, rest: &[&str], request: &Request) -> ApiResult {
+    /// has none. `body` is the parsed request body (see `room`).
+    fn live_resource(&self, method: &str, room: &str, rest: &[&str], request: &Request, body: &Value) -> ApiResult {
         let live = self.live.get();
         let flatten_video = !request.path.starts_with("/v1.1/");
         match (method, rest) {
@@ -429,13 +424,11 @@ impl Api {
                 .map(Response::json)
                 .ok_or_else(|| ApiError::NotFound("Participant not found".into())),
             ("PATCH", ["participants", id]) => {
-                // OWT's body parser runs first: malformed JSON is a 400 even for an unknown participant.
-                let body = parse_body(request)?;
                 let live = live.ok_or_else(|| ApiError::NotFound("Participant not found".into()))?;
                 if live.participant(room, id).is_none() {
                     return Err(ApiError::NotFound("Participant not found".into()));
                 }
-                live.update_participant(room, id, &body).map(Response::json).map_err(ApiError::BadRequest)
+                live.update_participant(room, id, body).map(Response::json).map_err(ApiError::BadRequest)
             }
             ("DELETE", ["participants", id]) => {
                 if live.is_some_and(|l| l.drop_participant(room, id)) {
@@ -461,8 +454,7 @@ impl Api {
                 .ok_or_else(|| ApiError::NotFound("Stream not found".into())),
             ("PATCH", ["streams", id]) => {
                 let live = live.ok_or_else(|| ApiError::NotFound("Stream not found".into()))?;
-                let body = parse_body(request)?;
-                match live.update_stream(room, id, &body) {
+                match live.update_stream(room, id, body) {
                     Ok(info) => Ok(Response::json(owt_room::rest_stream(&info, flatten_video))),
                     Err(message) if message == "Stream not found" => Err(ApiError::NotFound(message)),
                     Err(message) if message.contains("not implemented yet") => Err(ApiError::Cloud(message)),
@@ -482,9 +474,8 @@ impl Api {
         }
     }
 
-    fn create_token(&self, caller: &Caller, room: &Room, request: &Request) -> ApiResult {
-        let body = parse_body(request)?;
-        let object = expect_object(&body, "token request")?;
+    fn create_token(&self, caller: &Caller, room: &Room, body: &Value) -> ApiResult {
+        let object = expect_object(body, "token request")?;
         check_known_fields(object, &["user", "role", "preference", "domain"], "token request")?;
         let user = match object.get("user") {
             Some(Value::String(user)) => Some(user.clone()),
