@@ -328,11 +328,11 @@ impl Published {
     }
 
     /// Sends packets (in order) to every active subscriber, rewritten for each. Each
-    /// subscriber gets the whole batch in a row, so its connection's driver finds the burst
-    /// queued and sends it in one pass (lib/vendor/webrtc). A subscriber whose peer connection
-    /// cannot take a packet right now (its queue to the connection's driver is full: a stalled
-    /// or starved connection) loses that packet, counted as dropped, and recovers by NACK or
-    /// keyframe like after network loss; nobody else waits for it.
+    /// subscriber gets the batch as one write (`send_to`), which its connection's driver sends
+    /// in one pass (lib/vendor/webrtc). A subscriber whose peer connection cannot take the
+    /// write right now (its queue to the connection's driver is full: a stalled or starved
+    /// connection) loses those packets, counted as dropped, and recovers by NACK or keyframe
+    /// like after network loss; nobody else waits for it.
     fn fan_out(&self, packets: &[rtp::Packet], now: Instant) {
         // Subscribers whose switch to this track completed on this packet: taken off their
         // old source once this track's list is no longer borrowed.
@@ -1718,13 +1718,13 @@ async fn forward_link(track: Arc<Published>, source: LinkSource) {
             track.request_keyframe().await;
         }
         let now = Instant::now();
-        for packet in packets.packets(&received.frame) {
-            if let Ok(mut meter) = track.meter.lock() {
-                meter.record(packet.payload.len() + 12, now);
-            }
-            if track.active.load(Ordering::Relaxed) {
-                track.fan_out(std::slice::from_ref(&packet), now);
-            }
+        let frame = packets.packets(&received.frame);
+        let bytes = frame.iter().map(|p| p.payload.len() + 12).sum();
+        if let Ok(mut meter) = track.meter.lock() {
+            meter.record_packets(frame.len() as u64, bytes, now);
+        }
+        if track.active.load(Ordering::Relaxed) {
+            track.fan_out(&frame, now);
         }
     }
     tracing::debug!("link of {} from {} ended", track.track_id, source.endpoint);
