@@ -473,12 +473,7 @@ pub async fn run(cli: &Cli) -> Result<Report, String> {
             (Vec::new(), 0, Some(err))
         }
     };
-    let wire_us = |q: f64| {
-        (!wire.is_empty()).then(|| {
-            let i = ((wire.len() - 1) as f64 * q).round() as usize;
-            (wire[i] as f64 / 100.0).round() / 10.0
-        })
-    };
+    let wire_us = |q: f64| (!wire.is_empty()).then(|| (quantile(&wire, q) as f64 / 100.0).round() / 10.0);
     let mut baseline = direct_subscriber.received.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
     baseline.sort_unstable();
     direct_publisher.sender.stop.store(true, Ordering::Relaxed);

@@ -115,10 +115,10 @@ impl Received {
     }
 }
 
-/// The q-quantile (0..=1) of sorted samples.
-pub fn quantile(sorted: &[u32], q: f64) -> u32 {
+/// The q-quantile (0..=1) of sorted samples (the default value when there are none).
+pub fn quantile<T: Copy + Default>(sorted: &[T], q: f64) -> T {
     if sorted.is_empty() {
-        return 0;
+        return T::default();
     }
     let i = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -152,6 +152,6 @@ mod tests {
         let arrival = Arrival { ssrc: 9, sequence_number: 70, publisher: 0, publisher_seq: 1 };
         assert_eq!(*r.arrivals.lock().unwrap(), vec![arrival]);
         assert_eq!(quantile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.5), 6);
-        assert_eq!(quantile(&[], 0.5), 0);
+        assert_eq!(quantile::<u32>(&[], 0.5), 0);
     }
 }
