@@ -47,8 +47,22 @@ pub fn command(name: &str) -> Command {
 }
 
 /// A port on 127.0.0.1 that nothing listens on right now.
+/// A port for a test server to bind. Taken from below the kernel's ephemeral range (32768 and
+/// up), where a port the kernel hands out here could go to another test's outgoing connection
+/// or `bind(0)` before the server binds it; a counter per test process (starting at an offset
+/// of its pid) keeps the tests of one run apart, and a bind check skips ports in use.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("local_addr").port()
+    const FIRST: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let offset = std::process::id() % 100 * 200;
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = (FIRST + (offset + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn now_ms() -> u64 {
