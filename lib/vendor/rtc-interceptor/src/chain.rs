@@ -61,6 +61,9 @@ pub(crate) struct Chain {
     interceptors: Vec<Box<dyn Interceptor>>,
     read_outs: VecDeque<TaggedPacket>,
     write_outs: VecDeque<TaggedPacket>,
+    /// owt-rs patch: the write walk's belt, kept between walks so that a packet written does
+    /// not allocate one.
+    write_belt: VecDeque<TaggedPacket>,
 }
 
 impl Chain {
@@ -126,14 +129,38 @@ impl Chain {
         self.read_outs.extend(belt);
     }
 
+    /// owt-rs patch: the write walk, as [`walk`](Self::walk) in reverse, except that an
+    /// interceptor which [passes writes through](Interceptor::passes_writes_through) is not
+    /// handed the belt: what it generated goes ahead of the belt, where its queue would have
+    /// put it. The belt's packets then move only through the interceptors that look at them.
+    fn walk_write(&mut self) {
+        let belt = &mut self.write_belt;
+        for interceptor in self.interceptors.iter_mut().rev() {
+            if interceptor.passes_writes_through() {
+                if let Some(first) = interceptor.poll_write() {
+                    let passed = std::mem::take(belt);
+                    belt.push_back(first);
+                    while let Some(next) = interceptor.poll_write() {
+                        belt.push_back(next);
+                    }
+                    belt.extend(passed);
+                }
+                continue;
+            }
+            while let Some(next) = belt.pop_front() {
+                if let Err(err) = interceptor.handle_write(next) {
+                    log::warn!("interceptor handle failed: {err}");
+                }
+            }
+            while let Some(next) = interceptor.poll_write() {
+                belt.push_back(next);
+            }
+        }
+        self.write_outs.extend(self.write_belt.drain(..));
+    }
+
     fn drain_write(&mut self) {
-        let belt = Self::walk(
-            self.interceptors.iter_mut().rev(),
-            VecDeque::new(),
-            |s, p| s.handle_write(p),
-            |s| s.poll_write(),
-        );
-        self.write_outs.extend(belt);
+        self.walk_write();
     }
 }
 
@@ -165,13 +192,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Chain {
     }
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        let belt = Self::walk(
-            self.interceptors.iter_mut().rev(),
-            VecDeque::from([msg]),
-            |s, p| s.handle_write(p),
-            |s| s.poll_write(),
-        );
-        self.write_outs.extend(belt);
+        self.write_belt.push_back(msg);
+        self.walk_write();
         Ok(())
     }
 

@@ -373,6 +373,15 @@ pub trait Interceptor:
 
     /// unbind_remote_stream is called when the Stream is removed. It can be used to clean up any data related to that track.
     fn unbind_remote_stream(&mut self, info: &StreamInfo);
+
+    /// owt-rs patch: `true` when `handle_write` only queues the packet, unchanged, on the queue
+    /// `poll_write` drains (behind whatever the interceptor generated itself, such as reports or
+    /// feedback). The chain's write walk then hands it no packet and only collects what it
+    /// generated, in the same order its queue would have given: two moves of every outbound
+    /// packet fewer per such interceptor.
+    fn passes_writes_through(&self) -> bool {
+        false
+    }
 }
 
 /// An interceptor whose concrete type has been erased.
@@ -382,6 +391,10 @@ pub trait Interceptor:
 pub type BoxedInterceptor = Box<dyn Interceptor>;
 
 impl<P: Interceptor + ?Sized> Interceptor for Box<P> {
+    fn passes_writes_through(&self) -> bool {
+        (**self).passes_writes_through()
+    }
+
     fn bind_local_stream(&mut self, info: &StreamInfo) {
         (**self).bind_local_stream(info)
     }
@@ -410,6 +423,10 @@ impl<P: Interceptor + ?Sized> Interceptor for Box<P> {
 /// outlives only `'a`. [`Registry::with`] is where the `'static` bound is asked for instead —
 /// locally, by the one method that has to box what it is given.
 impl<P: Interceptor + ?Sized> Interceptor for &mut P {
+    fn passes_writes_through(&self) -> bool {
+        (**self).passes_writes_through()
+    }
+
     fn bind_local_stream(&mut self, info: &StreamInfo) {
         (**self).bind_local_stream(info)
     }

@@ -112,6 +112,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for NoopInterceptor {
 }
 
 impl Interceptor for NoopInterceptor {
+    /// owt-rs patch: `handle_write` only queues the packet behind what it generated.
+    fn passes_writes_through(&self) -> bool {
+        true
+    }
+
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}

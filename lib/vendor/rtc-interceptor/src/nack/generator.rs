@@ -259,6 +259,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for NackGeneratorInterceptor {
 }
 
 impl Interceptor for NackGeneratorInterceptor {
+    /// owt-rs patch: `handle_write` only queues the packet behind what it generated.
+    fn passes_writes_through(&self) -> bool {
+        true
+    }
+
     fn bind_remote_stream(&mut self, info: &StreamInfo) {
         if stream_supports_nack(info)
             && let Some(receive_log) = ReceiveLog::new(self.size)

@@ -248,6 +248,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for ReceiverReportInterceptor {
 }
 
 impl Interceptor for ReceiverReportInterceptor {
+    /// owt-rs patch: `handle_write` only queues the packet behind what it generated.
+    fn passes_writes_through(&self) -> bool {
+        true
+    }
+
     fn bind_remote_stream(&mut self, info: &StreamInfo) {
         let stream = ReceiverStream::new(info.ssrc, info.clock_rate);
         self.streams.insert(info.ssrc, stream);

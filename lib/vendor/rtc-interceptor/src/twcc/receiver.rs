@@ -217,6 +217,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for TwccReceiverInterceptor {
 }
 
 impl Interceptor for TwccReceiverInterceptor {
+    /// owt-rs patch: `handle_write` only queues the packet behind what it generated.
+    fn passes_writes_through(&self) -> bool {
+        true
+    }
+
     fn bind_remote_stream(&mut self, info: &StreamInfo) {
         if let Some(hdr_ext_id) = stream_supports_twcc(info) {
             // Don't track if ID is 0 (invalid)

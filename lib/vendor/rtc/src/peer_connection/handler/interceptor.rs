@@ -30,7 +30,7 @@ use std::time::Instant;
 
 #[derive(Default)]
 pub(crate) struct InterceptorHandlerContext {
-    is_dtls_handshake_complete: bool,
+    pub(crate) is_dtls_handshake_complete: bool,
 
     pub(crate) read_outs: VecDeque<TaggedRTCMessageInternal>,
     pub(crate) write_outs: VecDeque<TaggedRTCMessageInternal>,
@@ -133,22 +133,23 @@ impl<'a> InterceptorHandler<'a> {
             }
         }
     }
+}
 
-    /// Process outgoing RTCP packets and update stats
-    fn process_write_rtcp_for_stats(&mut self, rtcp_packets: &[Box<dyn rtcp::Packet>]) {
+/// Process outgoing RTCP packets and update stats
+fn record_rtcp_sent(stats: &mut RTCStatsAccumulator, rtcp_packets: &[Box<dyn rtcp::Packet>]) {
         for packet in rtcp_packets {
             // Check for CCFB (Congestion Control Feedback) packets: PT=205, FMT=11
             let header = packet.header();
             if header.packet_type == PacketType::TransportSpecificFeedback
                 && header.count == FORMAT_CCFB
             {
-                self.stats.transport.on_ccfb_sent();
+                stats.transport.on_ccfb_sent();
             }
 
             // Receiver Report sent - contains packets_lost and jitter for inbound streams
             if let Some(rr) = packet.as_any().downcast_ref::<ReceiverReport>() {
                 for report in &rr.reports {
-                    if let Some(stream) = self.stats.inbound_rtp_streams.get_mut(&report.ssrc) {
+                    if let Some(stream) = stats.inbound_rtp_streams.get_mut(&report.ssrc) {
                         stream.on_rtcp_rr_generated(report.total_lost as i64, report.jitter as f64);
                     }
                 }
@@ -156,14 +157,14 @@ impl<'a> InterceptorHandler<'a> {
 
             // NACK sent - feedback about inbound stream we want retransmission for
             if let Some(nack) = packet.as_any().downcast_ref::<TransportLayerNack>()
-                && let Some(stream) = self.stats.inbound_rtp_streams.get_mut(&nack.media_ssrc)
+                && let Some(stream) = stats.inbound_rtp_streams.get_mut(&nack.media_ssrc)
             {
                 stream.on_nack_sent();
             }
 
             // PLI sent - requesting keyframe from remote sender
             if let Some(pli) = packet.as_any().downcast_ref::<PictureLossIndication>()
-                && let Some(stream) = self.stats.inbound_rtp_streams.get_mut(&pli.media_ssrc)
+                && let Some(stream) = stats.inbound_rtp_streams.get_mut(&pli.media_ssrc)
             {
                 stream.on_pli_sent();
             }
@@ -171,13 +172,35 @@ impl<'a> InterceptorHandler<'a> {
             // FIR sent - requesting keyframe from remote sender
             if let Some(fir) = packet.as_any().downcast_ref::<FullIntraRequest>() {
                 for fir_entry in &fir.fir {
-                    if let Some(stream) = self.stats.inbound_rtp_streams.get_mut(&fir_entry.ssrc) {
+                    if let Some(stream) = stats.inbound_rtp_streams.get_mut(&fir_entry.ssrc) {
                         stream.on_fir_sent();
                     }
                 }
             }
         }
+}
+
+/// owt-rs patch: the statistics of a packet leaving the interceptor chain, shared by the
+/// pipeline's write walk ([`InterceptorHandler`]'s `poll_write`) and its media fast path
+/// (`RTCPeerConnection::write_media`).
+pub(crate) fn record_sent(stats: &mut RTCStatsAccumulator, packet: &TaggedPacket) {
+    match &packet.message.packet {
+        Packet::Rtcp(rtcp_packets) => record_rtcp_sent(stats, rtcp_packets),
+        Packet::Rtp(rtp_packet) => {
+            // Track outbound RTP stats if the stream accumulator exists
+            let ssrc = rtp_packet.header.ssrc;
+            let payload_bytes = rtp_packet.payload.len();
+            stats.on_rtx_packet_sent_if_rtx(ssrc, payload_bytes);
+
+            if let Some(stream) = stats.outbound_rtp_streams.get_mut(&ssrc) {
+                stream.on_rtp_sent(rtp_packet.header.marshal_size(), payload_bytes, packet.now);
+            }
+        }
+        _ => {}
     }
+}
+
+impl<'a> InterceptorHandler<'a> {
 
     // Establishing an inbound stream, before the interceptor chain sees its first packet.
     //
@@ -828,29 +851,12 @@ impl<'a>
     }
 
     fn poll_write(&mut self) -> Option<Self::Wout> {
-        if self.ctx.is_dtls_handshake_complete {
+        // owt-rs patch: drain the chain only once what the last drain produced has been taken.
+        // Draining it to `None` walks every interceptor; doing it on every call walked the chain
+        // once per packet a burst carried.
+        if self.ctx.is_dtls_handshake_complete && self.ctx.write_outs.is_empty() {
             while let Some(packet) = self.interceptor.poll_write() {
-                // Process outgoing packets for stats
-                match &packet.message.packet {
-                    Packet::Rtcp(rtcp_packets) => {
-                        self.process_write_rtcp_for_stats(rtcp_packets);
-                    }
-                    Packet::Rtp(rtp_packet) => {
-                        // Track outbound RTP stats if the stream accumulator exists
-                        let ssrc = rtp_packet.header.ssrc;
-                        let payload_bytes = rtp_packet.payload.len();
-                        self.stats.on_rtx_packet_sent_if_rtx(ssrc, payload_bytes);
-
-                        if let Some(stream) = self.stats.outbound_rtp_streams.get_mut(&ssrc) {
-                            stream.on_rtp_sent(
-                                rtp_packet.header.marshal_size(),
-                                payload_bytes,
-                                packet.now,
-                            );
-                        }
-                    }
-                    _ => {}
-                }
+                record_sent(self.stats, &packet);
 
                 self.ctx.write_outs.push_back(TaggedRTCMessageInternal {
                     now: packet.now,

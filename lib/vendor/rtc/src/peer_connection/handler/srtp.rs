@@ -3,6 +3,7 @@ use crate::peer_connection::message::internal::{
     RTCMessageInternal, RTPMessage, TaggedRTCMessageInternal,
 };
 
+use bytes::BytesMut;
 use interceptor::Packet;
 use log::debug;
 use shared::error::{Error, Result};
@@ -108,31 +109,14 @@ impl<'a>
             debug!("srtp write {:?}", msg.transport.peer_addr);
 
             let encrypted = match message {
-                RTPMessage::Packet(Packet::Rtcp(rtcp_packets)) => {
-                    if rtcp_packets.is_empty() {
-                        return Err(Error::Other("empty rtcp_packets".to_string()));
+                RTPMessage::Packet(packet) => {
+                    let Some(context) = self.ctx.local_srtp_context.as_mut() else {
+                        return Err(Error::Other(format!(
+                            "local_srtp_context is not set yet for {:?}",
+                            msg.transport.peer_addr
+                        )));
                     };
-
-                    if let Some(context) = self.ctx.local_srtp_context.as_mut() {
-                        let packet = rtcp::packet::marshal(&rtcp_packets)?;
-                        context.encrypt_rtcp(&packet)?
-                    } else {
-                        return Err(Error::Other(format!(
-                            "local_srp_context is not set yet for rtcp_packet {:?}",
-                            msg.transport.peer_addr
-                        )));
-                    }
-                }
-                RTPMessage::Packet(Packet::Rtp(rtp_message)) => {
-                    if let Some(context) = self.ctx.local_srtp_context.as_mut() {
-                        let packet = rtp_message.marshal()?;
-                        context.encrypt_rtp(&packet)?
-                    } else {
-                        return Err(Error::Other(format!(
-                            "local_srtp_context is not set yet for rtp_packet {:?}",
-                            msg.transport.peer_addr
-                        )));
-                    }
+                    protect(context, packet)?
                 }
                 RTPMessage::Raw(raw_packet) => {
                     // Bypass
@@ -142,11 +126,6 @@ impl<'a>
                 RTPMessage::TrackPacket(_) => {
                     return Err(Error::Other(
                         "application level track message should never reach here".to_string(),
-                    ));
-                }
-                RTPMessage::Packet(_) => {
-                    return Err(Error::Other(
-                        "unsupported packet kind for srtp write".to_string(),
                     ));
                 }
             };
@@ -197,5 +176,27 @@ impl<'a>
 
     fn close(&mut self) -> Result<()> {
         Ok(())
+    }
+}
+
+/// owt-rs patch: an outbound RTP or RTCP packet, marshalled and protected with the local SRTP
+/// context; shared by the pipeline's write walk and its media fast path
+/// (`RTCPeerConnection::write_media`).
+pub(crate) fn protect(context: &mut Context, packet: Packet) -> Result<BytesMut> {
+    match packet {
+        Packet::Rtcp(rtcp_packets) => {
+            if rtcp_packets.is_empty() {
+                return Err(Error::Other("empty rtcp_packets".to_string()));
+            }
+            let packet = rtcp::packet::marshal(&rtcp_packets)?;
+            context.encrypt_rtcp(&packet)
+        }
+        Packet::Rtp(rtp_packet) => {
+            let packet = rtp_packet.marshal()?;
+            context.encrypt_rtp(&packet)
+        }
+        _ => Err(Error::Other(
+            "unsupported packet kind for srtp write".to_string(),
+        )),
     }
 }
