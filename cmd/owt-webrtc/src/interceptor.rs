@@ -62,6 +62,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestForwarder {
 }
 
 impl Interceptor for KeyframeRequestForwarder {
+    /// Writes only pass through (the vendored chain then does not move them through it).
+    fn passes_writes_through(&self) -> bool {
+        true
+    }
+
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}

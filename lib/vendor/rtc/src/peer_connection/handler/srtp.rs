@@ -192,8 +192,9 @@ pub(crate) fn protect(context: &mut Context, packet: Packet) -> Result<BytesMut>
             context.encrypt_rtcp(&packet)
         }
         Packet::Rtp(rtp_packet) => {
+            // With the header at hand, not `encrypt_rtp`, which parses it back out of the bytes.
             let packet = rtp_packet.marshal()?;
-            context.encrypt_rtp(&packet)
+            context.encrypt_rtp_with_header(&packet, &rtp_packet.header)
         }
         _ => Err(Error::Other(
             "unsupported packet kind for srtp write".to_string(),
