@@ -39,7 +39,7 @@ fn match_dtls(b: &[u8]) -> bool {
 
 /// match_srtp is a MatchFunc that accepts packets with the first byte in [128..191]
 /// as defied in RFC7983
-fn match_srtp(b: &[u8]) -> bool {
+pub(crate) fn match_srtp(b: &[u8]) -> bool {
     match_range(128, 191, b)
 }
 

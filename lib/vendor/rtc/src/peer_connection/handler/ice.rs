@@ -254,3 +254,23 @@ pub(crate) fn route(
     }
     true
 }
+
+/// owt-rs patch: counts an inbound packet of `bytes` bytes on the selected candidate pair;
+/// `false` (drop it) while no pair is selected, as the handler's read does. For the media fast
+/// path (`RTCPeerConnection::read_media`).
+pub(crate) fn count_received(
+    ctx: &IceHandlerContext,
+    stats: &mut RTCStatsAccumulator,
+    bytes: usize,
+    now: Instant,
+) -> bool {
+    if ctx.ice_transport.agent.get_selected_candidate_pair().is_none() {
+        return false;
+    }
+    if let Some(key) = &ctx.selected_pair_key
+        && let Some(pair) = stats.ice_candidate_pairs.get_mut(key)
+    {
+        pair.on_packet_received(bytes, now);
+    }
+    true
+}

@@ -363,7 +363,57 @@ impl RTCPeerConnection {
                 intermediate_routs.push_back(msg);
             }
         }));
+        self.deliver_reads(intermediate_routs);
+    }
 
+    /// owt-rs patch: whether an inbound datagram may take [`read_media`](Self::read_media): an
+    /// SRTP/SRTCP one (RFC 7983) once SRTP is keyed, on a connection without data channels. The
+    /// data-channel, SCTP and DTLS handlers only pass SRTP through; with a data channel, every
+    /// datagram also lets them release what the application's draining has made room for, so
+    /// such a connection keeps the full walk.
+    fn media_read_fast_path_open(&self, datagram: &[u8]) -> bool {
+        demuxer::match_srtp(datagram)
+            && self
+                .pipeline_context
+                .srtp_handler_context
+                .remote_srtp_context
+                .is_some()
+            && self.data_channels.is_empty()
+    }
+
+    /// owt-rs patch: the inbound media fast path. What the demuxer and ICE handlers do to an
+    /// SRTP datagram (count it, drop it before a pair is selected) is done here, then it enters
+    /// the walk at the SRTP handler: the data-channel, SCTP and DTLS handlers, which would only
+    /// move it along, are skipped.
+    fn read_media(&mut self, msg: TaggedBytesMut) {
+        let ctx = &mut self.pipeline_context;
+        let bytes = msg.message.len();
+        ctx.stats.transport.on_packet_received(bytes);
+        if !ice::count_received(&ctx.ice_handler_context, &mut ctx.stats, bytes, msg.now) {
+            return;
+        }
+        let mut intermediate_routs = VecDeque::from([TaggedRTCMessageInternal {
+            now: msg.now,
+            transport: Default::default(),
+            message: RTCMessageInternal::Rtp(RTPMessage::Raw(msg.message)),
+        }]);
+
+        use sansio::Protocol;
+        process_handler_list!(call_macro: process_handler!(self, handler, {
+            while let Some(msg) = intermediate_routs.pop_front() {
+                if let Err(err) = handler.handle_read(msg) {
+                    warn!("{}.handle_read got error: {}", handler.name(), err);
+                }
+            }
+            while let Some(msg) = handler.poll_read() {
+                intermediate_routs.push_back(msg);
+            }
+        }), [get_srtp_handler, get_interceptor_handler, get_endpoint_handler]);
+        self.deliver_reads(intermediate_routs);
+    }
+
+    /// What the last handler of a read walk produced, handed to the application's queues.
+    fn deliver_reads(&mut self, mut intermediate_routs: VecDeque<TaggedRTCMessageInternal>) {
         // Finally, put intermediate_routs into RTCPeerConnection's routs
         while let Some(msg) = intermediate_routs.pop_front() {
             let rtc_message = match msg.message {
@@ -462,6 +512,10 @@ impl sansio::Protocol<TaggedBytesMut, TaggedRTCMessage, TaggedRTCEvent> for RTCP
 
     fn handle_read(&mut self, msg: TaggedBytesMut) -> Result<(), Self::Error> {
         self.pipeline_context.observe(msg.now);
+        if self.media_read_fast_path_open(&msg.message) {
+            self.read_media(msg);
+            return Ok(());
+        }
         let msg = TaggedRTCMessageInternal {
             now: msg.now,
             transport: msg.transport,
