@@ -61,7 +61,7 @@ RUN_DIR := $(CURDIR)/run
 APP_SOCKETIO := share/owt/app/vendor/socket.io.min.js
 SOCKETIO_CLIENT_VERSION := $(shell sed -n '/"node_modules\/socket.io-client"/{n;s/.*"version": *"\([^"]*\)".*/\1/p;}' tests/js/package-lock.json)
 
-.PHONY: help all deps rust-toolchain app-deps test-deps build test unit-test lint fmt man man-check units-check run install uninstall bench bench-peer bench-join bench-deps bench-sfu bench-mix clean
+.PHONY: help all deps rust-toolchain app-deps test-deps build test unit-test vendor-test lint fmt man man-check units-check run install uninstall bench bench-peer bench-join bench-deps bench-sfu bench-mix clean
 
 all: build
 
@@ -75,6 +75,7 @@ help:
 	@echo "make deps       install missing Debian build packages, check the Rust toolchain"
 	@echo "make bench      benchmarks side by side with references: bench-peer, bench-join, bench-sfu, bench-mix (bench/*.json)"
 	@echo "make lint       cargo fmt --check and clippy -D warnings"
+	@echo "make vendor-test  unit tests of the patched crates in lib/vendor"
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -143,6 +144,15 @@ test-deps:
 unit-test: build test-deps
 	$(CARGO) test $(CARGO_PROFILE) --workspace
 
+# The unit tests of the vendored crates we changed (lib/vendor/README.md), each in its own folder
+# (they are outside the workspace) with its pinned Cargo.lock, in a target directory of their own.
+VENDOR_TESTED := rtc-dtls rtc-interceptor rtc
+vendor-test: deps
+	@for c in $(VENDOR_TESTED); do \
+	  echo "unit tests of lib/vendor/$$c"; \
+	  (cd lib/vendor/$$c && CARGO_TARGET_DIR=$(abspath $(TARGET_DIR))/vendor $(CARGO) test -q --locked --lib) || exit 1; \
+	done
+
 units-check: deps
 	sh units/verify.sh
 
@@ -155,7 +165,7 @@ man-check: build
 	  if [ -s $(RUN_DIR).groff.log ]; then echo "$$f:"; cat $(RUN_DIR).groff.log; rm -f $(RUN_DIR).groff.log; exit 1; fi; done; \
 	  rm -f $(RUN_DIR).groff.log; echo "man pages render cleanly"
 
-test: deps lint unit-test units-check man-check
+test: deps lint unit-test vendor-test units-check man-check
 
 man: build
 	rm -f man/owtctl*.1 man/owt-*.8

@@ -422,6 +422,7 @@ mod tests {
         log: Log,
         read_queue: VecDeque<TaggedPacket>,
         write_queue: VecDeque<TaggedPacket>,
+        passes_writes: bool,
     }
 
     impl Marker {
@@ -431,6 +432,7 @@ mod tests {
                 log,
                 read_queue: VecDeque::new(),
                 write_queue: VecDeque::new(),
+                passes_writes: false,
             }
         }
     }
@@ -472,6 +474,9 @@ mod tests {
     }
 
     impl Interceptor for Marker {
+        fn passes_writes_through(&self) -> bool {
+            self.passes_writes
+        }
         fn bind_local_stream(&mut self, _info: &StreamInfo) {}
         fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
         fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
@@ -708,5 +713,69 @@ mod tests {
             "the generic argument is shortened too, and kept — it is what tells two \
              congestion controllers apart"
         );
+    }
+
+    fn numbered(sequence_number: u16) -> TaggedPacket {
+        let mut p = packet();
+        if let Packet::Rtp(rtp) = &mut p.message.packet {
+            rtp.header.sequence_number = sequence_number;
+        }
+        p
+    }
+
+    fn sequence_numbers(chain: &mut impl Interceptor) -> Vec<u16> {
+        std::iter::from_fn(|| chain.poll_write())
+            .map(|p| match p.message.packet {
+                Packet::Rtp(rtp) => rtp.header.sequence_number,
+                _ => panic!("only RTP was written"),
+            })
+            .collect()
+    }
+
+    /// owt-rs patch: an interceptor that passes writes through is handed no packet on the write
+    /// walk, and what it generated itself still leaves ahead of the packets it let by, where
+    /// its own queue would have put them; the others still see every packet.
+    #[test]
+    fn a_pass_through_interceptor_is_not_handed_writes_but_its_own_packets_lead() {
+        let log = Log::default();
+        let mut passing = Marker::new("passing", log.clone());
+        passing.passes_writes = true;
+        passing.write_queue.push_back(numbered(100));
+        passing.write_queue.push_back(numbered(101));
+        let mut chain = Registry::new()
+            .with(Slot::TwccSender, Marker::new("wire", log.clone()))
+            .with(Slot::NackGenerator, passing)
+            .with(Slot::JitterBuffer, Marker::new("app", log.clone()))
+            .build();
+
+        chain.handle_write(numbered(1)).unwrap();
+        chain.handle_write(numbered(2)).unwrap();
+
+        assert_eq!(vec![100, 101, 1, 2], sequence_numbers(&mut chain));
+        assert_eq!(
+            vec!["app", "wire", "wire", "wire", "app", "wire"],
+            *log.0.lock().unwrap(),
+            "the pass-through interceptor is never handed a write; the others see each, and the \
+             wire-most one also sees what the pass-through interceptor generated"
+        );
+    }
+
+    /// owt-rs patch: with nothing generated, packets pass a pass-through interceptor in order,
+    /// and a walk with nothing to carry (a drain) yields nothing.
+    #[test]
+    fn writes_keep_their_order_past_a_pass_through_interceptor() {
+        let log = Log::default();
+        let mut passing = Marker::new("passing", log.clone());
+        passing.passes_writes = true;
+        let mut chain = Registry::new()
+            .with(Slot::TwccSender, Marker::new("wire", log.clone()))
+            .with(Slot::NackGenerator, passing)
+            .build();
+
+        for n in 1..=5 {
+            chain.handle_write(numbered(n)).unwrap();
+        }
+        assert_eq!(vec![1, 2, 3, 4, 5], sequence_numbers(&mut chain));
+        assert!(chain.poll_write().is_none());
     }
 }
