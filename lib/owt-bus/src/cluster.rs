@@ -443,12 +443,13 @@ impl Owner {
                     Some(node_id) => tracing::debug!("bus: {kind} task {task} → {node_id}"),
                     None => tracing::info!("bus: no {kind} worker available for {task} ({preference:?})"),
                 }
-                self.dirty = true;
+                // Published before the answer, so the caller's next `workers()` counts the task.
+                self.publish();
                 let _ = reply.send(chosen);
             }
             Command::Release { kind, task, reply } => {
                 let released = self.registry.release(&kind, &task);
-                self.dirty = true;
+                self.publish();
                 let _ = reply.send(released);
             }
             Command::Route { node_id, reply } => {
@@ -557,7 +558,10 @@ mod tests {
         assert_eq!(cluster.schedule("mixer", "room2", &none).await.unwrap(), "mixer-b");
         assert_eq!(cluster.schedule("mixer", "room1", &none).await.unwrap(), "mixer-a");
         assert!(matches!(cluster.schedule("webrtc", "t", &none).await, Err(ClusterError::NoWorker { .. })));
+        let tasks = |cluster: &Cluster| cluster.workers().iter().map(|w| w.tasks).collect::<Vec<_>>();
+        assert_eq!(tasks(&cluster), [1, 1], "the snapshot counts a task as soon as it is scheduled");
         assert_eq!(cluster.release("mixer", "room2").await.unwrap().as_deref(), Some("mixer-b"));
+        assert_eq!(tasks(&cluster), [1, 0], "and no longer counts it as soon as it is released");
         assert_eq!(cluster.release("mixer", "room2").await.unwrap(), None);
 
         // Requests both ways.
