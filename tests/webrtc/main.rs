@@ -258,6 +258,15 @@ impl Client {
     }
 }
 
+/// The port of the first 127.0.0.1 candidate of an SDP.
+fn loopback_port(sdp: &str) -> u16 {
+    sdp.lines()
+        .find(|l| l.starts_with("a=candidate:") && l.contains(" 127.0.0.1 "))
+        .and_then(|l| l.split(' ').nth(5))
+        .and_then(|p| p.parse::<u16>().ok())
+        .expect("a loopback candidate with a port")
+}
+
 fn vp8_payload(frame: u32, part: u32) -> Vec<u8> {
     // VP8 payload descriptor (S bit on the first partition) + recognisable bytes.
     let mut payload = vec![if part == 0 { 0x10 } else { 0x00 }];
@@ -291,6 +300,7 @@ async fn publish_subscribe_forward_and_teardown() {
         "answer has loopback candidates:\n{answer}"
     );
     assert!(answer.contains("a=recvonly"), "publish m-line answered recvonly:\n{answer}");
+    let publisher_port = loopback_port(&answer);
     h.event(proto::events::TRANSPORT_PROGRESS, |p| p["transportId"] == "tp" && p["status"] == "ready").await;
 
     // Media flows: the publication becomes ready once its track arrives.
@@ -349,17 +359,23 @@ async fn publish_subscribe_forward_and_teardown() {
     let ready = h.event(proto::events::SESSION_READY, |p| p["sessionId"] == "sub1").await;
     assert_eq!(ready["tracks"][0]["format"], json!({"codec": "vp8"}));
 
-    // Garbage UDP at the node's port must not disturb anyone.
-    let port = answer
-        .lines()
-        .find(|l| l.starts_with("a=candidate:") && l.contains(" 127.0.0.1 "))
-        .and_then(|l| l.split(' ').nth(5))
-        .and_then(|p| p.parse::<u16>().ok())
-        .expect("a loopback candidate with a port");
+    // Garbage UDP at the node's ports (the subscriber's and the publisher's connection) must not
+    // disturb anyone: short junk of every first byte, and, once SRTP is keyed, forged SRTP and
+    // SRTCP (the media fast path of the vendored rtc: it must fail authentication and be dropped).
     let junk = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    for i in 0..200u8 {
-        let _ = junk.send_to(&[i; 64][..(i as usize % 64)], ("127.0.0.1", port));
-        let _ = junk.send_to(&[0x80, 0x60, 0, 1, 0, 0, 0, 0], ("127.0.0.1", port));
+    for port in [loopback_port(&answer), publisher_port] {
+        for i in 0..200u8 {
+            let _ = junk.send_to(&[i; 64][..(i as usize % 64)], ("127.0.0.1", port));
+            let _ = junk.send_to(&[0x80, 0x60, 0, 1, 0, 0, 0, 0], ("127.0.0.1", port));
+            // An RTP header of the publisher's SSRC, a sequence number near its own, and
+            // bytes where the ciphertext and the authentication tag would be.
+            let mut forged = vec![0x80, 0x60, 0xea, i, 0, 0, 0, 0, 0, 0, 0x11, 0x11];
+            forged.extend(std::iter::repeat_n(i, 1 + i as usize * 6));
+            let _ = junk.send_to(&forged, ("127.0.0.1", port));
+            // An SRTCP sender report of the same SSRC with a bogus index and tag.
+            let forged_rtcp = [0x80, 200, 0, 6, 0, 0, 0x11, 0x11, i, i, i, i, 0x80, 0, 0, 1, 1, 2, 3, 4];
+            let _ = junk.send_to(&forged_rtcp, ("127.0.0.1", port));
+        }
     }
 
     // Packets arrive with the payloads sent, one SSRC of the node's, continuous sequence.
