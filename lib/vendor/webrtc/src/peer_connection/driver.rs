@@ -480,14 +480,18 @@ fn is_link_local(ip: &IpAddr) -> bool {
 
 /// Unified inner message type for the peer connection driver
 #[derive(Debug)]
+///
+/// owt-rs patch: the large payloads (an RTP packet, a candidate, a 4-tuple) are boxed. The
+/// application-to-driver channel allocates all of its slots up front, each the size of the
+/// largest variant: 256 slots of about 240 bytes were about 60 KiB of every connection's memory.
 pub(crate) enum PeerConnectionDriverEvent {
-    SenderRtp(RTCRtpSenderId, rtp::Packet),
+    SenderRtp(RTCRtpSenderId, Box<rtp::Packet>),
     /// owt-rs patch: packets written in one go (`TrackLocalStaticRTP::write_rtp_batch`).
     SenderRtpBatch(RTCRtpSenderId, Vec<rtp::Packet>),
     SenderRtcp(RTCRtpSenderId, Vec<Box<dyn rtcp::Packet>>),
     ReceiverRtcp(RTCRtpReceiverId, Vec<Box<dyn rtcp::Packet>>),
-    RemoteIceTcpPassiveCandidate(Candidate),
-    IncomingTcpStream(FourTuple, Arc<dyn AsyncTcpStream>),
+    RemoteIceTcpPassiveCandidate(Box<Candidate>),
+    IncomingTcpStream(Box<FourTuple>, Arc<dyn AsyncTcpStream>),
     WriteNotify,
     UpdateIceConfiguration {
         ice_servers: Vec<RTCIceServer>,
@@ -1666,7 +1670,7 @@ where
             PeerConnectionDriverEvent::SenderRtp(sender_id, packet) => {
                 let mut core = self.inner.core.lock().await;
                 if let Some(mut sender) = core.rtp_sender(sender_id) {
-                    if let Err(err) = sender.write_rtp(now, packet) {
+                    if let Err(err) = sender.write_rtp(now, *packet) {
                         error!("Failed to send RTP: {}", err);
                     }
                 } else {
@@ -1787,7 +1791,7 @@ where
             }
             PeerConnectionDriverEvent::IncomingTcpStream(four_tuple, stream) => {
                 trace!("TCP stream connection established: {:?}", four_tuple);
-                self.tcp_transport.register_stream(four_tuple, stream);
+                self.tcp_transport.register_stream(*four_tuple, stream);
             }
             PeerConnectionDriverEvent::Close => {
                 self.release_turn_allocations().await;

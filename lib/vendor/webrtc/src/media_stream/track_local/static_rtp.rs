@@ -272,7 +272,7 @@ impl TrackLocal for TrackLocalStaticRTP {
             drop(ctx_opt);
             // overflow: awaited — producer is the application in `write_rtp`. Blocking
             // the sender is the outbound back-pressure mechanism, not a failure mode.
-            tx.send(PeerConnectionDriverEvent::SenderRtp(rtp_sender_id, packet))
+            tx.send(PeerConnectionDriverEvent::SenderRtp(rtp_sender_id, Box::new(packet)))
                 .await
                 .map_err(|e| Error::Other(format!("{:?}", e)))
         } else {
