@@ -61,8 +61,7 @@ pub(crate) struct Chain {
     interceptors: Vec<Box<dyn Interceptor>>,
     read_outs: VecDeque<TaggedPacket>,
     write_outs: VecDeque<TaggedPacket>,
-    /// owt-rs patch: the write walk's belt, kept between walks so that a packet written does
-    /// not allocate one.
+    /// owt-rs patch: the write walk's belt, kept between walks (see `walk_write`).
     write_belt: VecDeque<TaggedPacket>,
 }
 
@@ -96,13 +95,30 @@ impl Chain {
     /// packet an interceptor emits lands on the belt *behind* the ones it passed through, and is then
     /// carried to every interceptor still ahead — which is what makes injected packets impossible to
     /// bypass with.
+    ///
+    /// owt-rs patch: an interceptor for which `passes_through` is true (on the write walk: it
+    /// [passes writes through](Interceptor::passes_writes_through)) is not handed the belt; what it
+    /// generated goes ahead of the belt, where its own queue would have put it. The belt's packets
+    /// then move only through the interceptors that look at them.
     fn walk<'a, T>(
         interceptors: impl Iterator<Item = &'a mut Box<dyn Interceptor>>,
-        mut belt: VecDeque<T>,
+        belt: &mut VecDeque<T>,
         handle: fn(&mut dyn Interceptor, T) -> Result<(), Error>,
         poll: fn(&mut dyn Interceptor) -> Option<T>,
-    ) -> VecDeque<T> {
+        passes_through: fn(&dyn Interceptor) -> bool,
+    ) {
         for interceptor in interceptors {
+            if passes_through(interceptor.as_ref()) {
+                if let Some(first) = poll(interceptor.as_mut()) {
+                    let passed = std::mem::take(belt);
+                    belt.push_back(first);
+                    while let Some(next) = poll(interceptor.as_mut()) {
+                        belt.push_back(next);
+                    }
+                    belt.extend(passed);
+                }
+                continue;
+            }
             while let Some(next) = belt.pop_front() {
                 // An interceptor takes the packet and decides what becomes of it: hold it, drop
                 // it, or put it on its own queue to be collected below.
@@ -116,47 +132,34 @@ impl Chain {
                 belt.push_back(next);
             }
         }
-        belt
     }
 
-    fn drain_read(&mut self) {
-        let belt = Self::walk(
+    fn walk_read(&mut self, mut belt: VecDeque<TaggedPacket>) {
+        Self::walk(
             self.interceptors.iter_mut(),
-            VecDeque::new(),
+            &mut belt,
             |s, p| s.handle_read(p),
             |s| s.poll_read(),
+            |_| false,
         );
         self.read_outs.extend(belt);
     }
 
-    /// owt-rs patch: the write walk, as [`walk`](Self::walk) in reverse, except that an
-    /// interceptor which [passes writes through](Interceptor::passes_writes_through) is not
-    /// handed the belt: what it generated goes ahead of the belt, where its queue would have
-    /// put it. The belt's packets then move only through the interceptors that look at them.
+    /// The write walk, over `write_belt` (owt-rs patch: kept between walks, so that a packet
+    /// written does not allocate a belt).
     fn walk_write(&mut self) {
-        let belt = &mut self.write_belt;
-        for interceptor in self.interceptors.iter_mut().rev() {
-            if interceptor.passes_writes_through() {
-                if let Some(first) = interceptor.poll_write() {
-                    let passed = std::mem::take(belt);
-                    belt.push_back(first);
-                    while let Some(next) = interceptor.poll_write() {
-                        belt.push_back(next);
-                    }
-                    belt.extend(passed);
-                }
-                continue;
-            }
-            while let Some(next) = belt.pop_front() {
-                if let Err(err) = interceptor.handle_write(next) {
-                    log::warn!("interceptor handle failed: {err}");
-                }
-            }
-            while let Some(next) = interceptor.poll_write() {
-                belt.push_back(next);
-            }
-        }
+        Self::walk(
+            self.interceptors.iter_mut().rev(),
+            &mut self.write_belt,
+            |s, p| s.handle_write(p),
+            |s| s.poll_write(),
+            |s| s.passes_writes_through(),
+        );
         self.write_outs.extend(self.write_belt.drain(..));
+    }
+
+    fn drain_read(&mut self) {
+        self.walk_read(VecDeque::new());
     }
 
     fn drain_write(&mut self) {
@@ -172,13 +175,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Chain {
     type Time = Instant;
 
     fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        let belt = Self::walk(
-            self.interceptors.iter_mut(),
-            VecDeque::from([msg]),
-            |s, p| s.handle_read(p),
-            |s| s.poll_read(),
-        );
-        self.read_outs.extend(belt);
+        self.walk_read(VecDeque::from([msg]));
         Ok(())
     }
 
