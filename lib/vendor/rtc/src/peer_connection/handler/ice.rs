@@ -74,25 +74,9 @@ impl<'a>
                 transport: msg.transport,
                 message,
             })?;
-        } else if self
-            .ctx
-            .ice_transport
-            .agent
-            .get_selected_candidate_pair()
-            .is_some()
-        {
+        } else if count_received(self.ctx, self.stats, msg.message.len(), msg.now) {
             // only ICE connection is ready and bypass it
             debug!("bypass ice read {:?}", msg.transport.peer_addr);
-
-            // Track packets/bytes received on the selected candidate pair. Look
-            // the accumulator up via the cached key (set on the last
-            // SelectedCandidatePairChange) to avoid allocating the key per packet.
-            let bytes = msg.message.len();
-            if let Some(key) = &self.ctx.selected_pair_key
-                && let Some(pair) = self.stats.ice_candidate_pairs.get_mut(key)
-            {
-                pair.on_packet_received(bytes, msg.now);
-            }
 
             // When ICE restarts and the selected candidate pair changes,
             // WebRTC treats this as a path migration, and DTLS continues unchanged, bound to the ICE transport, not to a fixed 5-tuple.
@@ -255,9 +239,9 @@ pub(crate) fn route(
     true
 }
 
-/// owt-rs patch: counts an inbound packet of `bytes` bytes on the selected candidate pair;
-/// `false` (drop it) while no pair is selected, as the handler's read does. For the media fast
-/// path (`RTCPeerConnection::read_media`).
+/// owt-rs patch: counts an inbound non-STUN packet of `bytes` bytes on the selected candidate
+/// pair; `false` (drop it) while no pair is selected. Shared by the handler's read and the media
+/// fast path (`RTCPeerConnection::read_media`).
 pub(crate) fn count_received(
     ctx: &IceHandlerContext,
     stats: &mut RTCStatsAccumulator,
@@ -267,6 +251,8 @@ pub(crate) fn count_received(
     if ctx.ice_transport.agent.get_selected_candidate_pair().is_none() {
         return false;
     }
+    // Look the accumulator up via the cached key (set on the last
+    // SelectedCandidatePairChange) to avoid allocating the key per packet.
     if let Some(key) = &ctx.selected_pair_key
         && let Some(pair) = stats.ice_candidate_pairs.get_mut(key)
     {

@@ -73,6 +73,22 @@ macro_rules! reverse_handlers {
     };
 }
 
+/// One handler's step of a read walk: it takes everything on the belt, and what it has ready
+/// goes on the belt for the next (owt-rs patch: a macro since the media fast path walks only the
+/// last three handlers, `RTCPeerConnection::read_media`).
+macro_rules! read_through {
+    ($handler:ident, $belt:ident) => {
+        while let Some(msg) = $belt.pop_front() {
+            if let Err(err) = $handler.handle_read(msg) {
+                warn!("{}.handle_read got error: {}", $handler.name(), err);
+            }
+        }
+        while let Some(msg) = $handler.poll_read() {
+            $belt.push_back(msg);
+        }
+    };
+}
+
 /// Helper macro that processes a list of handlers with code blocks
 macro_rules! process_handler_list {
     (call_macro: process_handler!($self:expr, $handler:ident, $code:block), [$($getter:ident),+]) => {{
@@ -306,17 +322,18 @@ impl RTCPeerConnection {
     /// were the largest single cost of an SFU's forwarded packet. What the chain emits beside it
     /// (RTCP it generated, retransmissions) goes the same way.
     fn write_media(&mut self, now: Instant, packet: Packet) -> Result<(), Error> {
+        let ctx = &mut self.pipeline_context;
+        // Set: `media_fast_path_open` is the way in.
+        let Some(context) = ctx.srtp_handler_context.local_srtp_context.as_mut() else {
+            return Err(Error::Other("local_srtp_context is not set yet".to_string()));
+        };
         self.interceptor.handle_write(::interceptor::TaggedPacket {
             now,
             transport: Default::default(),
             message: packet.into(),
         })?;
-        let ctx = &mut self.pipeline_context;
         while let Some(packet) = self.interceptor.poll_write() {
             interceptor::record_sent(&mut ctx.stats, &packet);
-            let Some(context) = ctx.srtp_handler_context.local_srtp_context.as_mut() else {
-                continue;
-            };
             let protected = match srtp::protect(context, packet.message.packet) {
                 Ok(protected) => protected,
                 Err(err) => {
@@ -354,14 +371,7 @@ impl RTCPeerConnection {
 
         use sansio::Protocol;
         for_each_handler!(forward: process_handler!(self, handler, {
-            while let Some(msg) = intermediate_routs.pop_front() {
-                if let Err(err) = handler.handle_read(msg) {
-                    warn!("{}.handle_read got error: {}", handler.name(), err);
-                }
-            }
-            while let Some(msg) = handler.poll_read() {
-                intermediate_routs.push_back(msg);
-            }
+            read_through!(handler, intermediate_routs);
         }));
         self.deliver_reads(intermediate_routs);
     }
@@ -400,14 +410,7 @@ impl RTCPeerConnection {
 
         use sansio::Protocol;
         process_handler_list!(call_macro: process_handler!(self, handler, {
-            while let Some(msg) = intermediate_routs.pop_front() {
-                if let Err(err) = handler.handle_read(msg) {
-                    warn!("{}.handle_read got error: {}", handler.name(), err);
-                }
-            }
-            while let Some(msg) = handler.poll_read() {
-                intermediate_routs.push_back(msg);
-            }
+            read_through!(handler, intermediate_routs);
         }), [get_srtp_handler, get_interceptor_handler, get_endpoint_handler]);
         self.deliver_reads(intermediate_routs);
     }
