@@ -309,7 +309,7 @@ impl Published {
     async fn take_in(&self, packet: &rtp::Packet, ssrc: u32) -> bool {
         let now = Instant::now();
         if let Ok(mut meter) = self.meter.lock() {
-            meter.record(packet.payload.len() + 12, now);
+            meter.record(metered_size(packet), now);
         }
         self.media_ssrc.store(ssrc, Ordering::Relaxed);
         self.observe_video(packet, now);
@@ -409,6 +409,12 @@ impl Published {
     }
 }
 
+/// A packet's size as the track and subscriber meters count it: the payload and the fixed RTP
+/// header.
+fn metered_size(packet: &rtp::Packet) -> usize {
+    packet.payload.len() + 12
+}
+
 /// Adds `count` to `counter`; true for the first and then about every 500th (for logs).
 fn now_and_then(counter: &AtomicU64, count: u64) -> bool {
     let before = counter.fetch_add(count, Ordering::Relaxed);
@@ -422,7 +428,7 @@ fn send_to(sub: &Subscriber, packets: Vec<rtp::Packet>, now: Instant) {
         return;
     }
     let count = packets.len() as u64;
-    let bytes: usize = packets.iter().map(|p| p.payload.len() + 12).sum();
+    let bytes = packets.iter().map(metered_size).sum();
     match sub.local.write_rtp_batch(packets).now_or_never() {
         Some(Ok(())) => {
             if let Ok(mut meter) = sub.meter.lock() {
@@ -1719,7 +1725,7 @@ async fn forward_link(track: Arc<Published>, source: LinkSource) {
         }
         let now = Instant::now();
         let frame = packets.packets(&received.frame);
-        let bytes = frame.iter().map(|p| p.payload.len() + 12).sum();
+        let bytes = frame.iter().map(metered_size).sum();
         if let Ok(mut meter) = track.meter.lock() {
             meter.record_packets(frame.len() as u64, bytes, now);
         }
