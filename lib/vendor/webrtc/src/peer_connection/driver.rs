@@ -366,6 +366,123 @@ async fn send_datagrams(
         .map_err(Error::from)
 }
 
+/// Max datagrams the kernel accepts in one GSO `sendmsg` on `socket` for a run whose first
+/// datagram is `first_len` bytes (1 = GSO unavailable / empty first datagram → no batching).
+fn gso_segment_limit(socket: &dyn AsyncUdpSocket, first_len: usize) -> usize {
+    if first_len > 0 {
+        socket.max_gso_segments().min(MAX_GSO_SEGMENTS)
+    } else {
+        1
+    }
+}
+
+/// Where the GSO run that starts at `writes[i]` ends (exclusive): it grows while the next
+/// datagram has the same 4-tuple and ECN and obeys the size rule (see
+/// [`flush_writes`](PeerConnectionDriver::flush_writes)), up to `max_seg` datagrams.
+/// `writes[i]` must be a plain UDP datagram of one of the connection's sockets.
+fn gso_run_end(writes: &[TaggedBytesMut], i: usize, max_seg: usize) -> usize {
+    let tp = writes[i].transport;
+    let seg = writes[i].message.len();
+    let ecn = tp.ecn.map(|e| e as u8);
+    let mut end = i + 1;
+    if max_seg > 1 {
+        let mut total = seg;
+        while (end - i) < max_seg && end < writes.len() {
+            let w_tp = writes[end].transport;
+            // Same 4-tuple (local, peer) already implies non-mDNS and
+            // non-TURN-relayed here (tp passed the plain_udp gate), so those two
+            // checks are not repeated; protocol/ecn still must match.
+            if w_tp.transport_protocol != TransportProtocol::UDP
+                || w_tp.peer_addr != tp.peer_addr
+                || w_tp.local_addr != tp.local_addr
+                || w_tp.ecn.map(|e| e as u8) != ecn
+            {
+                break;
+            }
+            let wl = writes[end].message.len();
+            // A larger datagram cannot be a GSO segment — it starts the next run.
+            if wl == 0 || wl > seg || total + wl > MAX_GSO_BATCH_BYTES {
+                break;
+            }
+            total += wl;
+            end += 1;
+            // A shorter datagram is only valid as the run's final segment.
+            if wl < seg {
+                break;
+            }
+        }
+    }
+    end
+}
+
+/// owt-rs patch: sends `writes` on `sockets` at once, from outside the driver task
+/// (`PeerConnectionRef::write_rtp_direct`), the way
+/// [`flush_writes`](PeerConnectionDriver::flush_writes) would: GSO runs of same-destination
+/// datagrams, the rest one by one. Returns what it did not send, in order, for the driver to
+/// send: everything from the first datagram that is not plain UDP on one of `sockets` (TCP,
+/// mDNS, TURN-relayed: the driver's cases), or that found its socket's buffer full.
+pub(crate) fn send_now(
+    sockets: &HashMap<SocketAddr, Arc<dyn AsyncUdpSocket>>,
+    mut writes: Vec<TaggedBytesMut>,
+) -> Vec<TaggedBytesMut> {
+    let mut scratch = Vec::new();
+    let mut i = 0;
+    while i < writes.len() {
+        let tp = writes[i].transport;
+        let socket = match sockets.get(&tp.local_addr) {
+            Some(socket)
+                if tp.transport_protocol == TransportProtocol::UDP
+                    && tp.peer_addr.port() != MDNS_PORT =>
+            {
+                socket
+            }
+            _ => break,
+        };
+        let seg = writes[i].message.len();
+        let max_seg = gso_segment_limit(&**socket, seg);
+        let end = gso_run_end(&writes, i, max_seg);
+        let ecn = tp.ecn.and_then(|e| EcnCodepoint::from_bits(e as u8));
+        let transmit = |contents: &[u8], segment_size: Option<usize>| {
+            let transmit = Transmit {
+                destination: tp.peer_addr,
+                ecn,
+                contents,
+                segment_size,
+                src_ip: None,
+            };
+            match socket.try_send(&transmit) {
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => false,
+                Err(err) => {
+                    error!(
+                        "Failed to write packet to {:?} from {:?}: {}",
+                        tp.peer_addr, tp.local_addr, err
+                    );
+                    true
+                }
+                Ok(_) => true,
+            }
+        };
+        if max_seg > 1 && end - i >= MIN_GSO_RUN.min(max_seg) {
+            scratch.clear();
+            for w in &writes[i..end] {
+                scratch.extend_from_slice(&w.message);
+            }
+            if !transmit(&scratch, Some(seg)) {
+                break;
+            }
+            i = end;
+        } else {
+            while i < end && transmit(&writes[i].message, None) {
+                i += 1;
+            }
+            if i < end {
+                break;
+            }
+        }
+    }
+    writes.split_off(i)
+}
+
 /// One address to bind, as produced by [`resolve_bind_addrs`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct BindAddr {
@@ -698,6 +815,7 @@ where
         }
 
         self.tcp_transport = RTCTcpTransport::new(tcp_listeners);
+        self.publish_direct_sockets();
 
         // Rebuilt, not updated: a gatherer's STUN clients and TURN allocations are keyed by
         // 5-tuples that no longer exist, so there is nothing in the old ones worth carrying over.
@@ -718,6 +836,16 @@ where
         );
 
         Ok(())
+    }
+
+    /// owt-rs patch: shows `write_rtp_direct` the sockets it may send on now.
+    fn publish_direct_sockets(&self) {
+        let sockets = Arc::new(self.udp_sockets.clone());
+        *self
+            .inner
+            .direct_sockets
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = sockets;
     }
 
     /// Mark the connection closing and wake any sender parked in send back-pressure.
@@ -1122,6 +1250,7 @@ where
 
                                 error!("Socket recv error on {}: {}", local_addr, err);
                                 self.udp_sockets.remove(&local_addr);
+                                self.publish_direct_sockets();
                                 active_socket_count -= 1;
 
                                 if active_socket_count == 0 && self.tcp_transport.is_empty() {
@@ -2004,6 +2133,19 @@ where
             }
         }
 
+        // owt-rs patch: what `write_rtp_direct` left for the driver goes first: it was taken
+        // from the core before anything the core holds now.
+        let handed_over = std::mem::take(
+            &mut *self
+                .inner
+                .handed_over
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        if !handed_over.is_empty() {
+            self.flush_writes(handed_over).await;
+        }
+
         // 1.c peer_connection poll_write() - Send all outgoing packets, coalescing
         // consecutive same-destination datagrams into single UDP GSO syscalls.
         let writes = Self::drain_core_writes(self.inner.clone()).await;
@@ -2063,44 +2205,8 @@ where
 
             let socket = self.udp_sockets.get(&tp.local_addr).unwrap().clone();
             let ecn = tp.ecn.map(|e| e as u8);
-
-            // Max datagrams the kernel accepts in one GSO `sendmsg` for this socket
-            // (1 = GSO unavailable / empty first datagram → no batching).
-            let max_seg = if seg > 0 {
-                socket.max_gso_segments().min(MAX_GSO_SEGMENTS)
-            } else {
-                1
-            };
-
-            // Grow the GSO run [i, end) while the 4-tuple matches and the size rule holds.
-            let mut end = i + 1;
-            if max_seg > 1 {
-                let mut total = seg;
-                while (end - i) < max_seg && end < n {
-                    let w_tp = writes[end].transport;
-                    // Same 4-tuple (local, peer) already implies non-mDNS and
-                    // non-TURN-relayed here (tp passed the plain_udp gate), so those two
-                    // checks are not repeated; protocol/ecn still must match.
-                    if w_tp.transport_protocol != TransportProtocol::UDP
-                        || w_tp.peer_addr != tp.peer_addr
-                        || w_tp.local_addr != tp.local_addr
-                        || w_tp.ecn.map(|e| e as u8) != ecn
-                    {
-                        break;
-                    }
-                    let wl = writes[end].message.len();
-                    // A larger datagram cannot be a GSO segment — it starts the next run.
-                    if wl == 0 || wl > seg || total + wl > MAX_GSO_BATCH_BYTES {
-                        break;
-                    }
-                    total += wl;
-                    end += 1;
-                    // A shorter datagram is only valid as the run's final segment.
-                    if wl < seg {
-                        break;
-                    }
-                }
-            }
+            let max_seg = gso_segment_limit(&*socket, seg);
+            let end = gso_run_end(&writes, i, max_seg);
 
             // GSO only when the run is both worth it and physically batchable. Clamp the
             // threshold to `max_seg` so a socket with a small GSO limit (< MIN_GSO_RUN)
@@ -2226,6 +2332,154 @@ mod tests {
     use super::*;
     use crate::data_channel::RTCDataChannelMessage;
     use crate::runtime::channel;
+
+    // owt-rs patch: tests of `send_now` (the sends of `write_rtp_direct`).
+
+    /// A socket that records what it is asked to send; it takes `accept` sends, then reports
+    /// a full buffer (`WouldBlock`). `poll_send` must never be reached: `send_now` may not wait.
+    #[derive(Debug)]
+    struct RecordingSocket {
+        gso: usize,
+        accept: std::sync::atomic::AtomicUsize,
+        sent: std::sync::Mutex<Vec<(Vec<u8>, Option<usize>, SocketAddr)>>,
+    }
+
+    impl RecordingSocket {
+        fn new(gso: usize, accept: usize) -> Arc<RecordingSocket> {
+            Arc::new(RecordingSocket {
+                gso,
+                accept: accept.into(),
+                sent: Default::default(),
+            })
+        }
+        fn sent(&self) -> Vec<(Vec<u8>, Option<usize>, SocketAddr)> {
+            self.sent.lock().unwrap().clone()
+        }
+    }
+
+    impl AsyncUdpSocket for RecordingSocket {
+        fn local_addr(&self) -> std::io::Result<SocketAddr> {
+            Ok(LOCAL.parse().unwrap())
+        }
+        fn max_gso_segments(&self) -> usize {
+            self.gso
+        }
+        fn poll_send(
+            &self,
+            _cx: &mut std::task::Context<'_>,
+            _transmit: &Transmit<'_>,
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            panic!("send_now must not wait on a socket");
+        }
+        fn poll_recv(
+            &self,
+            _cx: &mut std::task::Context<'_>,
+            _bufs: &mut [std::io::IoSliceMut<'_>],
+            _meta: &mut [RecvMeta],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::task::Poll::Pending
+        }
+        fn try_send(&self, transmit: &Transmit<'_>) -> std::io::Result<usize> {
+            let taken = self.accept.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(1)
+            });
+            if taken.is_err() {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            self.sent.lock().unwrap().push((
+                transmit.contents.to_vec(),
+                transmit.segment_size,
+                transmit.destination,
+            ));
+            Ok(transmit.contents.len())
+        }
+    }
+
+    const LOCAL: &str = "127.0.0.1:5000";
+    const PEER: &str = "127.0.0.1:6000";
+
+    fn datagram(byte: u8, len: usize, protocol: TransportProtocol) -> TaggedBytesMut {
+        TaggedBytesMut {
+            now: Instant::now(),
+            transport: TransportContext {
+                local_addr: LOCAL.parse().unwrap(),
+                peer_addr: PEER.parse().unwrap(),
+                transport_protocol: protocol,
+                ecn: None,
+            },
+            message: BytesMut::from(&vec![byte; len][..]),
+        }
+    }
+
+    fn sockets(socket: &Arc<RecordingSocket>) -> HashMap<SocketAddr, Arc<dyn AsyncUdpSocket>> {
+        let socket: Arc<dyn AsyncUdpSocket> = socket.clone();
+        HashMap::from([(LOCAL.parse().unwrap(), socket)])
+    }
+
+    fn first_bytes(writes: &[TaggedBytesMut]) -> Vec<u8> {
+        writes.iter().map(|w| w.message[0]).collect()
+    }
+
+    #[test]
+    fn send_now_sends_a_frame_as_one_gso_run() {
+        let socket = RecordingSocket::new(64, usize::MAX);
+        let writes = (1..=4)
+            .map(|i| datagram(i, if i == 4 { 700 } else { 1200 }, TransportProtocol::UDP))
+            .collect();
+        assert!(send_now(&sockets(&socket), writes).is_empty());
+        let sent = socket.sent();
+        assert_eq!(sent.len(), 1);
+        let (contents, segment_size, destination) = &sent[0];
+        assert_eq!(contents.len(), 3 * 1200 + 700);
+        assert_eq!((contents[0], contents[1200], contents[3600]), (1, 2, 4));
+        assert_eq!(*segment_size, Some(1200));
+        assert_eq!(*destination, PEER.parse::<SocketAddr>().unwrap());
+    }
+
+    #[test]
+    fn send_now_sends_one_by_one_without_gso() {
+        let socket = RecordingSocket::new(1, usize::MAX);
+        let writes = (1..=3).map(|i| datagram(i, 1200, TransportProtocol::UDP)).collect();
+        assert!(send_now(&sockets(&socket), writes).is_empty());
+        let sent = socket.sent();
+        assert_eq!(sent.iter().map(|s| (s.0[0], s.1)).collect::<Vec<_>>(), vec![(1, None), (2, None), (3, None)]);
+    }
+
+    #[test]
+    fn send_now_returns_what_a_full_socket_buffer_refused_in_order() {
+        let socket = RecordingSocket::new(1, 2);
+        let writes = (1..=5).map(|i| datagram(i, 1200, TransportProtocol::UDP)).collect();
+        let unsent = send_now(&sockets(&socket), writes);
+        assert_eq!(first_bytes(&unsent), vec![3, 4, 5]);
+        assert_eq!(socket.sent().len(), 2);
+
+        // A refused GSO run comes back whole.
+        let socket = RecordingSocket::new(64, 0);
+        let writes = (1..=4).map(|i| datagram(i, 1200, TransportProtocol::UDP)).collect();
+        assert_eq!(first_bytes(&send_now(&sockets(&socket), writes)), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn send_now_leaves_what_is_not_plain_udp_on_its_sockets_to_the_driver() {
+        let socket = RecordingSocket::new(1, usize::MAX);
+        let mut unknown_socket = datagram(3, 1200, TransportProtocol::UDP);
+        unknown_socket.transport.local_addr = "127.0.0.1:5001".parse().unwrap();
+        let writes = vec![
+            datagram(1, 1200, TransportProtocol::UDP),
+            datagram(2, 1200, TransportProtocol::TCP),
+            unknown_socket,
+            datagram(4, 1200, TransportProtocol::UDP),
+        ];
+        let unsent = send_now(&sockets(&socket), writes);
+        // Everything from the first the driver must send, so the order holds.
+        assert_eq!(first_bytes(&unsent), vec![2, 3, 4]);
+        assert_eq!(socket.sent().len(), 1);
+
+        let mut mdns = datagram(1, 100, TransportProtocol::UDP);
+        mdns.transport.peer_addr = SocketAddr::new(mdns.transport.peer_addr.ip(), MDNS_PORT);
+        assert_eq!(send_now(&sockets(&socket), vec![mdns]).len(), 1);
+        assert!(send_now(&HashMap::new(), vec![datagram(1, 10, TransportProtocol::UDP)]).len() == 1);
+    }
 
     #[test]
     fn insert_data_channel_event_sender_replaces_closed_sender() {

@@ -776,6 +776,14 @@ pub(crate) struct PeerConnectionRef {
     /// that closes the reactor-thread leak window; the `Close` event is only the
     /// fast wake.
     pub(crate) closing: AtomicBool,
+    /// owt-rs patch: the driver's UDP sockets, published by the driver whenever it binds or
+    /// loses one, for [`write_rtp_direct`](Self::write_rtp_direct).
+    #[allow(clippy::type_complexity)]
+    pub(crate) direct_sockets:
+        std::sync::RwLock<Arc<HashMap<std::net::SocketAddr, Arc<dyn crate::runtime::AsyncUdpSocket>>>>,
+    /// owt-rs patch: datagrams `write_rtp_direct` could not send itself; the driver sends them
+    /// first on its next pass.
+    pub(crate) handed_over: std::sync::Mutex<Vec<rtc::shared::TaggedBytesMut>>,
     /// Per-channel data-channel send-buffer limit in bytes (`usize::MAX` = unbounded,
     /// the default). When a limit is configured, [`DataChannel::send`]/[`send_text`](DataChannel::send_text)
     /// block until a channel's `outstanding_bytes` drops below it, and
@@ -961,18 +969,89 @@ impl PeerConnectionRef {
     /// runtimes such as smol — both collapse throughput.
     #[inline]
     pub(crate) async fn wake_writes(&self) {
-        if !self.write_pending.swap(true, Ordering::AcqRel) {
-            // overflow: nudge — `write_pending` is the durable signal and the driver clears
-            // it every iteration, so a dropped wake loses nothing. Deliberately not an
-            // await: see this function's doc comment for why that collapses throughput.
-            let _ = self
-                .driver_event_tx
-                .try_send(PeerConnectionDriverEvent::WriteNotify);
-        } else if self.write_backpressure.fetch_add(1, Ordering::Relaxed) % WRITE_YIELD_INTERVAL
-            == WRITE_YIELD_INTERVAL - 1
+        // A flush already pending: the driver is behind.
+        if !self.nudge_writes()
+            && self.write_backpressure.fetch_add(1, Ordering::Relaxed) % WRITE_YIELD_INTERVAL
+                == WRITE_YIELD_INTERVAL - 1
         {
             self.runtime.yield_now().await;
         }
+    }
+}
+
+impl PeerConnectionRef {
+    /// The non-waiting half of [`wake_writes`](Self::wake_writes): marks a flush pending and
+    /// pokes the driver on the `false -> true` transition. False when one was already pending.
+    pub(crate) fn nudge_writes(&self) -> bool {
+        if self.write_pending.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        // overflow: nudge — `write_pending` is the durable signal and the driver clears
+        // it every iteration, so a dropped wake loses nothing. Deliberately not an
+        // await: see `wake_writes` for why that collapses throughput.
+        let _ = self
+            .driver_event_tx
+            .try_send(PeerConnectionDriverEvent::WriteNotify);
+        true
+    }
+
+    /// owt-rs patch: writes `packets` for `sender_id` and sends what the connection makes of
+    /// them (SRTP datagrams, and whatever else it had queued) from the calling task, without
+    /// waking the driver. An SFU's fan-out writes one frame to many connections; through the
+    /// driver each write costs a task wake and a pass of the driver's loop, which is most of
+    /// a forwarded packet's cost once the media path itself is short (lib/vendor/README.md).
+    ///
+    /// Gives the packets back when the driver holds the connection at this moment, or the
+    /// sender is unknown: the caller then writes them through the driver. Datagrams it cannot
+    /// send at once (a full socket buffer, or not plain UDP) go to the driver, in order.
+    ///
+    /// A media write sets no timer: the interceptors' timers (reports, NACK, TWCC) run on
+    /// their own schedule, which the driver already sleeps on.
+    pub(crate) fn write_rtp_direct(
+        &self,
+        sender_id: rtc::rtp_transceiver::RTCRtpSenderId,
+        packets: Vec<rtc::rtp::Packet>,
+    ) -> std::result::Result<(), Vec<rtc::rtp::Packet>> {
+        let Some(mut core) = self.core.try_lock() else {
+            return Err(packets);
+        };
+        let now = self.runtime.now();
+        match core.rtp_sender(sender_id) {
+            Some(mut sender) => {
+                for packet in packets {
+                    if let Err(err) = sender.write_rtp(now, packet) {
+                        error!("Failed to send RTP: {}", err);
+                    }
+                }
+            }
+            None => return Err(packets),
+        }
+        let mut writes = Vec::new();
+        while let Some(msg) = core.poll_write() {
+            writes.push(msg);
+        }
+        drop(core);
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let mut handed_over = self.handed_over.lock().unwrap_or_else(|e| e.into_inner());
+        // Behind what is already waiting for the driver, never ahead of it.
+        let unsent = if handed_over.is_empty() {
+            let sockets = self
+                .direct_sockets
+                .read()
+                .map(|sockets| Arc::clone(&sockets))
+                .unwrap_or_default();
+            driver::send_now(&sockets, writes)
+        } else {
+            writes
+        };
+        if !unsent.is_empty() {
+            handed_over.extend(unsent);
+            drop(handed_over);
+            self.nudge_writes();
+        }
+        Ok(())
     }
 }
 
@@ -1011,6 +1090,8 @@ impl PeerConnectionImpl {
                 write_pending: AtomicBool::new(false),
                 write_backpressure: std::sync::atomic::AtomicUsize::new(0),
                 closing: AtomicBool::new(false),
+                direct_sockets: Default::default(),
+                handed_over: Default::default(),
                 data_channel_send_buffer_limit,
                 data_channel_backpressure: crate::runtime::Notify::new(),
                 data_channel_delivery_blocked: AtomicBool::new(false),
@@ -1618,6 +1699,8 @@ mod tests {
             write_pending: AtomicBool::new(false),
             write_backpressure: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
+            direct_sockets: Default::default(),
+            handed_over: Default::default(),
             data_channel_send_buffer_limit: usize::MAX,
             data_channel_backpressure: crate::runtime::Notify::new(),
             data_channel_delivery_blocked: AtomicBool::new(false),

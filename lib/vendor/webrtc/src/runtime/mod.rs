@@ -301,6 +301,18 @@ pub trait AsyncUdpSocket: Send + Sync + Debug + 'static {
     /// Returns the number of payload bytes accepted.
     fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>>;
 
+    /// owt-rs patch: sends `transmit` now or not at all, like [`poll_send`](Self::poll_send)
+    /// but registering no waker. For a sender outside the driver task
+    /// (`PeerConnectionRef::write_rtp_direct`): a waker it registered would replace the
+    /// driver's own, which the driver's next blocked send would then never get.
+    ///
+    /// A socket that cannot send outside its task returns `WouldBlock`, the default; the
+    /// caller then hands the datagram to the driver.
+    fn try_send(&self, transmit: &Transmit<'_>) -> io::Result<usize> {
+        let _ = transmit;
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
     /// Attempt to receive up to `bufs.len()` messages, registering `cx`'s waker if none is
     /// ready.
     ///

@@ -289,6 +289,15 @@ impl AsyncUdpSocket for UdpSocket {
         }
     }
 
+    /// owt-rs patch: `try_io` alone, so no waker is registered (see the trait).
+    fn try_send(&self, transmit: &Transmit<'_>) -> io::Result<usize> {
+        self.io.try_io(::tokio::io::Interest::WRITABLE, || {
+            self.batch
+                .try_send(::quinn_udp::UdpSockRef::from(&self.io), transmit)
+                .map(|()| transmit.contents.len())
+        })
+    }
+
     fn poll_recv(
         &self,
         cx: &mut Context<'_>,

@@ -78,6 +78,9 @@ pub struct TrackLocalContext {
     pub(crate) rtp_sender_id: RTCRtpSenderId,
     pub(crate) rtp_parameters: RTCRtpParameters,
     pub(crate) driver_event_tx: Sender<PeerConnectionDriverEvent>,
+    /// owt-rs patch: the connection, for writes that skip the driver
+    /// (`TrackLocalStaticRTP::write_rtp_batch`).
+    pub(crate) peer_connection: std::sync::Weak<crate::peer_connection::PeerConnectionRef>,
 }
 
 /// A local media track that can be sent to a remote peer.

@@ -132,14 +132,24 @@ impl TrackLocalStaticRTP {
 }
 
 impl TrackLocalStaticRTP {
-    /// owt-rs patch: writes several RTP packets as one driver event, so they cost one
-    /// context lock, one channel send and one driver wake instead of one each.
+    /// owt-rs patch: writes several RTP packets in one go. They are sent from the calling
+    /// task when the connection is free at this moment (`PeerConnectionRef::write_rtp_direct`),
+    /// else as one driver event: one context lock, one channel send and one driver wake
+    /// instead of one each.
     pub async fn write_rtp_batch(&self, packets: Vec<rtp::Packet>) -> Result<()> {
         let ctx_opt = self.ctx.lock().await;
         if let Some(ctx) = &*ctx_opt {
             let tx = ctx.driver_event_tx.clone();
             let rtp_sender_id = ctx.rtp_sender_id;
+            let peer_connection = ctx.peer_connection.upgrade();
             drop(ctx_opt);
+            let packets = match peer_connection {
+                Some(pc) => match pc.write_rtp_direct(rtp_sender_id, packets) {
+                    Ok(()) => return Ok(()),
+                    Err(packets) => packets,
+                },
+                None => packets,
+            };
             tx.send(PeerConnectionDriverEvent::SenderRtpBatch(rtp_sender_id, packets))
                 .await
                 .map_err(|e| Error::Other(format!("{:?}", e)))
