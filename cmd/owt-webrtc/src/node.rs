@@ -328,17 +328,18 @@ impl Published {
     }
 
     /// Sends packets (in order) to every active subscriber, rewritten for each. Each
-    /// subscriber gets the batch as one write (`send_to`), which its connection's driver sends
-    /// in one pass (lib/vendor/webrtc). A subscriber whose peer connection cannot take the
-    /// write right now (its queue to the connection's driver is full: a stalled or starved
-    /// connection) loses those packets, counted as dropped, and recovers by NACK or keyframe
-    /// like after network loss; nobody else waits for it.
+    /// subscriber gets the batch as one write (`send_to`, spread over the runtime's workers
+    /// by `deliver`). A subscriber whose peer connection cannot take the write right now (its
+    /// queue to the connection's driver is full: a stalled or starved connection) loses those
+    /// packets, counted as dropped, and recovers by NACK or keyframe like after network loss;
+    /// nobody else waits for it.
     fn fan_out(&self, packets: &[rtp::Packet], now: Instant) {
         // Subscribers whose switch to this track completed on this packet: taken off their
         // old source once this track's list is no longer borrowed.
         let mut switched: Vec<(Weak<Published>, Arc<Subscriber>)> = Vec::new();
         {
             let Ok(subscribers) = self.subscribers.read() else { return };
+            let mut deliveries = Vec::with_capacity(subscribers.len());
             for sub in subscribers.iter() {
                 let mut out = Vec::with_capacity(packets.len());
                 for packet in packets {
@@ -348,8 +349,11 @@ impl Published {
                         switched.push((from, sub.clone()));
                     }
                 }
-                send_to(sub, out, now);
+                if !out.is_empty() {
+                    deliveries.push((sub.clone(), out));
+                }
             }
+            deliver(deliveries, now);
         }
         for (from, sub) in switched {
             if let Some(from) = from.upgrade() {
@@ -419,6 +423,39 @@ fn metered_size(packet: &rtp::Packet) -> usize {
 fn now_and_then(counter: &AtomicU64, count: u64) -> bool {
     let before = counter.fetch_add(count, Ordering::Relaxed);
     before == 0 || before / 500 != (before + count) / 500
+}
+
+/// A batch for fewer subscribers than this is sent by the forwarding task alone (`deliver`).
+const PARALLEL_FAN_OUT: usize = 8;
+
+/// Sends each subscriber its packets (`send_to`). The sends are most of a forwarded packet's
+/// cost (the interceptors, SRTP and the socket, run in the calling task: the vendored
+/// webrtc's `write_rtp_direct`), so one task serving a large fan-out alone would make the
+/// last subscriber wait for all the others. A batch for `PARALLEL_FAN_OUT` subscribers or
+/// more is split into one task per worker thread instead. None of the parts runs inline:
+/// tokio keeps the task spawned last in the spawning worker's LIFO slot, which other workers
+/// do not steal, so only the parts spawned before it are taken up by idle workers at once.
+fn deliver(deliveries: Vec<(Arc<Subscriber>, Vec<rtp::Packet>)>, now: Instant) {
+    let workers = tokio::runtime::Handle::try_current().map_or(1, |runtime| runtime.metrics().num_workers());
+    if workers < 2 || deliveries.len() < PARALLEL_FAN_OUT {
+        for (sub, packets) in deliveries {
+            send_to(&sub, packets, now);
+        }
+        return;
+    }
+    let part_len = deliveries.len().div_ceil(workers);
+    let mut deliveries = deliveries.into_iter();
+    loop {
+        let part: Vec<_> = deliveries.by_ref().take(part_len).collect();
+        if part.is_empty() {
+            break;
+        }
+        tokio::spawn(async move {
+            for (sub, packets) in part {
+                send_to(&sub, packets, now);
+            }
+        });
+    }
 }
 
 /// Hands a subscriber's packets to its connection in one go (one driver event), or counts
