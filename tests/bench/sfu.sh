@@ -13,6 +13,10 @@
 # SFU_PACKETS_PER_FRAME (default 4, ~1.2 Mbit/s; 6 ~1.7, 8 ~2.3 Mbit/s) sets the stream bitrate at 30 fps.
 # SFU_TARGETS="owt" runs one target only (e.g. to compare two owt builds: A/B on one machine).
 # SFU_WEBRTC_THREADS sets owt-webrtc's [webrtc] worker_threads (default 0: one per core).
+# SFU_LOADGEN_NICE (default 19) is the load generator's nice value, for both targets: the
+# clients of a real server run elsewhere, and at nice 0 the server's burst of copies waited for the
+# load generator's receivers on the same 2 cores (its CPU per packet is about twice the server's).
+# 0 gives the old setup.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -41,7 +45,7 @@ if [ "${1:-}" = "--phase" ]; then
       (sleep $((2 + P * S / 8)); timeout $((secs)) perf record ${SFU_PERF_ARGS:--F 499 -g} -p "$webrtc" -o "${out%.json}.perf.data" >/dev/null 2>&1) & pids+=($!)
     fi
     status=0
-    timeout $((secs + 90)) "$bin/owt-loadgen" --target owt --room "$room" --owtctl "$bin/owtctl" --owt-config-dir "$tmp/etc" \
+    timeout $((secs + 90)) nice -n "${SFU_LOADGEN_NICE:-19}" "$bin/owt-loadgen" --target owt --room "$room" --owtctl "$bin/owtctl" --owt-config-dir "$tmp/etc" \
       --server-pid "$portal" --server-pid "$webrtc" "${common[@]}" >/dev/null || status=$?
     if [ "$status" != 0 ]; then
       echo "--- owt-portal log" >&2; tail -20 "$tmp/portal.log" >&2; [ -n "${SFU_KEEP_LOGS:-}" ] && cp "$tmp"/*.log "$SFU_KEEP_LOGS"/
@@ -59,7 +63,7 @@ if [ "${1:-}" = "--phase" ]; then
       sleep 0.1
     done
     status=0
-    timeout $((secs + 90)) "$bin/owt-loadgen" --target janus --ice-ip 198.18.0.1 --server-pid "$J" "${common[@]}" >/dev/null || status=$?
+    timeout $((secs + 90)) nice -n "${SFU_LOADGEN_NICE:-19}" "$bin/owt-loadgen" --target janus --ice-ip 198.18.0.1 --server-pid "$J" "${common[@]}" >/dev/null || status=$?
     if [ "$status" != 0 ]; then echo "--- janus log" >&2; tail -30 "$tmp/janus.log" >&2; fi
   fi
   exit $status
