@@ -2306,7 +2306,15 @@ where
     async fn poll_timeout(&mut self) -> Instant {
         let core_timeout = {
             let mut core = self.inner.core.lock().await;
-            core.poll_timeout()
+            let core_timeout = core.poll_timeout();
+            // owt-rs patch: under the core's lock, so a direct write either comes before this
+            // (and is in it) or sees it (`PeerConnectionRef::write_rtp_direct`).
+            *self
+                .inner
+                .core_deadline
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = core_timeout;
+            core_timeout
         };
         let stun_timeout = self.stun_gatherer.poll_timeout();
         let turn_timeout = self.turn_relayer.poll_timeout();

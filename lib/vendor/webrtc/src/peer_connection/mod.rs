@@ -784,6 +784,11 @@ pub(crate) struct PeerConnectionRef {
     /// owt-rs patch: datagrams `write_rtp_direct` could not send itself; the driver sends them
     /// first on its next pass.
     pub(crate) handed_over: std::sync::Mutex<Vec<rtc::shared::TaggedBytesMut>>,
+    /// owt-rs patch: the core's earliest timer when the driver last asked (under the core's
+    /// lock, before it sleeps until that time or earlier). `write_rtp_direct` wakes the driver
+    /// when a write made the core's timer earlier than this (the first RTP packet arms the
+    /// sender reports' timer).
+    pub(crate) core_deadline: std::sync::Mutex<Option<Instant>>,
     /// Per-channel data-channel send-buffer limit in bytes (`usize::MAX` = unbounded,
     /// the default). When a limit is configured, [`DataChannel::send`]/[`send_text`](DataChannel::send_text)
     /// block until a channel's `outstanding_bytes` drops below it, and
@@ -1005,8 +1010,9 @@ impl PeerConnectionRef {
     /// sender is unknown: the caller then writes them through the driver. Datagrams it cannot
     /// send at once (a full socket buffer, or not plain UDP) go to the driver, in order.
     ///
-    /// A media write sets no timer: the interceptors' timers (reports, NACK, TWCC) run on
-    /// their own schedule, which the driver already sleeps on.
+    /// A write that makes the core's next timer earlier than the one the driver sleeps on
+    /// (the first RTP packet arms the sender reports' timer) wakes the driver, which then
+    /// sleeps on the new one.
     pub(crate) fn write_rtp_direct(
         &self,
         sender_id: rtc::rtp_transceiver::RTCRtpSenderId,
@@ -1030,7 +1036,19 @@ impl PeerConnectionRef {
         while let Some(msg) = core.poll_write() {
             writes.push(msg);
         }
+        let next_timer = core.poll_timeout();
+        let timer_moved_up = match (
+            next_timer,
+            *self.core_deadline.lock().unwrap_or_else(|e| e.into_inner()),
+        ) {
+            (Some(next), Some(slept_on)) => next < slept_on,
+            (next, None) => next.is_some(),
+            (None, Some(_)) => false,
+        };
         drop(core);
+        if timer_moved_up {
+            self.nudge_writes();
+        }
         if writes.is_empty() {
             return Ok(());
         }
@@ -1092,6 +1110,7 @@ impl PeerConnectionImpl {
                 closing: AtomicBool::new(false),
                 direct_sockets: Default::default(),
                 handed_over: Default::default(),
+                core_deadline: Default::default(),
                 data_channel_send_buffer_limit,
                 data_channel_backpressure: crate::runtime::Notify::new(),
                 data_channel_delivery_blocked: AtomicBool::new(false),
@@ -1701,6 +1720,7 @@ mod tests {
             closing: AtomicBool::new(false),
             direct_sockets: Default::default(),
             handed_over: Default::default(),
+            core_deadline: Default::default(),
             data_channel_send_buffer_limit: usize::MAX,
             data_channel_backpressure: crate::runtime::Notify::new(),
             data_channel_delivery_blocked: AtomicBool::new(false),

@@ -139,17 +139,16 @@ impl TrackLocalStaticRTP {
     pub async fn write_rtp_batch(&self, packets: Vec<rtp::Packet>) -> Result<()> {
         let ctx_opt = self.ctx.lock().await;
         if let Some(ctx) = &*ctx_opt {
-            let tx = ctx.driver_event_tx.clone();
             let rtp_sender_id = ctx.rtp_sender_id;
-            let peer_connection = ctx.peer_connection.upgrade();
-            drop(ctx_opt);
-            let packets = match peer_connection {
+            let packets = match ctx.peer_connection.upgrade() {
                 Some(pc) => match pc.write_rtp_direct(rtp_sender_id, packets) {
                     Ok(()) => return Ok(()),
                     Err(packets) => packets,
                 },
                 None => packets,
             };
+            let tx = ctx.driver_event_tx.clone();
+            drop(ctx_opt);
             tx.send(PeerConnectionDriverEvent::SenderRtpBatch(rtp_sender_id, packets))
                 .await
                 .map_err(|e| Error::Other(format!("{:?}", e)))
