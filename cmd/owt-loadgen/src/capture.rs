@@ -209,24 +209,59 @@ fn read_loop(fd: i32, stop: &AtomicBool) -> HashMap<WireKey, u64> {
     seen
 }
 
-/// Time from each publisher packet entering the server to its copy leaving for a subscriber,
-/// in ns, for every arrival whose two wire stamps were both seen; `publisher_key` names a
+/// Each arrival whose two wire stamps were both seen, with them: (arrival, its publisher packet
+/// entering the server, its copy leaving for the subscriber), in ns; `publisher_key` names a
 /// publisher packet (publisher index, packet number) on the wire.
+fn stamped<'a>(
+    first_seen_ns: &'a HashMap<WireKey, u64>,
+    arrivals: impl IntoIterator<Item = &'a Arrival> + 'a,
+    publisher_key: impl Fn(u32, u64) -> WireKey + 'a,
+) -> impl Iterator<Item = (&'a Arrival, u64, u64)> + 'a {
+    arrivals.into_iter().filter_map(move |a| {
+        let entered = *first_seen_ns.get(&publisher_key(a.publisher, a.publisher_seq))?;
+        let left = *first_seen_ns.get(&(a.ssrc, a.sequence_number))?;
+        (left >= entered).then_some((a, entered, left))
+    })
+}
+
+/// Time from each publisher packet entering the server to its copy leaving for a subscriber,
+/// in ns (sorted), for every arrival whose two wire stamps were both seen.
 pub fn server_latencies_ns<'a>(
-    first_seen_ns: &HashMap<WireKey, u64>,
-    arrivals: impl IntoIterator<Item = &'a Arrival>,
-    publisher_key: impl Fn(u32, u64) -> WireKey,
+    first_seen_ns: &'a HashMap<WireKey, u64>,
+    arrivals: impl IntoIterator<Item = &'a Arrival> + 'a,
+    publisher_key: impl Fn(u32, u64) -> WireKey + 'a,
 ) -> Vec<u64> {
-    let mut latencies: Vec<u64> = arrivals
-        .into_iter()
-        .filter_map(|a| {
-            let entered = first_seen_ns.get(&publisher_key(a.publisher, a.publisher_seq))?;
-            let left = first_seen_ns.get(&(a.ssrc, a.sequence_number))?;
-            left.checked_sub(*entered)
-        })
-        .collect();
+    let mut latencies: Vec<u64> =
+        stamped(first_seen_ns, arrivals, publisher_key).map(|(_, entered, left)| left - entered).collect();
     latencies.sort_unstable();
     latencies
+}
+
+/// For each publisher frame (`per_frame` packets, numbered from 0) with stamped copies: the
+/// time from the frame entering the server (its first packet) to the first of its copies
+/// leaving, and to the last, in ns (each sorted). The first is the inbound path (receive,
+/// decrypt, hand-over to the forwarding task); the last minus the first is how long the
+/// fan-out of a frame to every subscriber takes.
+pub fn frame_copies_ns<'a>(
+    first_seen_ns: &'a HashMap<WireKey, u64>,
+    arrivals: impl IntoIterator<Item = &'a Arrival> + 'a,
+    publisher_key: impl Fn(u32, u64) -> WireKey + 'a,
+    per_frame: u32,
+) -> (Vec<u64>, Vec<u64>) {
+    // (publisher, frame) -> (entered, first copy left, last copy left)
+    let mut frames: HashMap<(u32, u64), (u64, u64, u64)> = HashMap::new();
+    for (a, entered, left) in stamped(first_seen_ns, arrivals, publisher_key) {
+        let frame =
+            frames.entry((a.publisher, a.publisher_seq / u64::from(per_frame.max(1)))).or_insert((entered, left, left));
+        frame.0 = frame.0.min(entered);
+        frame.1 = frame.1.min(left);
+        frame.2 = frame.2.max(left);
+    }
+    let (mut first, mut last): (Vec<u64>, Vec<u64>) =
+        frames.values().map(|(entered, first, last)| (first - entered, last - entered)).unzip();
+    first.sort_unstable();
+    last.sort_unstable();
+    (first, last)
 }
 
 /// The (SSRC, sequence) of every RTP packet in one captured packet (virtio_net_hdr, Ethernet
@@ -338,5 +373,30 @@ mod tests {
             Arrival { ssrc: 556, sequence_number: 3, publisher: 0, publisher_seq: 1 },
         ];
         assert_eq!(server_latencies_ns(&seen, &arrivals, publisher_key), vec![100, 300, 900]);
+    }
+
+    #[test]
+    fn a_frame_is_timed_to_its_first_and_last_copy() {
+        // Publisher 0's frame 0 (packets 0 and 1) enters at 1000 and 1010; its copies leave at
+        // 1300 and 1350 (subscriber 555) and 1900 and 1950 (556). Frame 1 has one copy.
+        let seen: HashMap<WireKey, u64> = [
+            ((100, 7), 1_000),
+            ((100, 8), 1_010),
+            ((100, 9), 5_000),
+            ((555, 40), 1_300),
+            ((555, 41), 1_350),
+            ((556, 3), 1_900),
+            ((556, 4), 1_950),
+            ((555, 42), 5_200),
+        ]
+        .into();
+        let publisher_key = |publisher: u32, seq: u64| (100 + publisher, 7 + seq as u16);
+        let arrival =
+            |ssrc, sequence_number, publisher_seq| Arrival { ssrc, sequence_number, publisher: 0, publisher_seq };
+        let arrivals =
+            [arrival(555, 40, 0), arrival(555, 41, 1), arrival(556, 3, 0), arrival(556, 4, 1), arrival(555, 42, 2)];
+        let (first, last) = frame_copies_ns(&seen, &arrivals, publisher_key, 2);
+        assert_eq!(first, vec![200, 300]);
+        assert_eq!(last, vec![200, 950]);
     }
 }

@@ -150,6 +150,13 @@ pub struct Report {
     pub server_latency_us_p99: Option<f64>,
     pub server_latency_us_max: Option<f64>,
     pub server_latency_samples: u64,
+    /// Per publisher frame, from the frame entering the server: its first copy leaving (the
+    /// inbound path: receive, decrypt, hand-over to forwarding) and its last (plus the fan-out
+    /// to every subscriber), in µs. None without the capture.
+    pub server_first_copy_us_p50: Option<f64>,
+    pub server_first_copy_us_p99: Option<f64>,
+    pub server_last_copy_us_p50: Option<f64>,
+    pub server_last_copy_us_p99: Option<f64>,
     /// The capture keeps one forwarded packet in this many (capture.rs), so the samples are
     /// about packets_received / this.
     pub capture_sample_every: u32,
@@ -202,7 +209,7 @@ pub fn main(cli: Cli) -> Result<(), String> {
 /// One line for humans.
 pub fn summary(r: &Report) -> String {
     format!(
-        "{:?} {}x{} {:.0}s: sent {} received {}/{} (loss {:.3}%), latency p50 {} µs p99 {} µs (above a direct pair: p50 {} µs p99 {} µs; in the server, on the wire: p50 {} µs p99 {} µs), server {:.2} CPU-s ({:.2} cores), {:.0} pkt/CPU-s, {:.0} streams/core, {:.0} KiB RSS/subscriber",
+        "{:?} {}x{} {:.0}s: sent {} received {}/{} (loss {:.3}%), latency p50 {} µs p99 {} µs (above a direct pair: p50 {} µs p99 {} µs; in the server, on the wire: p50 {} µs p99 {} µs; a frame's first copy p50 {} µs p99 {} µs, last copy p50 {} µs p99 {} µs), server {:.2} CPU-s ({:.2} cores), {:.0} pkt/CPU-s, {:.0} streams/core, {:.0} KiB RSS/subscriber",
         r.target,
         r.publishers,
         r.subscribers_per_publisher,
@@ -217,6 +224,10 @@ pub fn summary(r: &Report) -> String {
         r.added_latency_us_p99,
         r.server_latency_us_p50.map_or("-".to_string(), |v| v.to_string()),
         r.server_latency_us_p99.map_or("-".to_string(), |v| v.to_string()),
+        r.server_first_copy_us_p50.map_or("-".to_string(), |v| v.to_string()),
+        r.server_first_copy_us_p99.map_or("-".to_string(), |v| v.to_string()),
+        r.server_last_copy_us_p50.map_or("-".to_string(), |v| v.to_string()),
+        r.server_last_copy_us_p99.map_or("-".to_string(), |v| v.to_string()),
         r.server_cpu_s,
         r.server_cores,
         r.forwarded_per_cpu_s,
@@ -455,25 +466,29 @@ pub async fn run(cli: &Cli) -> Result<Report, String> {
         }
     }
     latencies.sort_unstable();
-    let (wire, capture_dropped, capture_error) = match capture {
+    let (wire, (first_copy, last_copy), capture_dropped, capture_error) = match capture {
         Ok(capture) => {
             let captured = capture.finish();
             let arrivals: Vec<media::Arrival> = subscribers
                 .iter()
                 .flat_map(|(_, s)| s.received.arrivals.lock().map(|a| a.clone()).unwrap_or_default())
                 .collect();
-            let wire = capture::server_latencies_ns(&captured.first_seen_ns, &arrivals, |publisher, seq| {
+            let publisher_key = |publisher: u32, seq: u64| {
                 let ssrc = ssrc_of(publisher);
                 (ssrc, peer::wire_sequence_number(ssrc, seq))
-            });
-            (wire, captured.dropped, None)
+            };
+            let wire = capture::server_latencies_ns(&captured.first_seen_ns, &arrivals, publisher_key);
+            let frames =
+                capture::frame_copies_ns(&captured.first_seen_ns, &arrivals, publisher_key, cli.packets_per_frame);
+            (wire, frames, captured.dropped, None)
         }
         Err(err) => {
             eprintln!("owt-loadgen: no wire timestamps, server latency not measured: {err}");
-            (Vec::new(), 0, Some(err))
+            (Vec::new(), (Vec::new(), Vec::new()), 0, Some(err))
         }
     };
-    let wire_us = |q: f64| (!wire.is_empty()).then(|| (quantile(&wire, q) as f64 / 100.0).round() / 10.0);
+    let us = |ns: &[u64], q: f64| (!ns.is_empty()).then(|| (quantile(ns, q) as f64 / 100.0).round() / 10.0);
+    let wire_us = |q: f64| us(&wire, q);
     let mut baseline = direct_subscriber.received.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
     baseline.sort_unstable();
     direct_publisher.sender.stop.store(true, Ordering::Relaxed);
@@ -534,6 +549,10 @@ pub async fn run(cli: &Cli) -> Result<Report, String> {
         server_latency_us_p99: wire_us(0.99),
         server_latency_us_max: wire_us(1.0),
         server_latency_samples: wire.len() as u64,
+        server_first_copy_us_p50: us(&first_copy, 0.5),
+        server_first_copy_us_p99: us(&first_copy, 0.99),
+        server_last_copy_us_p50: us(&last_copy, 0.5),
+        server_last_copy_us_p99: us(&last_copy, 0.99),
         capture_sample_every: capture::SAMPLE_EVERY,
         capture_dropped,
         capture_error,
