@@ -145,7 +145,12 @@ fn forward_stream_recovers_from_five_percent_udp_loss() {
     let (first, last) = (&samples[0], samples.last().expect("a sample"));
     let (start, end) = (first["frames"].as_u64().unwrap(), last["frames"].as_u64().unwrap());
     eprintln!("frames decoded under loss: {start} -> {end}");
-    assert!(end >= start + 40, "frames advance under loss ({start} -> {end}): {result}");
+    // At least 5 frames a second over the sampling window. Most runs decode 60-80 frames in it,
+    // but in about one run in five the publishing Chromium lowers its frame rate under the
+    // loss for the whole window (29-38 frames, at steady pace, no long freeze), with this
+    // node and with the one before the direct-send change alike: its encoder's choice, not a
+    // stall. Repair itself is checked below (NACKs, retransmissions received).
+    assert!(end >= start + 20, "frames advance under loss ({start} -> {end}): {result}");
     let inbound = &last["inbound"];
     let lost = inbound["packetsLost"].as_u64().unwrap_or(0);
     let nacks = inbound["nackCount"].as_u64().unwrap_or(0);
