@@ -13,6 +13,8 @@
 # SFU_PACKETS_PER_FRAME (default 4, ~1.2 Mbit/s; 6 ~1.7, 8 ~2.3 Mbit/s) sets the stream bitrate at 30 fps.
 # SFU_TARGETS="owt" runs one target only (e.g. to compare two owt builds: A/B on one machine).
 # SFU_WEBRTC_THREADS sets owt-webrtc's [webrtc] worker_threads (default 0: one per core).
+# SFU_REPEAT=N (default 1) runs every load N times per target, in turns, and reports the median of each figure:
+# this machine's run-to-run noise is often larger than the difference between two builds.
 # SFU_LOADGEN_NICE (default 19) is the load generator's nice value, for both targets: the
 # clients of a real server run elsewhere, and at nice 0 the server's burst of copies waited for the
 # load generator's receivers on the same 2 cores (its CPU per packet is about twice the server's).
@@ -75,6 +77,7 @@ bin=$(cd "$bin" && pwd)
 out=${2:-$root/bench/sfu.json}
 secs=${SFU_SECS:-15}
 loads=${SFU_LOADS:-1x10 2x25 4x50}
+repeat=${SFU_REPEAT:-1}
 [ "$(id -u)" = 0 ] || { echo "sfu.sh needs root (unshare -n, veth)" >&2; exit 1; }
 for p in owt-portal owt-webrtc owtctl owt-loadgen; do [ -x "$bin/$p" ] || { echo "$bin/$p missing" >&2; exit 1; }; done
 work=$(mktemp -d)
@@ -83,31 +86,46 @@ runs=()
 for load in $loads; do
   P=${load%x*} S=${load#*x}
   ok=1
+  for rep in $(seq "$repeat"); do
   for target in ${SFU_TARGETS:-owt janus}; do
-    f="$work/$target-$load.json"
-    echo "== $target ${P}x${S}, ${secs}s" >&2
+    f="$work/$target-$load-$rep.json"
+    echo "== $target ${P}x${S}, ${secs}s (run $rep of $repeat)" >&2
     if unshare -n bash "$0" --phase "$target" "$bin" "$P" "$S" "$secs" "$f"; then
       runs+=("$f")
       python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r["loss"] < 0.05 else 1)' "$f" || ok=0
     else
       echo "   $target ${P}x${S} failed" >&2; ok=0
     fi
-    if [ -f "$work/$target-$load.perf.data" ]; then
-      cp "$work/$target-$load.perf.data" "${SFU_PERF_DIR:-/tmp}/owt-webrtc-$load.perf.data"
+    if [ -f "$work/$target-$load-$rep.perf.data" ]; then
+      cp "$work/$target-$load-$rep.perf.data" "${SFU_PERF_DIR:-/tmp}/owt-webrtc-$load.perf.data"
       echo "   perf data: ${SFU_PERF_DIR:-/tmp}/owt-webrtc-$load.perf.data" >&2
     fi
+  done
   done
   [ "$ok" = 1 ] || { echo "== stopping after ${P}x${S}: a run failed or lost >= 5%" >&2; break; }
 done
 [ ${#runs[@]} -gt 0 ] || { echo "no run succeeded" >&2; exit 1; }
 mkdir -p "$(dirname "$out")"
-python3 - "$out" "${runs[@]}" <<'PY'
-import json, sys, os, platform
-out, files = sys.argv[1], sys.argv[2:]
+python3 - "$out" "$repeat" "${runs[@]}" <<'PY'
+import json, sys, os, platform, statistics
+out, repeat, files = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 runs = [json.load(open(f)) for f in files]
-by = {}
+grouped = {}
 for r in runs:
-    by.setdefault((r["publishers"], r["subscribers_per_publisher"]), {})[r["target"]] = r
+    grouped.setdefault((r["publishers"], r["subscribers_per_publisher"]), {}).setdefault(r["target"], []).append(r)
+
+def median_run(rs):
+    """Each number the median of its runs (SFU_REPEAT), the rest as in the first run."""
+    m = dict(rs[0])
+    for k, v in rs[0].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            vals = [r[k] for r in rs if isinstance(r.get(k), (int, float))]
+            m[k] = statistics.median(vals)
+            if isinstance(v, int) and all(isinstance(x, int) for x in vals):
+                m[k] = round(m[k])
+    return m
+
+by = {load: {t: median_run(rs) for t, rs in ts.items()} for load, ts in grouped.items()}
 rows, comparisons = [], []
 hdr = (f'{"load":>6} {"server":>6} {"pkt/CPU-s":>10} {"streams/core":>12} {"cores":>6} {"p50 µs":>8} {"p99 µs":>8} '
        f'{"+p50 µs":>8} {"+p99 µs":>8} {"srv p50":>8} {"srv p99":>8} {"KiB/sub":>8} {"loss %":>7}')
@@ -148,6 +166,8 @@ for (p, s), t in sorted(by.items()):
               f'{wire(r.get("server_last_copy_us_p50")):>8} {wire(r.get("server_last_copy_us_p99")):>8}')
 print("1st/last = per publisher frame, from its first packet entering the server to the first / the last of its copies")
 print("  to the subscribers leaving it (µs, wire timestamps): the inbound path, and the inbound path plus the fan-out")
+if repeat > 1:
+    print(f"every figure is the median of {repeat} runs of each target, taken in turns (all runs are in the JSON)")
 print(f'each stream: synthetic VP8 of {runs[0]["kbit_per_stream"]:.0f} kbit/s, {runs[0]["packets_per_second_per_stream"]} packets/s')
 print("streams/core = subscribed streams / (server CPU-s per s); pkt/CPU-s = packets delivered to subscribers per server CPU-second")
 print("latency = subscriber receive time - publisher send time (same host clock), client stacks included;")
@@ -155,7 +175,7 @@ print("+p50/+p99 = latency minus that of one direct publisher->subscriber pair i
 print("  the server adds (the server's subscribers also queue behind each other in the one load generator process)")
 print("srv p50/p99 = what the server alone adds, from kernel wire timestamps: a forwarded packet leaving the server minus")
 print("  its publisher packet entering it (AF_PACKET capture in the netns, matched by SSRC/sequence; µs)")
-doc = {"benchmark": "sfu", "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
+doc = {"benchmark": "sfu", "repeat": repeat, "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
        "targets": {"owt": "owt-portal + owt-webrtc (release), loopback ICE", "janus": "Janus videoroom (Debian), veth ICE in the netns"},
        "comparisons": comparisons, "runs": runs}
 with open(out, "w") as fh:
