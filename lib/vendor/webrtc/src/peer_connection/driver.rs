@@ -366,13 +366,28 @@ async fn send_datagrams(
         .map_err(Error::from)
 }
 
-/// Max datagrams the kernel accepts in one GSO `sendmsg` on `socket` for a run whose first
-/// datagram is `first_len` bytes (1 = GSO unavailable / empty first datagram → no batching).
-fn gso_segment_limit(socket: &dyn AsyncUdpSocket, first_len: usize) -> usize {
-    if first_len > 0 {
-        socket.max_gso_segments().min(MAX_GSO_SEGMENTS)
-    } else {
+/// How the run of datagrams that starts at `writes[i]` (plain UDP on `socket`) goes out: where
+/// it ends (exclusive), and whether as one GSO buffer or one datagram at a time.
+fn plan_run(socket: &dyn AsyncUdpSocket, writes: &[TaggedBytesMut], i: usize) -> (usize, bool) {
+    // Max datagrams the kernel accepts in one GSO `sendmsg` for this socket
+    // (1 = GSO unavailable / empty first datagram → no batching).
+    let max_seg = if writes[i].message.is_empty() {
         1
+    } else {
+        socket.max_gso_segments().min(MAX_GSO_SEGMENTS)
+    };
+    let end = gso_run_end(writes, i, max_seg);
+    // GSO only when the run is both worth it and physically batchable. Clamp the
+    // threshold to `max_seg` so a socket with a small GSO limit (< MIN_GSO_RUN)
+    // still batches rather than degrading to all-singleton sends.
+    (end, max_seg > 1 && end - i >= MIN_GSO_RUN.min(max_seg))
+}
+
+/// The datagrams of a GSO run back to back in `scratch`, for one send.
+fn concat_run(scratch: &mut Vec<u8>, run: &[TaggedBytesMut]) {
+    scratch.clear();
+    for w in run {
+        scratch.extend_from_slice(&w.message);
     }
 }
 
@@ -415,6 +430,12 @@ fn gso_run_end(writes: &[TaggedBytesMut], i: usize, max_seg: usize) -> usize {
     end
 }
 
+/// Everything the core has ready to send (owt-rs patch: a function, since
+/// `PeerConnectionRef::write_rtp_direct` drains it too).
+pub(crate) fn take_writes(core: &mut rtc::peer_connection::RTCPeerConnection) -> Vec<TaggedBytesMut> {
+    std::iter::from_fn(|| core.poll_write()).collect()
+}
+
 /// owt-rs patch: sends `writes` on `sockets` at once, from outside the driver task
 /// (`PeerConnectionRef::write_rtp_direct`), the way
 /// [`flush_writes`](PeerConnectionDriver::flush_writes) would: GSO runs of same-destination
@@ -439,13 +460,13 @@ pub(crate) fn send_now(
             _ => break,
         };
         let seg = writes[i].message.len();
-        let max_seg = gso_segment_limit(&**socket, seg);
-        let end = gso_run_end(&writes, i, max_seg);
+        let (end, gso) = plan_run(&**socket, &writes, i);
         let ecn = tp.ecn.and_then(|e| EcnCodepoint::from_bits(e as u8));
+        // As `flush_writes`: ECN only on a GSO run.
         let transmit = |contents: &[u8], segment_size: Option<usize>| {
             let transmit = Transmit {
                 destination: tp.peer_addr,
-                ecn,
+                ecn: segment_size.and(ecn),
                 contents,
                 segment_size,
                 src_ip: None,
@@ -462,11 +483,8 @@ pub(crate) fn send_now(
                 Ok(_) => true,
             }
         };
-        if max_seg > 1 && end - i >= MIN_GSO_RUN.min(max_seg) {
-            scratch.clear();
-            for w in &writes[i..end] {
-                scratch.extend_from_slice(&w.message);
-            }
+        if gso {
+            concat_run(&mut scratch, &writes[i..end]);
             if !transmit(&scratch, Some(seg)) {
                 break;
             }
@@ -1970,12 +1988,7 @@ where
     }
 
     async fn drain_core_writes(inner: Arc<PeerConnectionRef>) -> Vec<TaggedBytesMut> {
-        let mut writes = Vec::new();
-        let mut core = inner.core.lock().await;
-        while let Some(msg) = core.poll_write() {
-            writes.push(msg);
-        }
-        writes
+        take_writes(&mut *inner.core.lock().await)
     }
 
     async fn drain_core_events(inner: Arc<PeerConnectionRef>) -> Vec<RTCPeerConnectionEvent> {
@@ -2205,18 +2218,10 @@ where
 
             let socket = self.udp_sockets.get(&tp.local_addr).unwrap().clone();
             let ecn = tp.ecn.map(|e| e as u8);
-            let max_seg = gso_segment_limit(&*socket, seg);
-            let end = gso_run_end(&writes, i, max_seg);
-
-            // GSO only when the run is both worth it and physically batchable. Clamp the
-            // threshold to `max_seg` so a socket with a small GSO limit (< MIN_GSO_RUN)
-            // still batches rather than degrading to all-singleton sends.
-            if max_seg > 1 && end - i >= MIN_GSO_RUN.min(max_seg) {
+            let (end, gso) = plan_run(&*socket, &writes, i);
+            if gso {
                 // Large run: one GSO sendmsg beats end-i individual send_to syscalls.
-                scratch.clear();
-                for w in &writes[i..end] {
-                    scratch.extend_from_slice(&w.message);
-                }
+                concat_run(&mut scratch, &writes[i..end]);
                 if let Err(err) = send_datagrams(&*socket, &scratch, seg, tp.peer_addr, ecn).await {
                     error!(
                         "Failed to GSO-send {} datagrams to {:?} from {:?}: {}",

@@ -1032,19 +1032,11 @@ impl PeerConnectionRef {
             }
             None => return Err(packets),
         }
-        let mut writes = Vec::new();
-        while let Some(msg) = core.poll_write() {
-            writes.push(msg);
-        }
-        let next_timer = core.poll_timeout();
-        let timer_moved_up = match (
-            next_timer,
-            *self.core_deadline.lock().unwrap_or_else(|e| e.into_inner()),
-        ) {
-            (Some(next), Some(slept_on)) => next < slept_on,
-            (next, None) => next.is_some(),
-            (None, Some(_)) => false,
-        };
+        let writes = driver::take_writes(&mut core);
+        let slept_on = *self.core_deadline.lock().unwrap_or_else(|e| e.into_inner());
+        let timer_moved_up = core
+            .poll_timeout()
+            .is_some_and(|next| slept_on.is_none_or(|slept_on| next < slept_on));
         drop(core);
         if timer_moved_up {
             self.nudge_writes();
