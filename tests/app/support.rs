@@ -255,10 +255,12 @@ impl TestServer {
     }
 
     fn pick_ports(&mut self, extra_app: &str) {
-        self.rest_port = free_port();
-        self.signaling_port = free_port();
-        self.bus_port = free_port();
-        self.app_port = free_port();
+        // All four listeners are held until the last is bound, so the ports differ.
+        let listeners: Vec<TcpListener> =
+            (0..4).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")).collect();
+        let port = |i: usize| listeners[i].local_addr().expect("local_addr").port();
+        (self.rest_port, self.signaling_port, self.bus_port, self.app_port) = (port(0), port(1), port(2), port(3));
+        drop(listeners);
         let text = format!(
             "[state]\ndir = \"{state}\"\n\
              [management-api]\nip_address = \"127.0.0.1\"\nport = {rest}\n\
@@ -292,12 +294,15 @@ impl TestServer {
         self.dir.path().join("state").join("owt.db")
     }
 
-    /// Starts owt-portal and waits until the REST API accepts connections (picking other
-    /// ports when one was taken meanwhile).
+    /// Starts owt-portal and waits until it is ready, picking other ports when one was
+    /// taken by another test's server after it was picked.
     fn spawn(&mut self, extra_app: &str) {
         for attempt in 0..3 {
             let log =
                 std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("open portal.log");
+            // What this attempt logged: the log keeps the earlier attempts.
+            let logged_before = self.log().len();
+            let this_attempt = |server: &TestServer| server.log().get(logged_before..).unwrap_or_default().to_string();
             let mut child = command("owt-portal")
                 .arg("--config-dir")
                 .arg(self.etc_dir())
@@ -306,28 +311,37 @@ impl TestServer {
                 .spawn()
                 .expect("spawn owt-portal");
             let deadline = Instant::now() + Duration::from_secs(10);
-            let mut exited = None;
-            while Instant::now() < deadline {
+            // Waits for ready; leaves the loop when a port was taken.
+            loop {
                 if let Some(status) = child.try_wait().expect("try_wait") {
-                    exited = Some(status);
+                    if this_attempt(self).contains("cannot listen") {
+                        break;
+                    }
+                    panic!("owt-portal exited with {status}; log:\n{}", self.log());
+                }
+                let logged = this_attempt(self);
+                if logged.contains("owt-portal ready") {
+                    // The portal serves without the sample application when its port is taken.
+                    if !logged.contains("sample application not started") {
+                        self.child = Some(child);
+                        return;
+                    }
+                    let _ = child.kill();
+                    let _ = child.wait();
                     break;
                 }
-                if self.log().contains("owt-portal ready") {
-                    self.child = Some(child);
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            match exited {
-                Some(_) if attempt < 2 && self.log().contains("cannot listen") => self.pick_ports(extra_app),
-                Some(status) => panic!("owt-portal exited with {status}; log:\n{}", self.log()),
-                None => {
+                if Instant::now() > deadline {
                     let _ = child.kill();
                     let _ = child.wait();
                     panic!("owt-portal not ready after 10 s; log:\n{}", self.log());
                 }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if attempt < 2 {
+                self.pick_ports(extra_app);
             }
         }
+        panic!("owt-portal found a port taken three times; log:\n{}", self.log());
     }
 
     pub fn app_url(&self, path: &str) -> String {
