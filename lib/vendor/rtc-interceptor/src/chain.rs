@@ -97,18 +97,23 @@ impl Chain {
     /// bypass with.
     ///
     /// owt-rs patch: an interceptor for which `passes_through` is true (on the write walk: it
-    /// [passes writes through](Interceptor::passes_writes_through)) is not handed the belt; what it
-    /// generated goes ahead of the belt, where its own queue would have put it. The belt's packets
-    /// then move only through the interceptors that look at them.
+    /// [passes writes through](Interceptor::passes_writes_through)) is not handed the belt: it is
+    /// shown each packet (`observe`), and what it generated goes ahead of the belt, where its own
+    /// queue would have put it. The belt's packets then move only through the interceptors that
+    /// change or hold them.
     fn walk<'a, T>(
         interceptors: impl Iterator<Item = &'a mut Box<dyn Interceptor>>,
         belt: &mut VecDeque<T>,
         handle: fn(&mut dyn Interceptor, T) -> Result<(), Error>,
         poll: fn(&mut dyn Interceptor) -> Option<T>,
         passes_through: fn(&dyn Interceptor) -> bool,
+        observe: fn(&mut dyn Interceptor, &T),
     ) {
         for interceptor in interceptors {
             if passes_through(interceptor.as_ref()) {
+                for packet in belt.iter() {
+                    observe(interceptor.as_mut(), packet);
+                }
                 if let Some(first) = poll(interceptor.as_mut()) {
                     let passed = std::mem::take(belt);
                     belt.push_back(first);
@@ -141,6 +146,7 @@ impl Chain {
             |s, p| s.handle_read(p),
             |s| s.poll_read(),
             |_| false,
+            |_, _| {},
         );
         self.read_outs.extend(belt);
     }
@@ -154,6 +160,7 @@ impl Chain {
             |s, p| s.handle_write(p),
             |s| s.poll_write(),
             |s| s.passes_writes_through(),
+            |s, p| s.observe_write(p),
         );
         self.write_outs.extend(self.write_belt.drain(..));
     }

@@ -382,6 +382,13 @@ pub trait Interceptor:
     fn passes_writes_through(&self) -> bool {
         false
     }
+
+    /// owt-rs patch: what an interceptor that [passes writes through](Self::passes_writes_through)
+    /// does with each packet written instead of `handle_write`: look at it (statistics, a copy to
+    /// retransmit), not take it. The default looks at nothing.
+    fn observe_write(&mut self, msg: &TaggedPacket) {
+        let _ = msg;
+    }
 }
 
 /// An interceptor whose concrete type has been erased.
@@ -393,6 +400,10 @@ pub type BoxedInterceptor = Box<dyn Interceptor>;
 impl<P: Interceptor + ?Sized> Interceptor for Box<P> {
     fn passes_writes_through(&self) -> bool {
         (**self).passes_writes_through()
+    }
+
+    fn observe_write(&mut self, msg: &TaggedPacket) {
+        (**self).observe_write(msg)
     }
 
     fn bind_local_stream(&mut self, info: &StreamInfo) {
@@ -425,6 +436,10 @@ impl<P: Interceptor + ?Sized> Interceptor for Box<P> {
 impl<P: Interceptor + ?Sized> Interceptor for &mut P {
     fn passes_writes_through(&self) -> bool {
         (**self).passes_writes_through()
+    }
+
+    fn observe_write(&mut self, msg: &TaggedPacket) {
+        (**self).observe_write(msg)
     }
 
     fn bind_local_stream(&mut self, info: &StreamInfo) {

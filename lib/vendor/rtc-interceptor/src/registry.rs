@@ -423,6 +423,8 @@ mod tests {
         read_queue: VecDeque<TaggedPacket>,
         write_queue: VecDeque<TaggedPacket>,
         passes_writes: bool,
+        /// owt-rs patch: the sequence numbers `observe_write` was shown.
+        observed: std::sync::Arc<std::sync::Mutex<Vec<u16>>>,
     }
 
     impl Marker {
@@ -433,6 +435,7 @@ mod tests {
                 read_queue: VecDeque::new(),
                 write_queue: VecDeque::new(),
                 passes_writes: false,
+                observed: Default::default(),
             }
         }
     }
@@ -476,6 +479,14 @@ mod tests {
     impl Interceptor for Marker {
         fn passes_writes_through(&self) -> bool {
             self.passes_writes
+        }
+        fn observe_write(&mut self, msg: &TaggedPacket) {
+            if let Packet::Rtp(rtp) = &msg.message.packet {
+                self.observed
+                    .lock()
+                    .unwrap()
+                    .push(rtp.header.sequence_number);
+            }
         }
         fn bind_local_stream(&mut self, _info: &StreamInfo) {}
         fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
@@ -777,5 +788,184 @@ mod tests {
         }
         assert_eq!(vec![1, 2, 3, 4, 5], sequence_numbers(&mut chain));
         assert!(chain.poll_write().is_none());
+    }
+
+    /// owt-rs patch: a pass-through interceptor is shown every packet written, once, in order,
+    /// as the interceptors application-ward of it left it; not what it generated itself.
+    #[test]
+    fn a_pass_through_interceptor_observes_each_write_once() {
+        let log = Log::default();
+        let mut passing = Marker::new("passing", log.clone());
+        passing.passes_writes = true;
+        passing.write_queue.push_back(numbered(100));
+        let observed = passing.observed.clone();
+        let mut chain = Registry::new()
+            .with(Slot::TwccSender, Marker::new("wire", log.clone()))
+            .with(Slot::NackGenerator, passing)
+            .with(Slot::JitterBuffer, Marker::new("app", log.clone()))
+            .build();
+
+        for n in 1..=3 {
+            chain.handle_write(numbered(n)).unwrap();
+        }
+        assert_eq!(vec![100, 1, 2, 3], sequence_numbers(&mut chain));
+        assert_eq!(vec![1, 2, 3], *observed.lock().unwrap());
+        // A walk with nothing written (a drain) shows it nothing.
+        assert!(chain.poll_write().is_none());
+        assert_eq!(3, observed.lock().unwrap().len());
+    }
+
+    fn media_stream(ssrc: u32) -> StreamInfo {
+        StreamInfo {
+            ssrc,
+            clock_rate: 90_000,
+            rtcp_feedback: vec![crate::stream_info::RTCPFeedback {
+                typ: "nack".to_string(),
+                parameter: String::new(),
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn media(ssrc: u32, sequence_number: u16, now: Instant) -> TaggedPacket {
+        let mut p = numbered(sequence_number);
+        p.now = now;
+        if let Packet::Rtp(rtp) = &mut p.message.packet {
+            rtp.header.ssrc = ssrc;
+            rtp.payload = vec![0xab_u8; 100].into();
+        }
+        p
+    }
+
+    /// owt-rs patch: the sender reports, passing writes through, still count every packet
+    /// written through the chain and report them when their timer fires.
+    #[test]
+    fn sender_reports_count_writes_through_the_chain() {
+        let start = Instant::now();
+        let mut chain = Registry::new()
+            .with(
+                Slot::SenderReport,
+                crate::SenderReportBuilder::new()
+                    .with_interval(std::time::Duration::from_secs(1))
+                    .build(),
+            )
+            .build();
+        chain.bind_local_stream(&media_stream(7));
+        for n in 1..=3 {
+            chain.handle_write(media(7, n, start)).unwrap();
+        }
+        assert_eq!(vec![1, 2, 3], sequence_numbers(&mut chain));
+        // The first packet armed the timer.
+        let due = chain
+            .poll_timeout()
+            .expect("the first write arms the report timer");
+        chain.handle_timeout(due).unwrap();
+        let report = chain.poll_write().expect("a sender report");
+        let Packet::Rtcp(rtcp) = report.message.packet else {
+            panic!("RTCP expected")
+        };
+        let sr = rtcp[0]
+            .as_any()
+            .downcast_ref::<rtcp::sender_report::SenderReport>()
+            .expect("a sender report");
+        assert_eq!((sr.ssrc, sr.packet_count, sr.octet_count), (7, 3, 300));
+    }
+
+    /// owt-rs patch: the NACK responder, passing writes through, still keeps a copy of every
+    /// packet written through the chain and sends it again when the peer asks.
+    #[test]
+    fn nack_responder_retransmits_writes_through_the_chain() {
+        let start = Instant::now();
+        let mut chain = Registry::new()
+            .with(
+                Slot::NackResponder,
+                crate::NackResponderBuilder::new().build(),
+            )
+            .build();
+        chain.bind_local_stream(&media_stream(9));
+        for n in 10..=13 {
+            chain.handle_write(media(9, n, start)).unwrap();
+        }
+        assert_eq!(vec![10, 11, 12, 13], sequence_numbers(&mut chain));
+        let nack = rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack {
+            sender_ssrc: 1,
+            media_ssrc: 9,
+            nacks:
+                rtcp::transport_feedbacks::transport_layer_nack::nack_pairs_from_sequence_numbers(
+                    &[11, 13],
+                ),
+        };
+        chain
+            .handle_read(TaggedPacket {
+                now: start,
+                transport: TransportContext::default(),
+                message: AttributedPacket::new(Packet::Rtcp(vec![Box::new(nack)])),
+            })
+            .unwrap();
+        while chain.poll_read().is_some() {}
+        assert_eq!(vec![11, 13], sequence_numbers(&mut chain));
+    }
+
+    /// owt-rs: what the write walk costs an SFU's forwarded packet, with the interceptors an
+    /// owt-webrtc subscriber connection has (NACK responder and generator, TWCC receiver, RTCP
+    /// reports). A measurement, not a check: `cargo test --release --lib -- --ignored
+    /// --nocapture write_walk_cost`.
+    #[test]
+    #[ignore]
+    fn write_walk_cost() {
+        use crate::{
+            NackGeneratorBuilder, NackResponderBuilder, RTCPFeedback, ReceiverReportBuilder,
+            SenderReportBuilder, TwccReceiverBuilder,
+        };
+        let mut chain = Registry::new()
+            .with(
+                Slot::NackResponder,
+                NackResponderBuilder::new().with_size(512).build(),
+            )
+            .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+            .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build())
+            .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
+            .with(Slot::SenderReport, SenderReportBuilder::new().build())
+            .build();
+        let info = StreamInfo {
+            ssrc: 1234,
+            payload_type: 96,
+            clock_rate: 90_000,
+            mime_type: "video/VP8".into(),
+            rtcp_feedback: vec![RTCPFeedback {
+                typ: "nack".into(),
+                parameter: String::new(),
+            }],
+            ..Default::default()
+        };
+        chain.bind_local_stream(&info);
+        let start = Instant::now();
+        let template = rtp::Packet {
+            payload: vec![0u8; 1100].into(),
+            ..Default::default()
+        };
+        let packets = 400_000u32;
+        for i in 0..packets {
+            let mut packet = template.clone();
+            packet.header.ssrc = 1234;
+            packet.header.payload_type = 96;
+            packet.header.sequence_number = i as u16;
+            packet.header.timestamp = i / 4 * 3000;
+            chain
+                .handle_write(TaggedPacket {
+                    now: start,
+                    transport: TransportContext::default(),
+                    message: AttributedPacket::new(Packet::Rtp(packet)),
+                })
+                .expect("write");
+            while let Some(out) = chain.poll_write() {
+                std::hint::black_box(out);
+            }
+        }
+        let elapsed = start.elapsed();
+        println!(
+            "write walk: {:.0} ns per packet ({packets} packets)",
+            elapsed.as_nanos() as f64 / f64::from(packets)
+        );
     }
 }

@@ -207,15 +207,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for NackResponderInterceptor {
     }
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        // Buffer outgoing RTP packets
-        if let Packet::Rtp(ref rtp_packet) = msg.message.packet
-            && let Some(stream) = self.streams.get_mut(&rtp_packet.header.ssrc)
-        {
-            stream.send_buffer.add(rtp_packet.clone());
-        }
-
+        self.observe_write(&msg);
         self.write_queue.push_back(msg);
-
         Ok(())
     }
 
@@ -234,6 +227,21 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for NackResponderInterceptor {
 }
 
 impl Interceptor for NackResponderInterceptor {
+    /// owt-rs patch: it only keeps a copy of what is written (`observe_write`) and queues it
+    /// unchanged; its queue otherwise holds retransmissions.
+    fn passes_writes_through(&self) -> bool {
+        true
+    }
+
+    fn observe_write(&mut self, msg: &TaggedPacket) {
+        // Buffer outgoing RTP packets
+        if let Packet::Rtp(ref rtp_packet) = msg.message.packet
+            && let Some(stream) = self.streams.get_mut(&rtp_packet.header.ssrc)
+        {
+            stream.send_buffer.add(rtp_packet.clone());
+        }
+    }
+
     fn bind_local_stream(&mut self, info: &StreamInfo) {
         if stream_supports_nack(info)
             && let Some(send_buffer) = SendBuffer::new(self.size)

@@ -196,19 +196,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for SenderReportInterceptor {
     }
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtp(rtp_packet) = &msg.message.packet
-            && let Some(stream) = self.streams.get_mut(&rtp_packet.header.ssrc)
-        {
-            stream.process_rtp(msg.now, rtp_packet);
-
-            // Arm the report timer from the first packet's instant (see nack::generator).
-            if self.next_timeout.is_none() {
-                self.next_timeout = Some(msg.now + self.interval);
-            }
-        }
-
+        self.observe_write(&msg);
         self.write_queue.push_back(msg);
-
         Ok(())
     }
 
@@ -245,6 +234,24 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for SenderReportInterceptor {
 }
 
 impl Interceptor for SenderReportInterceptor {
+    /// owt-rs patch: it only counts what is written (`observe_write`) and queues it unchanged.
+    fn passes_writes_through(&self) -> bool {
+        true
+    }
+
+    fn observe_write(&mut self, msg: &TaggedPacket) {
+        if let Packet::Rtp(rtp_packet) = &msg.message.packet
+            && let Some(stream) = self.streams.get_mut(&rtp_packet.header.ssrc)
+        {
+            stream.process_rtp(msg.now, rtp_packet);
+
+            // Arm the report timer from the first packet's instant (see nack::generator).
+            if self.next_timeout.is_none() {
+                self.next_timeout = Some(msg.now + self.interval);
+            }
+        }
+    }
+
     fn bind_local_stream(&mut self, info: &StreamInfo) {
         let stream = SenderStream::new(info.ssrc, info.clock_rate, self.use_latest_packet);
         self.streams.insert(info.ssrc, stream);
