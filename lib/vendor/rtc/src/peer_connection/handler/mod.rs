@@ -303,7 +303,7 @@ impl RTCPeerConnection {
     /// owt-rs patch: whether outbound media may take [`write_media`](Self::write_media): once
     /// DTLS has keyed SRTP. Before that, the pipeline's handlers hold or drop it as they always
     /// did.
-    fn media_fast_path_open(&self) -> bool {
+    pub(crate) fn media_fast_path_open(&self) -> bool {
         self.pipeline_context
             .interceptor_handler_context
             .is_dtls_handshake_complete
@@ -312,6 +312,18 @@ impl RTCPeerConnection {
                 .srtp_handler_context
                 .local_srtp_context
                 .is_some()
+    }
+
+    /// owt-rs patch: an application's RTP packet (`RTCRtpSender::write_rtp`) on the media fast
+    /// path, which is what `handle_write` does with it once `media_fast_path_open`; the caller
+    /// then need not make the track id a `String` for every packet.
+    pub(crate) fn write_application_rtp(
+        &mut self,
+        now: Instant,
+        packet: rtp::Packet,
+    ) -> Result<(), Error> {
+        self.pipeline_context.observe(now);
+        self.write_media(now, Packet::Rtp(packet))
     }
 
     /// owt-rs patch: the media fast path. An outbound RTP packet of the application goes through

@@ -466,7 +466,15 @@ impl RTCRtpSender<'_> {
             return Err(Error::ErrHeaderExtensionNotFound);
         }
 
-        let track_id = sender.track().track_id().to_string();
+        // owt-rs patch: the track id as a `String` only where the write walk needs one.
+        if self.peer_connection.media_fast_path_open() {
+            return self.peer_connection.write_application_rtp(now, packet);
+        }
+        let track_id = self.peer_connection.rtp_transceivers[self.id.0]
+            .sender()
+            .as_ref()
+            .map(|sender| sender.track().track_id().to_string())
+            .unwrap_or_default();
         self.peer_connection.handle_write(TaggedRTCMessage {
             now,
             message: RTCMessage::RtpPacket(track_id, packet),
