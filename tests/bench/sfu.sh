@@ -19,9 +19,20 @@
 # clients of a real server run elsewhere, and at nice 0 the server's burst of copies waited for the
 # load generator's receivers on the same 2 cores (its CPU per packet is about twice the server's).
 # 0 gives the old setup.
+# SFU_LOADGEN_POLICY (default idle) is the load generator's scheduling policy: with "idle"
+# (SCHED_IDLE, `chrt --idle`) it and its wire-capture thread run only on CPU time the server leaves,
+# and never take a core from the server's threads; at nice 19 under the kernel's EEVDF scheduler
+# they still preempted the server's workers for milliseconds (about 90 times a second at 4x50).
+# "other" keeps the normal policy (nice only).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
+loadgen_sched=(nice -n "${SFU_LOADGEN_NICE:-19}")
+case "${SFU_LOADGEN_POLICY:-idle}" in
+  idle) loadgen_sched=(chrt --idle 0 "${loadgen_sched[@]}") ;;
+  other) ;;
+  *) echo "SFU_LOADGEN_POLICY must be idle or other" >&2; exit 2 ;;
+esac
 
 # --- one phase, run inside a fresh netns: tests/bench/sfu.sh --phase owt|janus BIN P S SECS OUT
 if [ "${1:-}" = "--phase" ]; then
@@ -47,7 +58,7 @@ if [ "${1:-}" = "--phase" ]; then
       (sleep $((2 + P * S / 8)); timeout $((secs)) perf record ${SFU_PERF_ARGS:--F 499 -g} -p "$webrtc" -o "${out%.json}.perf.data" >/dev/null 2>&1) & pids+=($!)
     fi
     status=0
-    timeout $((secs + 90)) nice -n "${SFU_LOADGEN_NICE:-19}" "$bin/owt-loadgen" --target owt --room "$room" --owtctl "$bin/owtctl" --owt-config-dir "$tmp/etc" \
+    timeout $((secs + 90)) "${loadgen_sched[@]}" "$bin/owt-loadgen" --target owt --room "$room" --owtctl "$bin/owtctl" --owt-config-dir "$tmp/etc" \
       --server-pid "$portal" --server-pid "$webrtc" "${common[@]}" >/dev/null || status=$?
     if [ "$status" != 0 ]; then
       echo "--- owt-portal log" >&2; tail -20 "$tmp/portal.log" >&2; [ -n "${SFU_KEEP_LOGS:-}" ] && cp "$tmp"/*.log "$SFU_KEEP_LOGS"/
@@ -65,7 +76,7 @@ if [ "${1:-}" = "--phase" ]; then
       sleep 0.1
     done
     status=0
-    timeout $((secs + 90)) nice -n "${SFU_LOADGEN_NICE:-19}" "$bin/owt-loadgen" --target janus --ice-ip 198.18.0.1 --server-pid "$J" "${common[@]}" >/dev/null || status=$?
+    timeout $((secs + 90)) "${loadgen_sched[@]}" "$bin/owt-loadgen" --target janus --ice-ip 198.18.0.1 --server-pid "$J" "${common[@]}" >/dev/null || status=$?
     if [ "$status" != 0 ]; then echo "--- janus log" >&2; tail -30 "$tmp/janus.log" >&2; fi
   fi
   exit $status
