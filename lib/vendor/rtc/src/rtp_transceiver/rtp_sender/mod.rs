@@ -391,6 +391,8 @@ impl RTCRtpSender<'_> {
         // peer_connection is mutable borrow, its rtp_transceivers won't be resized and
         // the direction won't be changed too, so, unwrap() here is safe.
 
+        // owt-rs patch: the track id as a `String` only where the write walk needs one.
+        let media_fast_path = self.peer_connection.media_fast_path_open();
         let (sender, media_engine) = (
             self.peer_connection.rtp_transceivers[self.id.0]
                 .sender_mut()
@@ -466,15 +468,10 @@ impl RTCRtpSender<'_> {
             return Err(Error::ErrHeaderExtensionNotFound);
         }
 
-        // owt-rs patch: the track id as a `String` only where the write walk needs one.
-        if self.peer_connection.media_fast_path_open() {
+        if media_fast_path {
             return self.peer_connection.write_application_rtp(now, packet);
         }
-        let track_id = self.peer_connection.rtp_transceivers[self.id.0]
-            .sender()
-            .as_ref()
-            .map(|sender| sender.track().track_id().to_string())
-            .unwrap_or_default();
+        let track_id = sender.track().track_id().to_string();
         self.peer_connection.handle_write(TaggedRTCMessage {
             now,
             message: RTCMessage::RtpPacket(track_id, packet),
