@@ -98,20 +98,20 @@ for load in $loads; do
   P=${load%x*} S=${load#*x}
   ok=1
   for rep in $(seq "$repeat"); do
-  for target in ${SFU_TARGETS:-owt janus}; do
-    f="$work/$target-$load-$rep.json"
-    echo "== $target ${P}x${S}, ${secs}s (run $rep of $repeat)" >&2
-    if unshare -n bash "$0" --phase "$target" "$bin" "$P" "$S" "$secs" "$f"; then
-      runs+=("$f")
-      python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r["loss"] < 0.05 else 1)' "$f" || ok=0
-    else
-      echo "   $target ${P}x${S} failed" >&2; ok=0
-    fi
-    if [ -f "$work/$target-$load-$rep.perf.data" ]; then
-      cp "$work/$target-$load-$rep.perf.data" "${SFU_PERF_DIR:-/tmp}/owt-webrtc-$load.perf.data"
-      echo "   perf data: ${SFU_PERF_DIR:-/tmp}/owt-webrtc-$load.perf.data" >&2
-    fi
-  done
+    for target in ${SFU_TARGETS:-owt janus}; do
+      f="$work/$target-$load-$rep.json"
+      echo "== $target ${P}x${S}, ${secs}s (run $rep of $repeat)" >&2
+      if unshare -n bash "$0" --phase "$target" "$bin" "$P" "$S" "$secs" "$f"; then
+        runs+=("$f")
+        python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r["loss"] < 0.05 else 1)' "$f" || ok=0
+      else
+        echo "   $target ${P}x${S} failed" >&2; ok=0
+      fi
+      if [ -f "$work/$target-$load-$rep.perf.data" ]; then
+        cp "$work/$target-$load-$rep.perf.data" "${SFU_PERF_DIR:-/tmp}/owt-webrtc-$load.perf.data"
+        echo "   perf data: ${SFU_PERF_DIR:-/tmp}/owt-webrtc-$load.perf.data" >&2
+      fi
+    done
   done
   [ "$ok" = 1 ] || { echo "== stopping after ${P}x${S}: a run failed or lost >= 5%" >&2; break; }
 done

@@ -439,9 +439,10 @@ const FAN_OUT_PART: usize = 8;
 /// subscribers each, so that the workers share the parts as they come free. Fixed halves made
 /// the fan-out wait for the slower worker: one woken late, or taken off its core for a few
 /// milliseconds (in the benchmark at 4x50, about one subscriber's send in 250 took over a
-/// millisecond, its thread off the core; the median p99 of four runs went from 3.0 to 2.5 ms). None of the parts runs inline: tokio keeps the task
-/// spawned last in the spawning worker's LIFO slot, which other workers do not steal, so only
-/// the parts spawned before it are taken up by idle workers at once.
+/// millisecond, its thread off the core; the median p99 of four runs went from 3.0 to 2.5 ms).
+/// None of the parts runs inline: tokio keeps the task spawned last in the spawning worker's
+/// LIFO slot, which other workers do not steal, so only the parts spawned before it are taken
+/// up by idle workers at once.
 fn deliver(deliveries: Vec<(Arc<Subscriber>, Vec<rtp::Packet>)>, now: Instant) {
     let workers = tokio::runtime::Handle::try_current().map_or(1, |runtime| runtime.metrics().num_workers());
     if workers < 2 || deliveries.len() < PARALLEL_FAN_OUT {
