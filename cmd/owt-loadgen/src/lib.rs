@@ -77,6 +77,13 @@ pub struct Cli {
     /// A keyframe every this many frames (0: only the first).
     #[arg(long, default_value_t = 60)]
     pub keyframe_interval: u32,
+    /// Run every publisher's frame clock at exactly --fps. By default publisher i's frames come
+    /// every (1 + i/(secs*fps)) of the nominal interval, so that during the window each pair of
+    /// publishers passes through every relative phase a whole number of times, as independent
+    /// cameras do. With locked clocks the phases stay wherever the publishers happened to start:
+    /// frames of two publishers then collide in the server every time or never, for a whole run.
+    #[arg(long)]
+    pub locked_clocks: bool,
     /// Local address the client peers bind and announce as ICE candidates.
     #[arg(long, default_value = "127.0.0.1")]
     pub ice_ip: String,
@@ -345,13 +352,21 @@ fn start_sender(
         i,
         ssrc_of(i),
         peer::StreamShape {
-            fps: cli.fps,
+            frame_interval: frame_interval(cli, i),
             per_frame: cli.packets_per_frame,
             size: cli.payload,
             keyframe_every: cli.keyframe_interval,
         },
     ));
     sender
+}
+
+/// How often publisher `i` sends a frame (see `Cli::locked_clocks`).
+fn frame_interval(cli: &Cli, i: u32) -> Duration {
+    let nominal = 1.0 / f64::from(cli.fps.max(1));
+    let frames_in_window = (cli.secs * f64::from(cli.fps)).max(1.0);
+    let stretch = if cli.locked_clocks { 1.0 } else { 1.0 + f64::from(i) / frames_in_window };
+    Duration::from_secs_f64(nominal * stretch)
 }
 
 /// Runs the load once and measures it.
@@ -566,4 +581,39 @@ pub async fn run(cli: &Cli) -> Result<Report, String> {
         rss_kib_per_subscriber: if streams > 0.0 { (rss_after as f64 - rss_before as f64) / streams } else { 0.0 },
         loadgen_cpu_s: self1 - self0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::parse_from(std::iter::once("owt-loadgen").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn over_the_window_each_pair_of_publishers_drifts_through_whole_frame_intervals() {
+        let cli = cli(&["--secs", "15", "--fps", "30"]);
+        let nominal = Duration::from_secs_f64(1.0 / 30.0);
+        let frames_in_window = 15.0 * 30.0;
+        assert!((frame_interval(&cli, 0).as_secs_f64() - nominal.as_secs_f64()).abs() < 1e-9);
+        for i in 0..4u32 {
+            for j in i + 1..4 {
+                // How far j's frames fall behind i's over the window's frames, in frame intervals
+                // (the intervals are whole nanoseconds, hence the tolerance).
+                let drift = (frame_interval(&cli, j).as_secs_f64() - frame_interval(&cli, i).as_secs_f64())
+                    * frames_in_window
+                    / nominal.as_secs_f64();
+                assert!((drift - f64::from(j - i)).abs() < 1e-3, "publishers {i} and {j}: {drift}");
+            }
+        }
+    }
+
+    #[test]
+    fn locked_clocks_keep_every_publisher_at_the_nominal_rate() {
+        let cli = cli(&["--secs", "15", "--fps", "25", "--locked-clocks"]);
+        for i in 0..8 {
+            assert_eq!(frame_interval(&cli, i), Duration::from_secs_f64(1.0 / 25.0));
+        }
+    }
 }

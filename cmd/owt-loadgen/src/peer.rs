@@ -188,13 +188,13 @@ pub struct Sender {
 /// The shape of a synthetic stream.
 #[derive(Clone, Copy, Debug)]
 pub struct StreamShape {
-    pub fps: u32,
+    pub frame_interval: Duration,
     pub per_frame: u32,
     pub size: usize,
     pub keyframe_every: u32,
 }
 
-/// Sends `shape.fps` frames a second of `shape.per_frame` packets until stopped; counts the
+/// Sends a frame every `shape.frame_interval` of `shape.per_frame` packets until stopped; counts the
 /// packets whose send time is inside `window`.
 pub async fn send_loop(
     track: Arc<TrackLocalStaticRTP>,
@@ -204,8 +204,9 @@ pub async fn send_loop(
     ssrc: u32,
     shape: StreamShape,
 ) {
-    let StreamShape { fps, per_frame, size, keyframe_every } = shape;
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(fps.max(1))));
+    let StreamShape { frame_interval, per_frame, size, keyframe_every } = shape;
+    let ticks_per_frame = (frame_interval.as_secs_f64() * 90_000.0).round() as u32;
+    let mut tick = tokio::time::interval(frame_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq: u64 = 0;
     for frame in 0u32.. {
@@ -223,7 +224,7 @@ pub async fn send_loop(
                     marker: part + 1 == per_frame,
                     payload_type: 96,
                     sequence_number: wire_sequence_number(ssrc, seq),
-                    timestamp: frame.wrapping_mul(90_000 / fps.max(1)),
+                    timestamp: frame.wrapping_mul(ticks_per_frame),
                     ssrc,
                     ..Default::default()
                 },
