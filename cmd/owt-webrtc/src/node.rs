@@ -328,37 +328,39 @@ impl Published {
     }
 
     /// Sends packets (in order) to every active subscriber, rewritten for each. Each
-    /// subscriber gets the batch as one write (`send_to`, spread over the runtime's workers
-    /// by `deliver`). A subscriber whose peer connection cannot take the write right now (its
-    /// queue to the connection's driver is full: a stalled or starved connection) loses those
-    /// packets, counted as dropped, and recovers by NACK or keyframe like after network loss;
-    /// nobody else waits for it.
-    fn fan_out(&self, packets: &[rtp::Packet], now: Instant) {
-        // Subscribers whose switch to this track completed on this packet: taken off their
-        // old source once this track's list is no longer borrowed.
-        let mut switched: Vec<(Weak<Published>, Arc<Subscriber>)> = Vec::new();
-        {
-            let Ok(subscribers) = self.subscribers.read() else { return };
-            let mut deliveries = Vec::with_capacity(subscribers.len());
-            for sub in subscribers.iter() {
-                let mut out = Vec::with_capacity(packets.len());
-                for packet in packets {
-                    let (rewritten, switched_from) = self.rewrite_for(sub, packet, now);
-                    out.extend(rewritten);
-                    if let Some(from) = switched_from {
-                        switched.push((from, sub.clone()));
-                    }
-                }
-                if !out.is_empty() {
-                    deliveries.push((sub.clone(), out));
+    /// subscriber gets the batch as one write (`send_to`), its packets rewritten just before
+    /// (`deliver` spreads the subscribers over the runtime's workers). A subscriber whose peer
+    /// connection cannot take the write right now (its queue to the connection's driver is
+    /// full: a stalled or starved connection) loses those packets, counted as dropped, and
+    /// recovers by NACK or keyframe like after network loss; nobody else waits for it.
+    fn fan_out(self: &Arc<Self>, packets: &[rtp::Packet], now: Instant) {
+        let subscribers: Vec<Arc<Subscriber>> = match self.subscribers.read() {
+            Ok(subscribers) if !subscribers.is_empty() => subscribers.clone(),
+            _ => return,
+        };
+        deliver(self, subscribers, packets, now);
+    }
+
+    /// Rewrites `packets` for each of `subscribers` and sends them (see `fan_out`). Subscribers
+    /// whose switch to this track completed on one of these packets are then taken off their
+    /// old source.
+    fn rewrite_and_send(&self, subscribers: &[Arc<Subscriber>], packets: &[rtp::Packet], now: Instant) {
+        let mut switched: Vec<(Weak<Published>, &Arc<Subscriber>)> = Vec::new();
+        for sub in subscribers {
+            let mut out = Vec::with_capacity(packets.len());
+            for packet in packets {
+                let (rewritten, switched_from) = self.rewrite_for(sub, packet, now);
+                out.extend(rewritten);
+                if let Some(from) = switched_from {
+                    switched.push((from, sub));
                 }
             }
-            deliver(deliveries, now);
+            send_to(sub, out, now);
         }
         for (from, sub) in switched {
             if let Some(from) = from.upgrade() {
                 if let Ok(mut list) = from.subscribers.write() {
-                    list.retain(|s| !Arc::ptr_eq(s, &sub));
+                    list.retain(|s| !Arc::ptr_eq(s, sub));
                 }
             }
         }
@@ -431,38 +433,37 @@ const PARALLEL_FAN_OUT: usize = 8;
 /// The most subscribers one spawned part of a split fan-out serves (see `deliver`).
 const FAN_OUT_PART: usize = 8;
 
-/// Sends each subscriber its packets (`send_to`). The sends are most of a forwarded packet's
-/// cost (the interceptors, SRTP and the socket, run in the calling task: the vendored
-/// webrtc's `write_rtp_direct`), so one task serving a large fan-out alone would make the
-/// last subscriber wait for all the others. A batch for `PARALLEL_FAN_OUT` subscribers or
-/// more is split into tasks instead: one per worker thread, or more of at most `FAN_OUT_PART`
-/// subscribers each, so that the workers share the parts as they come free. Fixed halves made
-/// the fan-out wait for the slower worker: one woken late, or taken off its core for a few
-/// milliseconds (in the benchmark at 4x50, about one subscriber's send in 250 took over a
-/// millisecond, its thread off the core; the median p99 of four runs went from 3.0 to 2.5 ms).
+/// Rewrites and sends each subscriber its packets (`Published::rewrite_and_send`). The sends
+/// are most of a forwarded packet's cost (the interceptors, SRTP and the socket, run in the
+/// calling task: the vendored webrtc's `write_rtp_direct`), so one task serving a large fan-out
+/// alone would make the last subscriber wait for all the others. A fan-out to
+/// `PARALLEL_FAN_OUT` subscribers or more is split into tasks instead: one per worker thread,
+/// or more of at most `FAN_OUT_PART` subscribers each, so that the workers share the parts as
+/// they come free. Fixed halves made the fan-out wait for the slower worker: one woken late, or
+/// taken off its core for a few milliseconds (in the benchmark at 4x50, about one subscriber's
+/// send in 250 took over a millisecond, its thread off the core; the median p99 of four runs
+/// went from 3.0 to 2.5 ms). Each part rewrites its subscribers' packets itself, just before
+/// their sends: rewriting for every subscriber before the first send delayed the first copy
+/// by the whole rewrite, and touched each subscriber's state twice.
 /// None of the parts runs inline: tokio keeps the task spawned last in the spawning worker's
 /// LIFO slot, which other workers do not steal, so only the parts spawned before it are taken
 /// up by idle workers at once.
-fn deliver(deliveries: Vec<(Arc<Subscriber>, Vec<rtp::Packet>)>, now: Instant) {
+fn deliver(track: &Arc<Published>, subscribers: Vec<Arc<Subscriber>>, packets: &[rtp::Packet], now: Instant) {
     let workers = tokio::runtime::Handle::try_current().map_or(1, |runtime| runtime.metrics().num_workers());
-    if workers < 2 || deliveries.len() < PARALLEL_FAN_OUT {
-        for (sub, packets) in deliveries {
-            send_to(&sub, packets, now);
-        }
+    if workers < 2 || subscribers.len() < PARALLEL_FAN_OUT {
+        track.rewrite_and_send(&subscribers, packets, now);
         return;
     }
-    let part_len = deliveries.len().div_ceil(workers).min(FAN_OUT_PART);
-    let mut deliveries = deliveries.into_iter();
+    let part_len = subscribers.len().div_ceil(workers).min(FAN_OUT_PART);
+    let packets: Arc<[rtp::Packet]> = packets.into();
+    let mut subscribers = subscribers.into_iter();
     loop {
-        let part: Vec<_> = deliveries.by_ref().take(part_len).collect();
+        let part: Vec<_> = subscribers.by_ref().take(part_len).collect();
         if part.is_empty() {
             break;
         }
-        tokio::spawn(async move {
-            for (sub, packets) in part {
-                send_to(&sub, packets, now);
-            }
-        });
+        let (track, packets) = (track.clone(), packets.clone());
+        tokio::spawn(async move { track.rewrite_and_send(&part, &packets, now) });
     }
 }
 
