@@ -1012,7 +1012,8 @@ impl PeerConnectionRef {
     ///
     /// A write that makes the core's next timer earlier than the one the driver sleeps on
     /// (the first RTP packet arms the sender reports' timer) wakes the driver, which then
-    /// sleeps on the new one.
+    /// sleeps on the new one. Only the interceptors' timers can move on such a write, so only
+    /// they are asked (`interceptor_poll_timeout`), not every handler of the core.
     pub(crate) fn write_rtp_direct(
         &self,
         sender_id: rtc::rtp_transceiver::RTCRtpSenderId,
@@ -1035,7 +1036,7 @@ impl PeerConnectionRef {
         let writes = driver::take_writes(&mut core);
         let slept_on = *self.core_deadline.lock().unwrap_or_else(|e| e.into_inner());
         let timer_moved_up = core
-            .poll_timeout()
+            .interceptor_poll_timeout()
             .is_some_and(|next| slept_on.is_none_or(|slept_on| next < slept_on));
         drop(core);
         if timer_moved_up {

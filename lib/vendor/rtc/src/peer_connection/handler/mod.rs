@@ -326,6 +326,15 @@ impl RTCPeerConnection {
         self.write_media(now, Packet::Rtp(packet))
     }
 
+    /// owt-rs patch: the earliest timer of the interceptor chain. After an application RTP
+    /// write on the media fast path (`write_application_rtp`), these are the only timers that
+    /// can have moved earlier (the first packet arms the sender reports' timer), so a caller
+    /// that slept on [`poll_timeout`](sansio::Protocol::poll_timeout) need compare only this,
+    /// without asking every handler (ICE, DTLS, SCTP, ...), whose state the write left alone.
+    pub fn interceptor_poll_timeout(&mut self) -> Option<Instant> {
+        self.interceptor.poll_timeout()
+    }
+
     /// owt-rs patch: the media fast path. An outbound RTP packet of the application goes through
     /// exactly what the write walk would do to it (the interceptor chain and its statistics,
     /// SRTP, the selected candidate pair, the transport statistics) straight into `write_outs`,
