@@ -430,8 +430,8 @@ fn gso_run_end(writes: &[TaggedBytesMut], i: usize, max_seg: usize) -> usize {
     end
 }
 
-/// Everything the core has ready to send (owt-rs patch: a function, since
-/// `PeerConnectionRef::write_rtp_direct` drains it too).
+/// Everything the core has ready to send (owt-rs patch: a function; `PeerConnectionRef::
+/// write_rtp_direct` takes only what is queued, `take_queued_writes`).
 pub(crate) fn take_writes(core: &mut rtc::peer_connection::RTCPeerConnection) -> Vec<TaggedBytesMut> {
     std::iter::from_fn(|| core.poll_write()).collect()
 }

@@ -1033,7 +1033,7 @@ impl PeerConnectionRef {
             }
             None => return Err(packets),
         }
-        let writes = driver::take_writes(&mut core);
+        let writes: Vec<_> = core.take_queued_writes().collect();
         let slept_on = *self.core_deadline.lock().unwrap_or_else(|e| e.into_inner());
         let timer_moved_up = core
             .interceptor_poll_timeout()

@@ -326,6 +326,16 @@ impl RTCPeerConnection {
         self.write_media(now, Packet::Rtp(packet))
     }
 
+    /// owt-rs patch: what is queued to send, taken without walking the handlers, which
+    /// [`poll_write`](sansio::Protocol::poll_write) does once the queue is empty. After
+    /// `write_application_rtp` the queue holds everything that write produced (the interceptor
+    /// chain is drained into it); what a handler still holds came from the driver's own events
+    /// and timers and leaves on the driver's next `poll_write`. The walk touched the state of
+    /// every handler (ICE, DTLS, SCTP, ...) for each batch a subscriber was sent.
+    pub fn take_queued_writes(&mut self) -> impl Iterator<Item = TaggedBytesMut> + '_ {
+        self.pipeline_context.write_outs.drain(..)
+    }
+
     /// owt-rs patch: the earliest timer of the interceptor chain. After an application RTP
     /// write on the media fast path (`write_application_rtp`), these are the only timers that
     /// can have moved earlier (the first packet arms the sender reports' timer), so a caller
