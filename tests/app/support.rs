@@ -70,11 +70,6 @@ pub fn socketio_client() -> PathBuf {
     js_dir().join("node_modules/socket.io-client/dist/socket.io.min.js")
 }
 
-/// A port on 127.0.0.1 that nothing listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("local_addr").port()
-}
-
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis() as u64
 }

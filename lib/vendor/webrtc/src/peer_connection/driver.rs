@@ -430,12 +430,6 @@ fn gso_run_end(writes: &[TaggedBytesMut], i: usize, max_seg: usize) -> usize {
     end
 }
 
-/// Everything the core has ready to send (owt-rs patch: a function; `PeerConnectionRef::
-/// write_rtp_direct` takes only what is queued, `take_queued_writes`).
-pub(crate) fn take_writes(core: &mut rtc::peer_connection::RTCPeerConnection) -> Vec<TaggedBytesMut> {
-    std::iter::from_fn(|| core.poll_write()).collect()
-}
-
 /// owt-rs patch: sends `writes` on `sockets` at once, from outside the driver task
 /// (`PeerConnectionRef::write_rtp_direct`), the way
 /// [`flush_writes`](PeerConnectionDriver::flush_writes) would: GSO runs of same-destination
@@ -1987,7 +1981,12 @@ where
     }
 
     async fn drain_core_writes(inner: Arc<PeerConnectionRef>) -> Vec<TaggedBytesMut> {
-        take_writes(&mut *inner.core.lock().await)
+        let mut writes = Vec::new();
+        let mut core = inner.core.lock().await;
+        while let Some(msg) = core.poll_write() {
+            writes.push(msg);
+        }
+        writes
     }
 
     async fn drain_core_events(inner: Arc<PeerConnectionRef>) -> Vec<RTCPeerConnectionEvent> {
