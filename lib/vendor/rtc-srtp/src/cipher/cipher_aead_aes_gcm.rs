@@ -38,23 +38,29 @@ impl Cipher for CipherAeadAesGcm {
         self.profile.aead_auth_tag_len()
     }
 
-    fn encrypt_rtp(&mut self, payload: &[u8], header: &rtp::Header, roc: u32) -> Result<BytesMut> {
-        // Copy the whole packet once, then encrypt the payload region in place
-        // with the header region as AAD and a detached tag appended afterwards.
+    // owt-rs patch: in place (the trait's `encrypt_rtp` copies, then calls this).
+    fn encrypt_rtp_in_place(
+        &mut self,
+        packet: &mut BytesMut,
+        header: &rtp::Header,
+        roc: u32,
+    ) -> Result<()> {
+        // Encrypt the payload region in place with the header region as AAD and a detached
+        // tag appended afterwards.
         let header_len = header.marshal_size();
+        if packet.len() < header_len {
+            return Err(Error::ErrBufferTooSmall);
+        }
         let nonce = self.rtp_initialization_vector(header, roc);
 
-        let mut writer = BytesMut::with_capacity(payload.len() + self.aead_auth_tag_len());
-        writer.extend_from_slice(payload);
-
-        let (aad, plaintext) = writer.split_at_mut(header_len);
+        let (aad, plaintext) = packet.split_at_mut(header_len);
         let mut tag = [0; CIPHER_AEAD_AES_GCM_AUTH_TAG_LEN];
         self.srtp_cipher
             .seal_in_place(&nonce, aad, plaintext, &mut tag)
             .map_err(crypto_error)?;
 
-        writer.extend_from_slice(&tag);
-        Ok(writer)
+        packet.extend_from_slice(&tag);
+        Ok(())
     }
 
     fn decrypt_rtp(

@@ -166,16 +166,17 @@ impl Cipher for CipherAesCmHmacSha1 {
             as usize
     }
 
-    fn encrypt_rtp(
+    // owt-rs patch: in place (the trait's `encrypt_rtp` copies, then calls this).
+    fn encrypt_rtp_in_place(
         &mut self,
-        plaintext: &[u8],
+        packet: &mut BytesMut,
         header: &rtp::Header,
         roc: u32,
-    ) -> Result<BytesMut> {
-        let mut writer = BytesMut::with_capacity(plaintext.len() + self.rtp_auth_tag_len());
-
-        // Write the plaintext to the destination buffer.
-        writer.extend_from_slice(plaintext);
+    ) -> Result<()> {
+        let header_len = header.marshal_size();
+        if packet.len() < header_len {
+            return Err(Error::ErrBufferTooSmall);
+        }
 
         // Encrypt the payload
         let counter = generate_counter(
@@ -186,15 +187,15 @@ impl Cipher for CipherAesCmHmacSha1 {
         );
 
         self.srtp_cipher
-            .apply_keystream(&counter, &mut writer[header.marshal_size()..])
+            .apply_keystream(&counter, &mut packet[header_len..])
             .map_err(crypto_error)?;
 
         // Generate the auth tag.
-        let full_auth_tag = self.generate_srtp_auth_tag(&writer, roc)?;
+        let full_auth_tag = self.generate_srtp_auth_tag(packet, roc)?;
         let auth_tag = &full_auth_tag[..self.rtp_auth_tag_len()];
-        writer.extend_from_slice(auth_tag);
+        packet.extend_from_slice(auth_tag);
 
-        Ok(writer)
+        Ok(())
     }
 
     fn decrypt_rtp(

@@ -51,7 +51,27 @@ pub(crate) trait Cipher: Send {
     fn get_rtcp_index(&self, input: &[u8]) -> usize;
 
     /// Encrypt RTP payload.
-    fn encrypt_rtp(&mut self, payload: &[u8], header: &rtp::Header, roc: u32) -> Result<BytesMut>;
+    ///
+    /// owt-rs patch: a copy of the packet encrypted with
+    /// [`encrypt_rtp_in_place`](Self::encrypt_rtp_in_place), which each cipher implements.
+    fn encrypt_rtp(&mut self, payload: &[u8], header: &rtp::Header, roc: u32) -> Result<BytesMut> {
+        let mut writer = BytesMut::with_capacity(
+            payload.len() + self.rtp_auth_tag_len() + self.aead_auth_tag_len(),
+        );
+        writer.extend_from_slice(payload);
+        self.encrypt_rtp_in_place(&mut writer, header, roc)?;
+        Ok(writer)
+    }
+
+    /// owt-rs patch: encrypts the RTP packet in `packet` (its header, of `header`'s marshalled
+    /// size, then the payload) where it is and appends the authentication tag, so a packet
+    /// marshalled into a buffer with room for the tag is not copied again.
+    fn encrypt_rtp_in_place(
+        &mut self,
+        packet: &mut BytesMut,
+        header: &rtp::Header,
+        roc: u32,
+    ) -> Result<()>;
 
     /// Decrypt RTP payload.
     fn decrypt_rtp(&mut self, payload: &[u8], header: &rtp::Header, roc: u32) -> Result<BytesMut>;

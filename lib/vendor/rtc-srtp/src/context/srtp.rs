@@ -1,7 +1,7 @@
 use super::*;
 use shared::{
     error::{Error, Result},
-    marshal::{MarshalSize, Unmarshal},
+    marshal::{Marshal, MarshalSize, Unmarshal},
 };
 
 use bytes::BytesMut;
@@ -86,6 +86,38 @@ impl Context {
             .update_rollover_count(header.sequence_number, diff);
 
         Ok(dst)
+    }
+
+    /// owt-rs patch: marshals `packet` into a buffer with room for the authentication tag and
+    /// encrypts it there: one allocation and one copy of the payload, where marshalling and then
+    /// [`encrypt_rtp_with_header`](Self::encrypt_rtp_with_header) make two of each. The SSRC's
+    /// rollover state is looked up once.
+    pub fn encrypt_rtp_packet(&mut self, packet: &rtp::Packet) -> Result<BytesMut> {
+        let header = &packet.header;
+        let size = packet.marshal_size();
+        let mut buf = BytesMut::with_capacity(
+            size + self.cipher.rtp_auth_tag_len() + self.cipher.aead_auth_tag_len(),
+        );
+        buf.resize(size, 0);
+        packet.marshal_to(&mut buf)?;
+
+        let new_srtp_replay_detector = &self.new_srtp_replay_detector;
+        let state = self
+            .srtp_ssrc_states
+            .entry(header.ssrc)
+            .or_insert_with(|| SrtpSsrcState {
+                ssrc: header.ssrc,
+                replay_detector: Some(new_srtp_replay_detector()),
+                ..Default::default()
+            });
+        let (roc, diff, ovf) = state.next_rollover_count(header.sequence_number);
+        if ovf {
+            // See encrypt_rtp_with_header.
+            return Err(Error::ErrExceededMaxPackets);
+        }
+        self.cipher.encrypt_rtp_in_place(&mut buf, header, roc)?;
+        state.update_rollover_count(header.sequence_number, diff);
+        Ok(buf)
     }
 
     /// EncryptRTP marshals and encrypts an RTP packet, writing to the dst buffer provided.

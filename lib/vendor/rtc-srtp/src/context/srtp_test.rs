@@ -178,3 +178,47 @@ fn test_rtp_lifecyle() -> Result<()> {
 //TODO: BenchmarkEncryptRTP
 //TODO: BenchmarkEncryptRTPInPlace
 //TODO: BenchmarkDecryptRTP
+
+/// owt-rs patch: `encrypt_rtp_packet` gives the bytes that marshalling and then
+/// `encrypt_rtp_with_header` give, for every profile, with CSRCs, an extension and padding,
+/// across a sequence number rollover; and a receiver decrypts them.
+#[test]
+fn test_encrypt_rtp_packet_matches_marshal_then_encrypt() -> Result<()> {
+    let profiles = [
+        ProtectionProfile::Aes128CmHmacSha1_80,
+        ProtectionProfile::Aes128CmHmacSha1_32,
+        ProtectionProfile::AeadAes128Gcm,
+        ProtectionProfile::AeadAes256Gcm,
+    ];
+    for profile in profiles {
+        let key = vec![0x5au8; profile.key_len()];
+        let salt = vec![0xa5u8; profile.salt_len()];
+        let new_context = || {
+            Context::new(&key, &salt, profile, None, None, test_crypto_provider().crypto())
+        };
+        let (mut in_one_buffer, mut in_two, mut receiver) = (new_context()?, new_context()?, new_context()?);
+        for (i, sequence_number) in [65533u16, 65534, 65535, 0, 1].into_iter().enumerate() {
+            let mut header = rtp::header::Header {
+                version: 2,
+                padding: i % 2 == 1,
+                marker: i == 4,
+                payload_type: 96,
+                sequence_number,
+                timestamp: 3000 * i as u32,
+                ssrc: 0x1234_5678,
+                csrc: vec![7, 8],
+                ..Default::default()
+            };
+            header.set_extension(1, Bytes::from_static(&[0xab, 0xcd]))?;
+            let packet = rtp::Packet {
+                header,
+                payload: Bytes::from((0..1000 + i).map(|b| b as u8).collect::<Vec<u8>>()),
+            };
+            let one = in_one_buffer.encrypt_rtp_packet(&packet)?;
+            let two = in_two.encrypt_rtp_with_header(&packet.marshal()?, &packet.header)?;
+            assert_eq!(one, two, "{profile:?} seq {sequence_number}");
+            assert_eq!(receiver.decrypt_rtp(&one)?, packet.marshal()?, "{profile:?} seq {sequence_number}");
+        }
+    }
+    Ok(())
+}

@@ -7,7 +7,7 @@ use bytes::BytesMut;
 use interceptor::Packet;
 use log::debug;
 use shared::error::{Error, Result};
-use shared::marshal::{Marshal, Unmarshal};
+use shared::marshal::Unmarshal;
 use shared::util::is_rtcp;
 use srtp::context::Context;
 use std::collections::VecDeque;
@@ -191,11 +191,9 @@ pub(crate) fn protect(context: &mut Context, packet: Packet) -> Result<BytesMut>
             let packet = rtcp::packet::marshal(&rtcp_packets)?;
             context.encrypt_rtcp(&packet)
         }
-        Packet::Rtp(rtp_packet) => {
-            // With the header at hand, not `encrypt_rtp`, which parses it back out of the bytes.
-            let packet = rtp_packet.marshal()?;
-            context.encrypt_rtp_with_header(&packet, &rtp_packet.header)
-        }
+        // Marshalled into the buffer it is encrypted in (vendored rtc-srtp), with the header at
+        // hand rather than parsed back out of the bytes as `encrypt_rtp` would.
+        Packet::Rtp(rtp_packet) => context.encrypt_rtp_packet(&rtp_packet),
         _ => Err(Error::Other(
             "unsupported packet kind for srtp write".to_string(),
         )),
