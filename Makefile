@@ -146,7 +146,7 @@ unit-test: build test-deps
 
 # The unit tests of the vendored crates we changed (lib/vendor/README.md), each in its own folder
 # (they are outside the workspace) with its pinned Cargo.lock, in a target directory of their own.
-VENDOR_TESTED := rtc-dtls rtc-interceptor rtc-srtp rtc webrtc
+VENDOR_TESTED := rtc-dtls rtc-ice rtc-interceptor rtc-srtp rtc webrtc
 vendor-test: deps
 	@for c in $(VENDOR_TESTED); do \
 	  echo "unit tests of lib/vendor/$$c"; \
