@@ -3386,3 +3386,37 @@ fn test_stats_snapshot_reports_the_callers_instant_throughout() -> Result<()> {
 
     Ok(())
 }
+
+/// owt-rs patch: an agent wakes at the check interval while connecting and at the keepalive
+/// interval once connected (not at the 200 ms check interval for ever), shorter timeouts
+/// still bounding it.
+#[test]
+fn test_timeout_interval_follows_the_connection_state() -> Result<()> {
+    let agent_with = |config: AgentConfig| Agent::new(Instant::now(), Arc::new(config), test_crypto_provider());
+    let mut agent = agent_with(AgentConfig::default())?;
+    for (state, interval) in [
+        (ConnectionState::New, DEFAULT_CHECK_INTERVAL),
+        (ConnectionState::Checking, DEFAULT_CHECK_INTERVAL),
+        (ConnectionState::Connected, DEFAULT_KEEPALIVE_INTERVAL),
+        (ConnectionState::Disconnected, DEFAULT_KEEPALIVE_INTERVAL),
+    ] {
+        agent.last_connection_state = state;
+        assert_eq!(agent.get_timeout_interval(), interval, "{state}");
+    }
+
+    let mut agent = agent_with(AgentConfig {
+        keepalive_interval: Some(Duration::from_secs(10)),
+        disconnected_timeout: Some(Duration::from_secs(1)),
+        ..Default::default()
+    })?;
+    agent.last_connection_state = ConnectionState::Connected;
+    assert_eq!(agent.get_timeout_interval(), Duration::from_secs(1));
+
+    let mut agent = agent_with(AgentConfig {
+        keepalive_interval: Some(Duration::from_millis(500)),
+        ..Default::default()
+    })?;
+    agent.last_connection_state = ConnectionState::Connected;
+    assert_eq!(agent.get_timeout_interval(), Duration::from_millis(500));
+    Ok(())
+}

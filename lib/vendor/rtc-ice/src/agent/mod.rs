@@ -588,7 +588,12 @@ impl Agent {
             self.disconnected_timeout,
             self.failed_timeout,
         );
-        let mut interval = DEFAULT_CHECK_INTERVAL;
+        // owt-rs patch: start from the keepalive default, as pion's agent does, not from the
+        // check interval. `update_interval` only ever shortens it, so starting at the 200 ms
+        // check interval made a connected agent (whose keepalive interval is 2 s) wake its
+        // connection 5 times a second for nothing: most of an SFU's timer wake-ups, one
+        // connection per subscriber. While connecting it is still the check interval.
+        let mut interval = DEFAULT_KEEPALIVE_INTERVAL;
 
         let mut update_interval = |x: Duration| {
             if x != ZERO_DURATION && (interval == ZERO_DURATION || interval > x) {
