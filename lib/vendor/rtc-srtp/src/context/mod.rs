@@ -103,6 +103,24 @@ pub struct Context {
     new_srtcp_replay_detector: ContextOption,
 }
 
+/// The SRTP state of `ssrc`, made on its first packet (owt-rs patch: a function of the two
+/// fields it needs, so that `encrypt_with_rollover` can hold it beside the cipher).
+fn srtp_ssrc_state<'a>(
+    states: &'a mut HashMap<u32, SrtpSsrcState>,
+    new_srtp_replay_detector: &ContextOption,
+    ssrc: u32,
+) -> &'a mut SrtpSsrcState {
+    // `or_insert_with` so the replay detector (a boxed sliding-window
+    // detector backed by a heap-allocated bit buffer) is only constructed on
+    // the first packet for a given SSRC. `or_insert` would build — and then
+    // immediately drop — a fresh detector on every decrypted packet.
+    states.entry(ssrc).or_insert_with(|| SrtpSsrcState {
+        ssrc,
+        replay_detector: Some(new_srtp_replay_detector()),
+        ..Default::default()
+    })
+}
+
 impl Context {
     /// Creates an SRTP context.
     ///
@@ -172,18 +190,7 @@ impl Context {
     }
 
     fn get_srtp_ssrc_state(&mut self, ssrc: u32) -> &mut SrtpSsrcState {
-        // `or_insert_with` so the replay detector (a boxed sliding-window
-        // detector backed by a heap-allocated bit buffer) is only constructed on
-        // the first packet for a given SSRC. `or_insert` would build — and then
-        // immediately drop — a fresh detector on every decrypted packet.
-        let new_srtp_replay_detector = &self.new_srtp_replay_detector;
-        self.srtp_ssrc_states
-            .entry(ssrc)
-            .or_insert_with(|| SrtpSsrcState {
-                ssrc,
-                replay_detector: Some(new_srtp_replay_detector()),
-                ..Default::default()
-            })
+        srtp_ssrc_state(&mut self.srtp_ssrc_states, &self.new_srtp_replay_detector, ssrc)
     }
 
     fn get_srtcp_ssrc_state(&mut self, ssrc: u32) -> &mut SrtcpSsrcState {

@@ -69,9 +69,42 @@ impl Context {
         plaintext: &[u8],
         header: &rtp::Header,
     ) -> Result<BytesMut> {
-        let (roc, diff, ovf) = self
-            .get_srtp_ssrc_state(header.ssrc)
-            .next_rollover_count(header.sequence_number);
+        self.encrypt_with_rollover(header, |cipher, roc| {
+            cipher.encrypt_rtp(plaintext, header, roc)
+        })
+    }
+
+    /// owt-rs patch: marshals `packet` into a buffer with room for the authentication tag and
+    /// encrypts it there: one allocation and one copy of the payload, where marshalling and then
+    /// [`encrypt_rtp_with_header`](Self::encrypt_rtp_with_header) make two of each.
+    pub fn encrypt_rtp_packet(&mut self, packet: &rtp::Packet) -> Result<BytesMut> {
+        let size = packet.marshal_size();
+        let mut buf = BytesMut::with_capacity(
+            size + self.cipher.rtp_auth_tag_len() + self.cipher.aead_auth_tag_len(),
+        );
+        buf.resize(size, 0);
+        packet.marshal_to(&mut buf)?;
+        let header = &packet.header;
+        self.encrypt_with_rollover(header, |cipher, roc| {
+            cipher.encrypt_rtp_in_place(&mut buf, header, roc)
+        })?;
+        Ok(buf)
+    }
+
+    /// Encrypts an RTP packet of `header` with `encrypt`, given the cipher and the packet's
+    /// rollover counter, and advances the SSRC's rollover state once that succeeded (owt-rs
+    /// patch: shared by both ways in, and the state looked up once instead of twice).
+    fn encrypt_with_rollover<T>(
+        &mut self,
+        header: &rtp::Header,
+        encrypt: impl FnOnce(&mut dyn Cipher, u32) -> Result<T>,
+    ) -> Result<T> {
+        let state = srtp_ssrc_state(
+            &mut self.srtp_ssrc_states,
+            &self.new_srtp_replay_detector,
+            header.ssrc,
+        );
+        let (roc, diff, ovf) = state.next_rollover_count(header.sequence_number);
         if ovf {
             // ... when 2^48 SRTP packets or 2^31 SRTCP packets have been secured with the same key
             // (whichever occurs before), the key management MUST be called to provide new master key(s)
@@ -80,44 +113,9 @@ impl Context {
             return Err(Error::ErrExceededMaxPackets);
         }
 
-        let dst = self.cipher.encrypt_rtp(plaintext, header, roc)?;
-
-        self.get_srtp_ssrc_state(header.ssrc)
-            .update_rollover_count(header.sequence_number, diff);
-
-        Ok(dst)
-    }
-
-    /// owt-rs patch: marshals `packet` into a buffer with room for the authentication tag and
-    /// encrypts it there: one allocation and one copy of the payload, where marshalling and then
-    /// [`encrypt_rtp_with_header`](Self::encrypt_rtp_with_header) make two of each. The SSRC's
-    /// rollover state is looked up once.
-    pub fn encrypt_rtp_packet(&mut self, packet: &rtp::Packet) -> Result<BytesMut> {
-        let header = &packet.header;
-        let size = packet.marshal_size();
-        let mut buf = BytesMut::with_capacity(
-            size + self.cipher.rtp_auth_tag_len() + self.cipher.aead_auth_tag_len(),
-        );
-        buf.resize(size, 0);
-        packet.marshal_to(&mut buf)?;
-
-        let new_srtp_replay_detector = &self.new_srtp_replay_detector;
-        let state = self
-            .srtp_ssrc_states
-            .entry(header.ssrc)
-            .or_insert_with(|| SrtpSsrcState {
-                ssrc: header.ssrc,
-                replay_detector: Some(new_srtp_replay_detector()),
-                ..Default::default()
-            });
-        let (roc, diff, ovf) = state.next_rollover_count(header.sequence_number);
-        if ovf {
-            // See encrypt_rtp_with_header.
-            return Err(Error::ErrExceededMaxPackets);
-        }
-        self.cipher.encrypt_rtp_in_place(&mut buf, header, roc)?;
+        let encrypted = encrypt(self.cipher.as_mut(), roc)?;
         state.update_rollover_count(header.sequence_number, diff);
-        Ok(buf)
+        Ok(encrypted)
     }
 
     /// EncryptRTP marshals and encrypts an RTP packet, writing to the dst buffer provided.
