@@ -141,8 +141,11 @@ test-deps:
 	  npm ci --prefix tests/js --no-audit --no-fund && touch tests/js/node_modules; \
 	fi
 
+# The tests, their daemons and their browsers put temporary files (Chromium profiles, bus
+# sockets of killed daemons, ...) in TMPDIR: one of their own, removed afterwards.
 unit-test: build test-deps
-	$(CARGO) test $(CARGO_PROFILE) --workspace
+	@tmp=$$(mktemp -d /tmp/owt-test.XXXXXX) && \
+	  TMPDIR=$$tmp $(CARGO) test $(CARGO_PROFILE) --workspace; status=$$?; rm -rf $$tmp; exit $$status
 
 # The unit tests of the vendored crates we changed (lib/vendor/README.md), each in its own folder
 # (they are outside the workspace) with its pinned Cargo.lock, in a target directory of their own.
