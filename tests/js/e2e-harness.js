@@ -41,15 +41,16 @@ const serve = (bundle, run) => {
   server.listen(0, '127.0.0.1', () => run(`http://localhost:${server.address().port}/`));
 };
 
-// A headless Chromium with its own profile directory (`prefix` names it, removed when the
-// context closes) and `extraArgs`.
+// A headless Chromium with its own profile directory (`prefix` names it; removed at exit, when
+// Chromium no longer writes to it) and `extraArgs`.
 const launch = async (prefix, extraArgs = []) => {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  const context = await chromium.launchPersistentContext(profile, {
+  process.on('exit', () => {
+    try { fs.rmSync(profile, { recursive: true, force: true }); } catch (_) { /* left to TMPDIR's owner */ }
+  });
+  return chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium', headless: true, args: [...CHROMIUM_ARGS, ...extraArgs],
   });
-  context.on('close', () => fs.rmSync(profile, { recursive: true, force: true }));
-  return context;
 };
 
 module.exports = { SOCKET_IO_4, out, deadline, sleep, owtctl, serve, launch };
