@@ -907,21 +907,18 @@ mod tests {
     }
 
     /// owt-rs: the write walk of an owt-webrtc subscriber connection's interceptors (NACK
-    /// responder and generator, TWCC receiver, RTCP reports) gives back each written packet
+    /// generator, TWCC receiver, RTCP reports; owt-webrtc answers NACKs itself, from one packet
+    /// history per published track) gives back each written packet
     /// once, in order, and nothing else while no timer fires. It also prints what the walk
     /// costs per packet (no assertion on it): `WRITE_WALK_PACKETS=400000 cargo test --release
     /// --lib -- --nocapture a_subscriber_legs_write_walk` to measure.
     #[test]
     fn a_subscriber_legs_write_walk_passes_each_packet_once() {
         use crate::{
-            NackGeneratorBuilder, NackResponderBuilder, RTCPFeedback, ReceiverReportBuilder,
-            SenderReportBuilder, TwccReceiverBuilder,
+            NackGeneratorBuilder, RTCPFeedback, ReceiverReportBuilder, SenderReportBuilder,
+            TwccReceiverBuilder,
         };
         let mut chain = Registry::new()
-            .with(
-                Slot::NackResponder,
-                NackResponderBuilder::new().with_size(512).build(),
-            )
             .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
             .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build())
             .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())

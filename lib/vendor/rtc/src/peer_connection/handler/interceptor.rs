@@ -82,6 +82,13 @@ impl<'a> InterceptorHandler<'a> {
                 self.stats.transport.on_ccfb_received();
             }
 
+            // owt-rs patch: reports are left to the report interceptors. This function was never
+            // called upstream, and what it does with them is wrong: a receiver report's highest
+            // sequence number counted as packets received, the round-trip time set to 0.
+            if packet.as_any().is::<SenderReport>() || packet.as_any().is::<ReceiverReport>() {
+                continue;
+            }
+
             // Try to downcast to SenderReport
             if let Some(sr) = packet.as_any().downcast_ref::<SenderReport>() {
                 // SR contains info about the remote sender
@@ -779,6 +786,13 @@ impl<'a>
                     .on_rtx_packet_received_if_rtx(ssrc, payload_bytes);
                 self.stats
                     .on_fec_packet_received_if_fec(ssrc, payload_bytes);
+            }
+
+            // owt-rs patch: upstream defines this but never calls it, so the NACKs, PLIs and
+            // FIRs a peer sent about our streams never reached the statistics (an outbound
+            // stream's `nack_count` stayed 0 under loss).
+            if let Packet::Rtcp(rtcp_packets) = &packet {
+                self.process_read_rtcp_for_stats(rtcp_packets, msg.now);
             }
 
             self.interceptor.handle_read(TaggedPacket {

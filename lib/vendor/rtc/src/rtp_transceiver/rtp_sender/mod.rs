@@ -401,25 +401,39 @@ impl RTCRtpSender<'_> {
             &mut self.peer_connection.media_engine,
         );
 
-        if !sender
+        let is_track_ssrc = sender
             .track()
             .ssrcs()
-            .any(|ssrc| ssrc == packet.header.ssrc)
-        {
-            return Err(Error::ErrSenderWithNoSSRCs);
-        }
+            .any(|ssrc| ssrc == packet.header.ssrc);
 
         let parameters = sender.get_parameters(media_engine);
+
+        // owt-rs patch: a retransmission the application makes itself (RFC 4588: on the RTX
+        // SSRC of one of the sender's encodings, with a negotiated RTX payload type) is sent
+        // like media. An SFU serves its subscribers' NACKs from one packet cache per published
+        // stream instead of a copy of every packet in each subscriber's NACK responder.
+        let is_rtx_ssrc = parameters.encodings.iter().any(|encoding| {
+            encoding
+                .rtp_coding_parameters
+                .rtx
+                .as_ref()
+                .is_some_and(|rtx| rtx.ssrc == packet.header.ssrc)
+        });
+        if !is_track_ssrc && !is_rtx_ssrc {
+            return Err(Error::ErrSenderWithNoSSRCs);
+        }
 
         //From SSRC, find the encoding
         parameters
             .encodings
             .iter()
             .find(|encoding| {
-                encoding
-                    .rtp_coding_parameters
-                    .ssrc
-                    .is_some_and(|s| s == packet.header.ssrc)
+                let coding = &encoding.rtp_coding_parameters;
+                coding.ssrc.is_some_and(|s| s == packet.header.ssrc)
+                    || coding
+                        .rtx
+                        .as_ref()
+                        .is_some_and(|rtx| rtx.ssrc == packet.header.ssrc)
             })
             .ok_or(Error::ErrRTPSenderNoBaseEncoding)?;
 
