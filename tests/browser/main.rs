@@ -163,6 +163,12 @@ fn forward_stream_recovers_from_five_percent_udp_loss() {
     assert!(video["nacks"].as_u64().unwrap_or(0) > 0, "the node NACKs lost packets: {video}");
     assert!(video["rttMs"].as_f64().is_some_and(|rtt| (0.0..1000.0).contains(&rtt)), "round-trip time: {video}");
     eprintln!("node statistics of the publication under 5% loss: {video}");
+    // The node answered the subscriber's NACKs from the publication's packet history.
+    let tracks = result["subscriptionStats"]["tracks"].as_array().expect("subscription stats tracks");
+    let video = tracks.iter().find(|t| t["kind"] == "video").expect("subscription video stats");
+    assert!(video["nacks"].as_u64().unwrap_or(0) > 0, "the node counts the subscriber's NACKs: {video}");
+    assert!(video["retransmitted"].as_u64().unwrap_or(0) > 0, "the node resends NACKed packets: {video}");
+    eprintln!("node statistics of the subscription under 5% loss: {video}");
     eprintln!(
         "5% UDP loss: {} frames decoded, {lost} packets lost, {nacks} NACKs, {retransmitted} retransmissions received, \
          {} PLIs, {} freezes totalling {} s",

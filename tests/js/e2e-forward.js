@@ -37,6 +37,7 @@ serve(SOCKET_IO_4, async (origin) => {
     const resumed = await frames();
     const pause = { status: paused.media.video.status, pausedFrom, pausedTo, resumed };
     const stats = owtctl('stream', 'stats', room, published.id);
+    const subscriptionStats = owtctl('stream', 'stats', room, subscription.id);
     const second = await sub.evaluate((c) => window.publishToo(c), codec);
     if (second.id) {
       await new Promise((r) => setTimeout(r, 500));
@@ -74,7 +75,7 @@ serve(SOCKET_IO_4, async (origin) => {
                     workers: owtctl('cluster').length };
     }
     await context.close();
-    out({ codec, nodeTasks, nodeDeath, published, subscription, sourceLoss, samples, pause, stats, killed, second, framesWhilePublishingToo: both.frames, streamLog, framesAfterUnpublish: after.frames }, 0);
+    out({ codec, nodeTasks, nodeDeath, published, subscription, sourceLoss, samples, pause, stats, subscriptionStats, killed, second, framesWhilePublishingToo: both.frames, streamLog, framesAfterUnpublish: after.frames }, 0);
   } catch (err) {
     await context.close().catch(() => {});
     out({ error: String(err && err.stack || err) }, 1);

@@ -10,6 +10,9 @@ use owt_proto::webrtc as proto;
 use rtc::interceptor::{Registry, Slot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
+    nack_pairs_from_sequence_numbers, NackPair, TransportLayerNack,
+};
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
@@ -164,10 +167,8 @@ impl Client {
         let mut media = MediaEngine::default();
         media.register_default_codecs().unwrap();
         let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
-        let registry = registry.with(
-            Slot::from(owt_webrtc::interceptor::SLOT),
-            owt_webrtc::interceptor::KeyframeRequestForwarder::default(),
-        );
+        let registry = registry
+            .with(Slot::from(owt_webrtc::interceptor::SLOT), owt_webrtc::interceptor::FeedbackForwarder::default());
         let settings = SettingEngineBuilder::new()
             .with_include_loopback_candidate(true)
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
@@ -424,6 +425,49 @@ async fn publish_subscribe_forward_and_teardown() {
     }
     assert!(publisher.seen.plis.load(Ordering::Relaxed) > plis_before, "the PLI reached the publisher");
 
+    // NACKs of the subscriber are answered from the node's packet history: the packets it names
+    // come again with the same payload. Hostile ones (every bit of hundreds of pairs set, numbers
+    // never sent, another SSRC) cost at most a bounded resend and disturb nobody.
+    let (wanted, originals): (Vec<u16>, Vec<Vec<u8>>) = {
+        let got = subscriber.seen.packets.lock().unwrap();
+        let recent = &got[got.len() - 10..got.len() - 7];
+        (recent.iter().map(|p| p.1).collect(), recent.iter().map(|p| p.2.clone()).collect())
+    };
+    let received_before = subscriber.seen.packets.lock().unwrap().len();
+    let nack = |media_ssrc: u32, nacks: Vec<NackPair>| -> Box<dyn rtc::rtcp::Packet> {
+        Box::new(TransportLayerNack { sender_ssrc: 1, media_ssrc, nacks })
+    };
+    let never_sent = wanted[0].wrapping_add(20_000);
+    remote
+        .write_rtcp(vec![
+            nack(media_ssrc, nack_pairs_from_sequence_numbers(&wanted)),
+            nack(media_ssrc, vec![NackPair { packet_id: never_sent, lost_packets: 0xffff }]),
+            nack(media_ssrc ^ 0xff, nack_pairs_from_sequence_numbers(&wanted)),
+        ])
+        .await
+        .unwrap();
+    let flood: Vec<NackPair> =
+        (0..300u16).map(|i| NackPair { packet_id: wanted[0].wrapping_sub(i * 17), lost_packets: 0xffff }).collect();
+    remote.write_rtcp(vec![nack(media_ssrc, flood)]).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    let resent = loop {
+        let got = subscriber.seen.packets.lock().unwrap()[received_before..].to_vec();
+        let resent: Vec<_> = got.into_iter().filter(|p| p.0 == media_ssrc && wanted.contains(&p.1)).collect();
+        if resent.len() >= wanted.len() || Instant::now() > deadline {
+            break resent;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for (seq, original) in wanted.iter().zip(&originals) {
+        let again = resent.iter().find(|p| p.1 == *seq);
+        assert_eq!(again.map(|p| &p.2), Some(original), "NACKed packet {seq} sent again unchanged: {resent:?}");
+    }
+    let stats = h.request(proto::methods::STATS, json!({"sessionId": "sub1"})).await.unwrap();
+    let retransmitted = stats["tracks"][0]["retransmitted"].as_u64().unwrap();
+    // The flood names 300 x 17 numbers, most still in the history: one NACK resends 256 at most.
+    assert!((3..=3 + 256 + 256).contains(&retransmitted), "retransmissions bounded: {stats}");
+    assert!(stats["tracks"][0]["nacks"].as_u64().unwrap() >= 2, "the NACKs are counted: {stats}");
+
     // A re-offer on the subscriber's transport adds a second recvonly m-line for a second
     // subscription of the same source: answered at once, forwarded with its own SSRC.
     subscriber.add_recvonly(RtpCodecKind::Video).await;
@@ -479,7 +523,19 @@ async fn publish_subscribe_forward_and_teardown() {
     {
         let all = subscriber.seen.packets.lock().unwrap().clone();
         assert!(all.len() > paused_at + 5, "resumed");
-        let got: Vec<_> = all.into_iter().filter(|p| p.0 == media_ssrc).collect();
+        // Without the NACKed packets sent again above (each comes after its successors).
+        let mut newest: Option<u16> = None;
+        let got: Vec<_> = all
+            .into_iter()
+            .filter(|p| p.0 == media_ssrc)
+            .filter(|p| {
+                let later = newest.is_none_or(|n| p.1.wrapping_sub(n).wrapping_sub(1) < 0x8000);
+                if later {
+                    newest = Some(p.1);
+                }
+                later
+            })
+            .collect();
         for pair in got.windows(2) {
             assert_eq!(pair[1].1, pair[0].1.wrapping_add(1), "no gap across the pause");
         }

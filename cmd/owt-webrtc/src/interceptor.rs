@@ -1,11 +1,13 @@
-//! An interceptor that hands keyframe requests (PLI, FIR) received from a subscriber to the
-//! application, so the node can relay them upstream to the publisher (rate limited). Every
-//! other inbound RTCP stays with the stack's own interceptors (NACK responder, reports).
-//! Adapted from the `rtcp-processing` example of webrtc 0.21.
+//! An interceptor that hands a subscriber's keyframe requests (PLI, FIR) and NACKs to the
+//! application: the node relays keyframe requests upstream to the publisher (rate limited) and
+//! answers NACKs from the published track's packet history. Every other inbound RTCP stays
+//! with the stack's own interceptors (reports). Adapted from the `rtcp-processing` example of
+//! webrtc 0.21.
 
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 use std::collections::VecDeque;
@@ -15,7 +17,7 @@ use std::time::Instant;
 pub const SLOT: usize = 14_000;
 
 #[derive(Default)]
-pub struct KeyframeRequestForwarder {
+pub struct FeedbackForwarder {
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
 }
@@ -26,7 +28,12 @@ pub fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
     any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
 }
 
-impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestForwarder {
+/// The application acts on the packet: a keyframe request or a NACK.
+fn is_forwarded(packet: &dyn rtc::rtcp::Packet) -> bool {
+    is_keyframe_request(packet) || packet.as_any().is::<TransportLayerNack>()
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackForwarder {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;
     type Eout = ();
@@ -36,7 +43,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestForwarder {
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet {
             let requests: Vec<Box<dyn rtc::rtcp::Packet>> =
-                packets.iter().filter(|p| is_keyframe_request(p.as_ref())).cloned().collect();
+                packets.iter().filter(|p| is_forwarded(p.as_ref())).cloned().collect();
             if requests.is_empty() {
                 return Ok(());
             }
@@ -61,7 +68,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestForwarder {
     }
 }
 
-impl Interceptor for KeyframeRequestForwarder {
+impl Interceptor for FeedbackForwarder {
     /// Writes only pass through (the vendored chain then does not move them through it).
     fn passes_writes_through(&self) -> bool {
         true

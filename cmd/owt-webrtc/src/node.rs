@@ -4,9 +4,10 @@
 //! `<transportId>-<mid>` and forward every RTP packet to their subscribers' local tracks,
 //! rewritten (owt_media::StreamRewriter). Keyframe requests of subscribers go upstream
 //! through a per-track rate limit (owt_media::KeyframeLimiter). NACKs from subscribers are
-//! answered by the stack's NACK responder interceptor (its own packet cache per sender).
+//! answered from one packet cache per published track (owt_media::PacketCache), sent again on
+//! the subscriber's RTX stream when it negotiated one.
 
-use crate::interceptor::{self, KeyframeRequestForwarder};
+use crate::interceptor::{self, FeedbackForwarder};
 use crate::link;
 use crate::sdp;
 use futures::FutureExt;
@@ -14,7 +15,9 @@ use owt_bus::media::{MediaPublisher, SubscriberHandle};
 use owt_bus::message::codes;
 use owt_bus::RemoteError;
 use owt_media::sessions::track_id;
-use owt_media::{KeyframeLimiter, RateMeter, Role, StreamRewriter, TransportSessions, VideoFactsMeter};
+use owt_media::{
+    KeyframeLimiter, PacketCache, RateMeter, Rewritten, Role, StreamRewriter, TransportSessions, VideoFactsMeter,
+};
 use owt_proto::webrtc::{
     events, methods, Format, KeyframeRequest, Kind, LinkSource, PublishRequest, ReadyTrack, SessionFailed,
     SessionReady, SessionRequest, SessionStats, SetActiveRequest, SignalingRequest, SubscribeRequest, SwitchSource,
@@ -23,6 +26,7 @@ use owt_proto::webrtc::{
 use rtc::interceptor::{Registry, Slot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use rtc::statistics::report::RTCStatsReportEntry;
@@ -187,6 +191,8 @@ struct Published {
     /// Size, frame rate and bitrate of a client's video track, told to the portal.
     facts: Mutex<VideoFactsMeter>,
     plis: AtomicU64,
+    /// The last packets forwarded, as they arrived, for the subscribers' NACKs.
+    history: Mutex<PacketCache<rtp::Packet>>,
 }
 
 impl Published {
@@ -219,6 +225,7 @@ impl Published {
             meter: Mutex::new(RateMeter::new()),
             facts: Mutex::new(VideoFactsMeter::new()),
             plis: AtomicU64::new(0),
+            history: Mutex::new(PacketCache::new(PACKET_HISTORY)),
         }
     }
 
@@ -334,6 +341,11 @@ impl Published {
     /// full: a stalled or starved connection) loses those packets, counted as dropped, and
     /// recovers by NACK or keyframe like after network loss; nobody else waits for it.
     fn fan_out(self: &Arc<Self>, packets: &[rtp::Packet], now: Instant) {
+        if let Ok(mut history) = self.history.lock() {
+            for packet in packets {
+                history.insert(packet.header.sequence_number, packet.clone());
+            }
+        }
         let subscribers: Vec<Arc<Subscriber>> = match self.subscribers.read() {
             Ok(subscribers) if !subscribers.is_empty() => subscribers.clone(),
             _ => return,
@@ -393,27 +405,81 @@ impl Published {
             now,
         );
         let Some(rewritten) = rewritten else { return (None, switched_from) };
-        // Extension ids are per leg: the sender adds its own.
-        let out = rtp::Packet {
-            header: rtp::header::Header {
-                version: 2,
-                padding: packet.header.padding,
-                extension: false,
-                marker: packet.header.marker,
-                payload_type,
-                sequence_number: rewritten.sequence_number,
-                timestamp: rewritten.timestamp,
-                ssrc: rewritten.ssrc,
-                csrc: packet.header.csrc.clone(),
-                extension_profile: 0,
-                extensions: Vec::new(),
-                extensions_padding: 0,
-            },
-            payload: packet.payload.clone(),
-        };
-        (Some(out), switched_from)
+        (Some(leg_packet(packet, payload_type, rewritten)), switched_from)
+    }
+
+    /// Sends `sub` again the packets its NACK names that this track's history still holds
+    /// (at most `MAX_RETRANSMISSIONS`): on its RTX stream when it has one, else as they were.
+    /// Packets of the source it had before a switch are not in this history; the subscriber
+    /// then asks for a keyframe.
+    fn retransmit(&self, sub: &Subscriber, nack: &TransportLayerNack, now: Instant) {
+        let Ok(payload_type) = u8::try_from(sub.payload_type.load(Ordering::Relaxed)) else { return };
+        let wanted = nack
+            .nacks
+            .iter()
+            .flat_map(|pair| PacketCache::<()>::nack_sequence_numbers(pair.packet_id, pair.lost_packets))
+            .take(MAX_RETRANSMISSIONS);
+        let mut packets = Vec::new();
+        {
+            let rewriter = lock(&sub.rewriter);
+            let Ok(mut history) = self.history.lock() else { return };
+            for sequence_number in wanted {
+                let Some(original) = rewriter.original(sequence_number) else { continue };
+                let Some(packet) =
+                    history.get(original.sequence_number).filter(|packet| packet.header.ssrc == original.source_ssrc)
+                else {
+                    continue;
+                };
+                let rewritten = Rewritten {
+                    ssrc: rewriter.ssrc(),
+                    sequence_number,
+                    timestamp: packet.header.timestamp.wrapping_add(original.timestamp_offset),
+                };
+                packets.push(leg_packet(packet, payload_type, rewritten));
+            }
+        }
+        if packets.is_empty() {
+            return;
+        }
+        if let Some(rtx) = lock(&sub.rtx).as_mut() {
+            for packet in &mut packets {
+                *packet = owt_media::cache::rtx_packet(packet, rtx.ssrc, rtx.payload_type, rtx.next_sequence_number);
+                rtx.next_sequence_number = rtx.next_sequence_number.wrapping_add(1);
+            }
+        }
+        sub.retransmitted.fetch_add(packets.len() as u64, Ordering::Relaxed);
+        send_to(sub, packets, now);
     }
 }
+
+/// `packet` as a subscriber leg sends it: its header fields rewritten for the leg, its payload
+/// shared. Extension ids are per leg: the sender adds its own.
+fn leg_packet(packet: &rtp::Packet, payload_type: u8, rewritten: Rewritten) -> rtp::Packet {
+    rtp::Packet {
+        header: rtp::header::Header {
+            version: 2,
+            padding: packet.header.padding,
+            extension: false,
+            marker: packet.header.marker,
+            payload_type,
+            sequence_number: rewritten.sequence_number,
+            timestamp: rewritten.timestamp,
+            ssrc: rewritten.ssrc,
+            csrc: packet.header.csrc.clone(),
+            extension_profile: 0,
+            extensions: Vec::new(),
+            extensions_padding: 0,
+        },
+        payload: packet.payload.clone(),
+    }
+}
+
+/// Packets of each published track kept for its subscribers' NACKs: about 2 s of a 720p
+/// stream, 1 s of a high-bitrate one. One history per track, shared by all its subscribers.
+const PACKET_HISTORY: usize = 512;
+
+/// Packets one NACK may have sent again at most (a NACK can name thousands).
+const MAX_RETRANSMISSIONS: usize = 256;
 
 /// A packet's size as the track and subscriber meters count it: the payload and the fixed RTP
 /// header.
@@ -516,12 +582,23 @@ struct Subscriber {
     /// Negotiated payload type; above 127 = not negotiated yet.
     payload_type: AtomicU32,
     rewriter: Mutex<StreamRewriter>,
+    /// Its RTX stream, when the client negotiated one (set when the leg is bound).
+    rtx: Mutex<Option<RtxStream>>,
     active: AtomicBool,
     meter: Mutex<RateMeter>,
     plis: AtomicU64,
+    /// Packets sent again on its NACKs.
+    retransmitted: AtomicU64,
     errors: AtomicU64,
     /// Packets its connection could not take at once (back-pressure), see `fan_out`.
     dropped: AtomicU64,
+}
+
+/// A subscriber leg's repair stream (RFC 4588).
+struct RtxStream {
+    ssrc: u32,
+    payload_type: u8,
+    next_sequence_number: u16,
 }
 
 /// A subscriber's switch to another source, done at that source's next keyframe.
@@ -940,9 +1017,11 @@ impl Node {
                 local: Arc::new(TrackLocalStaticRTP::new(media)),
                 payload_type: AtomicU32::new(u32::MAX),
                 rewriter: Mutex::new(StreamRewriter::new(ssrc, source.codec.clock_rate)),
+                rtx: Mutex::new(None),
                 active: AtomicBool::new(true),
                 meter: Mutex::new(RateMeter::new()),
                 plis: AtomicU64::new(0),
+                retransmitted: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
             });
@@ -1080,6 +1159,7 @@ impl Node {
                         bitrate_kbps: meter.bitrate_bps(now) / 1000.0,
                         plis: sub.plis.load(Ordering::Relaxed),
                         dropped: sub.dropped.load(Ordering::Relaxed),
+                        retransmitted: sub.retransmitted.load(Ordering::Relaxed),
                         ..TrackStats::default()
                     });
                 } else {
@@ -1178,7 +1258,7 @@ impl Inner {
         let mut media = MediaEngine::default();
         media.register_default_codecs().map_err(|e| failed(format!("media engine: {e}")))?;
         let registry = interceptors(&mut media).map_err(|e| failed(format!("interceptors: {e}")))?;
-        let registry = registry.with(Slot::from(interceptor::SLOT), KeyframeRequestForwarder::default());
+        let registry = registry.with(Slot::from(interceptor::SLOT), FeedbackForwarder::default());
         let settings = SettingEngineBuilder::new()
             .with_include_loopback_candidate(self.net.loopback)
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
@@ -1323,6 +1403,7 @@ impl Inner {
         };
         let own_id = sub.track_id.clone();
         let mut payload_type = None;
+        let mut rtx = None;
         for sender in senders {
             let track_id = webrtc::media_stream::Track::track_id(sender.track().as_ref()).await;
             if track_id != own_id {
@@ -1339,6 +1420,22 @@ impl Inner {
                     .find(|c| c.rtp_codec.sdp_fmtp_line == source.codec.sdp_fmtp_line)
                     .or_else(|| codecs.iter().find(same_mime))
                     .map(|c| c.payload_type);
+                let rtx_ssrc = parameters.encodings.first().and_then(|e| e.rtp_coding_parameters.rtx.as_ref());
+                let rtx_payload_type = payload_type.and_then(|pt| {
+                    let apt = format!("apt={pt}");
+                    codecs
+                        .iter()
+                        .find(|c| {
+                            c.rtp_codec.mime_type.eq_ignore_ascii_case("video/rtx")
+                                && c.rtp_codec.sdp_fmtp_line.split(';').any(|p| p.trim() == apt)
+                        })
+                        .map(|c| c.payload_type)
+                });
+                rtx = rtx_ssrc.zip(rtx_payload_type).map(|(rtx, payload_type)| RtxStream {
+                    ssrc: rtx.ssrc,
+                    payload_type,
+                    next_sequence_number: rand::random(),
+                });
             }
         }
         let Some(payload_type) = payload_type else {
@@ -1350,10 +1447,11 @@ impl Inner {
             return;
         };
         sub.payload_type.store(u32::from(payload_type), Ordering::Relaxed);
+        *lock(&sub.rtx) = rtx;
         if let Ok(mut list) = source.subscribers.write() {
             list.push(sub.clone());
         }
-        // Keyframe requests of this subscriber go to its source of the moment.
+        // Keyframe requests and NACKs of this subscriber go to its source of the moment.
         let node = Arc::downgrade(self);
         let local = sub.local.clone();
         let subscriber = sub.clone();
@@ -1361,12 +1459,14 @@ impl Inner {
             while let Some(event) = local.poll().await {
                 let TrackLocalEvent::OnRtcpPacket(packets) = event else { continue };
                 let Some(node) = node.upgrade() else { break };
+                let source = node.tracks.read().ok().and_then(|t| t.get(&subscriber.source()).cloned());
+                let Some(source) = source else { continue };
+                for nack in packets.iter().filter_map(|p| p.as_any().downcast_ref::<TransportLayerNack>()) {
+                    source.retransmit(&subscriber, nack, Instant::now());
+                }
                 if packets.iter().any(|p| interceptor::is_keyframe_request(p.as_ref())) {
                     subscriber.plis.fetch_add(1, Ordering::Relaxed);
-                    let source = node.tracks.read().ok().and_then(|t| t.get(&subscriber.source()).cloned());
-                    if let Some(source) = source {
-                        source.request_keyframe().await;
-                    }
+                    source.request_keyframe().await;
                 }
             }
         });
@@ -1617,15 +1717,12 @@ impl Inner {
     }
 }
 
-/// Packets of each sent stream kept for retransmission: about 2 s of a 720p stream, 1 s of a
-/// high-bitrate one (the stack's default, 1024, is allocated up front for every stream of every
-/// subscriber).
-const NACK_HISTORY: u16 = 512;
-
-/// The stack's default interceptors (NACK generator and responder, simulcast header
-/// extensions, transport-cc feedback to publishers, RTCP reports) with a shorter NACK history.
+/// The stack's default interceptors (NACK generator, simulcast header extensions,
+/// transport-cc feedback to publishers, RTCP reports) without its NACK responder: that keeps a
+/// copy of every packet each subscriber leg sends, where the node answers NACKs from one
+/// history per published track (`Published::retransmit`).
 fn interceptors(media: &mut MediaEngine) -> Result<Registry, rtc::shared::error::Error> {
-    use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder};
+    use rtc::interceptor::NackGeneratorBuilder;
     use rtc::peer_connection::configuration::interceptor_registry::{
         configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
     };
@@ -1634,9 +1731,7 @@ fn interceptors(media: &mut MediaEngine) -> Result<Registry, rtc::shared::error:
         let feedback = RTCPFeedback { typ: TYPE_RTCP_FB_NACK.to_owned(), parameter: parameter.to_owned() };
         media.register_feedback(feedback, RtpCodecKind::Video);
     }
-    let registry = Registry::new()
-        .with(Slot::NackResponder, NackResponderBuilder::new().with_size(NACK_HISTORY).build())
-        .with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
+    let registry = Registry::new().with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
     configure_simulcast_extension_headers(media)?;
     let registry = configure_twcc_receiver_only(registry, media)?;
     Ok(configure_rtcp_reports(registry))

@@ -176,7 +176,9 @@ pub enum StreamCommand {
         id: String,
         file: PathBuf,
     },
-    /// Media statistics of a forward stream: packets, bytes, bitrate, keyframe requests.
+    /// Media statistics of a forward stream or of a subscription: packets, bytes, bitrate,
+    /// losses, NACKs, retransmissions (a subscription's packets sent again on its NACKs),
+    /// keyframe requests, round-trip time.
     Stats { room: String, id: String },
     /// End a forward stream (its publisher is told its publication ended).
     Delete { room: String, id: String },

@@ -196,10 +196,11 @@ pub fn stats(global: &Global, stats: &Value) {
                 format!("{:.0}", t["bitrateKbps"].as_f64().unwrap_or(0.0)),
                 text(&t["packetsLost"]),
                 text(&t["nacks"]),
+                text(&t["retransmitted"]),
                 text(&t["plis"]),
                 t["rttMs"].as_f64().map_or("-".into(), |r| format!("{r:.1}")),
             ]
         })
         .collect();
-    table(&["TRACK", "KIND", "PACKETS", "BYTES", "KBPS", "LOST", "NACKS", "PLIS", "RTT MS"], rows);
+    table(&["TRACK", "KIND", "PACKETS", "BYTES", "KBPS", "LOST", "NACKS", "RESENT", "PLIS", "RTT MS"], rows);
 }

@@ -1,7 +1,8 @@
-//! A ring buffer of recently sent packets indexed by RTP sequence number, to answer NACKs
-//! without asking the publisher. Fixed memory: a slot per sequence number modulo the
-//! capacity; a slot holds the sequence number it was written for, so a stale slot is never
-//! mistaken for the packet asked about.
+//! A ring buffer of recently forwarded packets indexed by RTP sequence number, to answer
+//! NACKs without asking the publisher, and the RTX packet (RFC 4588) that carries one again.
+//! owt-webrtc keeps one cache per published track for all its subscribers. Fixed memory: a
+//! slot per sequence number modulo the capacity; a slot holds the sequence number it was
+//! written for, so a stale slot is never mistaken for the packet asked about.
 
 /// Packets by sequence number; `T` is whatever the caller resends (e.g. the marshalled
 /// packet or its parts).
@@ -61,9 +62,53 @@ impl<T> PacketCache<T> {
     }
 }
 
+/// `media` sent again on a repair stream (RFC 4588 §4): the RTX stream's SSRC, payload type
+/// and sequence number, the original's timestamp and marker, and the original sequence number
+/// in front of its payload. No header extensions: a sender adds its own.
+pub fn rtx_packet(media: &rtc_rtp::Packet, ssrc: u32, payload_type: u8, sequence_number: u16) -> rtc_rtp::Packet {
+    let mut payload = bytes::BytesMut::with_capacity(2 + media.payload.len());
+    payload.extend_from_slice(&media.header.sequence_number.to_be_bytes());
+    payload.extend_from_slice(&media.payload);
+    rtc_rtp::Packet {
+        header: rtc_rtp::header::Header {
+            version: 2,
+            marker: media.header.marker,
+            payload_type,
+            sequence_number,
+            timestamp: media.header.timestamp,
+            ssrc,
+            ..Default::default()
+        },
+        payload: payload.freeze(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rtx_packet_carries_the_original_sequence_number_first() {
+        let media = rtc_rtp::Packet {
+            header: rtc_rtp::header::Header {
+                version: 2,
+                marker: true,
+                payload_type: 96,
+                sequence_number: 0xBEEF,
+                timestamp: 90_000,
+                ssrc: 11,
+                ..Default::default()
+            },
+            payload: bytes::Bytes::from_static(&[1, 2, 3]),
+        };
+        let rtx = rtx_packet(&media, 22, 97, 5);
+        assert_eq!(
+            (rtx.header.version, rtx.header.ssrc, rtx.header.payload_type, rtx.header.sequence_number),
+            (2, 22, 97, 5)
+        );
+        assert_eq!((rtx.header.timestamp, rtx.header.marker), (90_000, true));
+        assert_eq!(&rtx.payload[..], &[0xBE, 0xEF, 1, 2, 3]);
+    }
 
     #[test]
     fn keeps_the_last_capacity_packets() {
@@ -77,7 +122,7 @@ mod tests {
         }
         assert_eq!(cache.get(5), Some(&100_005));
         assert_eq!(cache.get(65_535), Some(&65_535));
-        // Overwritten by 65_532 + 32 = 28? no: slot of 65_510 now holds 65_510 + 32 = 6.
+        // Its slot now holds 65_510 + 32 (wrapped: 6).
         assert_eq!(cache.get(65_510), None);
         assert_eq!(cache.get(1000), None);
         assert_eq!(cache.counts(), (2, 2));

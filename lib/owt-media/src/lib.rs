@@ -4,7 +4,8 @@
 //!
 //! - [`rewrite`]: per-subscriber SSRC / sequence / timestamp rewriting, continuous across
 //!   source switches and pauses.
-//! - [`cache`]: a ring buffer of sent packets by sequence number, for answering NACKs.
+//! - [`cache`]: a ring buffer of forwarded packets by sequence number, for answering NACKs,
+//!   and the RTX packet that resends one.
 //! - [`keyframe`]: the rate limit of keyframe requests (PLI/FIR) sent upstream.
 //! - [`sessions`]: which m-line (mid) of a client transport belongs to which session, and
 //!   when a session becomes ready.
@@ -33,6 +34,6 @@ pub use cache::PacketCache;
 pub use frames::{AssembledFrame, AssemblerStats, FrameAssembler, FramePacketizer, PacketizeError, RtpOut};
 pub use keyframe::KeyframeLimiter;
 pub use meter::RateMeter;
-pub use rewrite::{Rewritten, StreamRewriter};
+pub use rewrite::{Original, Rewritten, StreamRewriter};
 pub use sessions::{Role, SessionError, TransportSessions};
 pub use video_facts::{choose_layer, VideoFacts, VideoFactsMeter, WantedVideo};

@@ -14,6 +14,15 @@ pub struct Rewritten {
     pub timestamp: u32,
 }
 
+/// Where a packet the subscriber was sent came from (`StreamRewriter::original`): the source's
+/// SSRC and sequence number, and what was added to the source's timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Original {
+    pub source_ssrc: u32,
+    pub sequence_number: u16,
+    pub timestamp_offset: u32,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Base {
     source_ssrc: u32,
@@ -36,6 +45,8 @@ pub struct StreamRewriter {
     ssrc: u32,
     clock_rate: u32,
     base: Option<Base>,
+    /// The base before `base`: NACKs may still name its packets.
+    previous_base: Option<Base>,
     /// The source switched away from: its late packets are dropped, not switched back to.
     previous_source: Option<u32>,
     last: Option<Last>,
@@ -57,6 +68,7 @@ impl StreamRewriter {
             ssrc,
             clock_rate: clock_rate.max(1),
             base: None,
+            previous_base: None,
             previous_source: None,
             last: None,
             rebase: false,
@@ -120,6 +132,7 @@ impl StreamRewriter {
                     self.previous_source = Some(old.source_ssrc);
                 }
             }
+            self.previous_base = self.base;
             self.base = Some(Base { source_ssrc, seq_offset, ts_offset, first_out });
             self.rebase = false;
         }
@@ -141,6 +154,24 @@ impl StreamRewriter {
         self.forwarded += 1;
         Some(out)
     }
+
+    /// The source packet that went out as `sequence_number` (to retransmit it on a NACK), from
+    /// the current base or the one before; None for a number not sent yet or from before those.
+    pub fn original(&self, sequence_number: u16) -> Option<Original> {
+        let last = self.last?;
+        if seq_after(sequence_number, last.sequence_number) {
+            return None;
+        }
+        [self.base, self.previous_base]
+            .into_iter()
+            .flatten()
+            .find(|base| sequence_number == base.first_out || seq_after(sequence_number, base.first_out))
+            .map(|base| Original {
+                source_ssrc: base.source_ssrc,
+                sequence_number: sequence_number.wrapping_sub(base.seq_offset),
+                timestamp_offset: base.ts_offset,
+            })
+    }
 }
 
 #[cfg(test)]
@@ -161,6 +192,33 @@ mod tests {
         // The late packet still goes out, with its place in the sequence.
         assert_eq!(r.rewrite(1, 102, 8500, t0).unwrap().sequence_number, 102);
         assert_eq!(r.counts(), (4, 0));
+    }
+
+    #[test]
+    fn original_maps_sent_numbers_back_through_the_current_and_previous_base() {
+        let t0 = Instant::now();
+        let mut r = StreamRewriter::new(9, 90_000);
+        assert_eq!(r.original(0), None, "nothing sent yet");
+        r.rewrite(1, 65_534, 1000, t0).unwrap();
+        r.rewrite(1, 65_535, 4000, t0).unwrap();
+        let t1 = t0 + Duration::from_millis(100);
+        let c = r.rewrite(2, 7, 123_456, t1).unwrap();
+        r.rewrite(2, 8, 126_456, t1).unwrap();
+        // The new source's packets, and the old source's before the switch.
+        assert_eq!(
+            r.original(c.sequence_number.wrapping_add(1)),
+            Some(Original { source_ssrc: 2, sequence_number: 8, timestamp_offset: c.timestamp.wrapping_sub(123_456) })
+        );
+        assert_eq!(r.original(65_535), Some(Original { source_ssrc: 1, sequence_number: 65_535, timestamp_offset: 0 }));
+        assert_eq!(r.original(65_534).map(|o| o.sequence_number), Some(65_534));
+        // Not sent yet; from before the previous base.
+        assert_eq!(r.original(2), None);
+        assert_eq!(r.original(65_533), None);
+        // A third base: the first one is forgotten.
+        r.rebase();
+        r.rewrite(2, 20, 130_000, t1 + Duration::from_millis(50)).unwrap();
+        assert_eq!(r.original(65_535), None);
+        assert_eq!(r.original(1).map(|o| (o.source_ssrc, o.sequence_number)), Some((2, 8)));
     }
 
     #[test]

@@ -295,6 +295,9 @@ pub struct TrackStats {
     /// Packets not forwarded because the subscriber's connection was busy (back-pressure).
     #[serde(default)]
     pub dropped: u64,
+    /// Packets sent again on the subscriber's NACKs (from the source track's packet history).
+    #[serde(default)]
+    pub retransmitted: u64,
 }
 
 #[cfg(test)]

@@ -844,11 +844,12 @@ impl Hub {
         Ok(())
     }
 
-    /// Statistics of a forward stream from its webrtc node (owt_proto::webrtc::SessionStats).
+    /// Statistics of a forward stream, or of a subscription (by its id), from its webrtc node
+    /// (owt_proto::webrtc::SessionStats).
     pub(super) async fn rest_stream_stats(&self, room: &str, id: &str) -> Option<Value> {
         let node = {
             let state = self.lock();
-            let session = state.media.get(id).filter(|s| s.publish && s.room == room)?;
+            let session = state.media.get(id).filter(|s| s.room == room)?;
             state.transports.get(&session.transport)?.node.clone()
         };
         self.ask_node(&node, methods::STATS, json!(SessionRequest { session_id: id.into() })).await.ok()
