@@ -16,7 +16,8 @@ use owt_bus::message::codes;
 use owt_bus::RemoteError;
 use owt_media::sessions::track_id;
 use owt_media::{
-    KeyframeLimiter, PacketCache, RateMeter, Rewritten, Role, StreamRewriter, TransportSessions, VideoFactsMeter,
+    KeyframeLimiter, PacketCache, RateMeter, RetransmitBudget, Rewritten, Role, StreamRewriter, TransportSessions,
+    VideoFactsMeter,
 };
 use owt_proto::webrtc::{
     events, methods, Format, KeyframeRequest, Kind, LinkSource, PublishRequest, ReadyTrack, SessionFailed,
@@ -341,9 +342,12 @@ impl Published {
     /// full: a stalled or starved connection) loses those packets, counted as dropped, and
     /// recovers by NACK or keyframe like after network loss; nobody else waits for it.
     fn fan_out(self: &Arc<Self>, packets: &[rtp::Packet], now: Instant) {
-        if let Ok(mut history) = self.history.lock() {
-            for packet in packets {
-                history.insert(packet.header.sequence_number, packet.clone());
+        // Clients NACK video only (audio is not worth a round trip).
+        if self.kind == Kind::Video {
+            if let Ok(mut history) = self.history.lock() {
+                for packet in packets {
+                    history.insert(packet.header.sequence_number, packet.clone());
+                }
             }
         }
         let subscribers: Vec<Arc<Subscriber>> = match self.subscribers.read() {
@@ -409,7 +413,8 @@ impl Published {
     }
 
     /// Sends `sub` again the packets its NACK names that this track's history still holds
-    /// (at most `MAX_RETRANSMISSIONS`): on its RTX stream when it has one, else as they were.
+    /// (at most `MAX_RETRANSMISSIONS` a NACK, `RETRANSMISSIONS_PER_SECOND` a second): on its
+    /// RTX stream when it has one, else as they were.
     /// Packets of the source it had before a switch are not in this history; the subscriber
     /// then asks for a keyframe.
     fn retransmit(&self, sub: &Subscriber, nack: &TransportLayerNack, now: Instant) {
@@ -438,6 +443,8 @@ impl Published {
                 packets.push(leg_packet(packet, payload_type, rewritten));
             }
         }
+        let allowed = lock(&sub.retransmit_budget).take(packets.len(), now);
+        packets.truncate(allowed);
         if packets.is_empty() {
             return;
         }
@@ -480,6 +487,10 @@ const PACKET_HISTORY: usize = 512;
 
 /// Packets one NACK may have sent again at most (a NACK can name thousands).
 const MAX_RETRANSMISSIONS: usize = 256;
+
+/// Packets a subscriber may be sent again per second at most: twice a 720p stream's packet rate,
+/// enough to repair heavy loss.
+const RETRANSMISSIONS_PER_SECOND: u32 = 500;
 
 /// A packet's size as the track and subscriber meters count it: the payload and the fixed RTP
 /// header.
@@ -587,8 +598,9 @@ struct Subscriber {
     active: AtomicBool,
     meter: Mutex<RateMeter>,
     plis: AtomicU64,
-    /// Packets sent again on its NACKs.
+    /// Packets sent again on its NACKs, and how many more it may be sent this second.
     retransmitted: AtomicU64,
+    retransmit_budget: Mutex<RetransmitBudget>,
     errors: AtomicU64,
     /// Packets its connection could not take at once (back-pressure), see `fan_out`.
     dropped: AtomicU64,
@@ -1022,6 +1034,7 @@ impl Node {
                 meter: Mutex::new(RateMeter::new()),
                 plis: AtomicU64::new(0),
                 retransmitted: AtomicU64::new(0),
+                retransmit_budget: Mutex::new(RetransmitBudget::new(RETRANSMISSIONS_PER_SECOND)),
                 errors: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
             });

@@ -4,6 +4,8 @@
 //! slot per sequence number modulo the capacity; a slot holds the sequence number it was
 //! written for, so a stale slot is never mistaken for the packet asked about.
 
+use std::time::{Duration, Instant};
+
 /// Packets by sequence number; `T` is whatever the caller resends (e.g. the marshalled
 /// packet or its parts).
 #[derive(Debug, Clone)]
@@ -62,6 +64,34 @@ impl<T> PacketCache<T> {
     }
 }
 
+/// How many packets a subscriber may be sent again per second: NACKs cost the node a lookup,
+/// a copy and an encryption each, and a client could send them without end.
+#[derive(Debug, Clone)]
+pub struct RetransmitBudget {
+    per_second: u32,
+    window_start: Option<Instant>,
+    used: u32,
+}
+
+impl RetransmitBudget {
+    pub fn new(per_second: u32) -> RetransmitBudget {
+        RetransmitBudget { per_second, window_start: None, used: 0 }
+    }
+
+    /// Takes up to `wanted` packets of this second's budget at `now`: how many may go.
+    pub fn take(&mut self, wanted: usize, now: Instant) -> usize {
+        let fresh =
+            self.window_start.is_none_or(|start| now.saturating_duration_since(start) >= Duration::from_secs(1));
+        if fresh {
+            self.window_start = Some(now);
+            self.used = 0;
+        }
+        let granted = wanted.min((self.per_second - self.used) as usize);
+        self.used += granted as u32;
+        granted
+    }
+}
+
 /// `media` sent again on a repair stream (RFC 4588 §4): the RTX stream's SSRC, payload type
 /// and sequence number, the original's timestamp and marker, and the original sequence number
 /// in front of its payload. No header extensions: a sender adds its own.
@@ -86,6 +116,18 @@ pub fn rtx_packet(media: &rtc_rtp::Packet, ssrc: u32, payload_type: u8, sequence
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retransmit_budget_renews_every_second() {
+        let t0 = Instant::now();
+        let mut budget = RetransmitBudget::new(100);
+        assert_eq!(budget.take(60, t0), 60);
+        assert_eq!(budget.take(60, t0 + Duration::from_millis(500)), 40);
+        assert_eq!(budget.take(1, t0 + Duration::from_millis(999)), 0);
+        assert_eq!(budget.take(150, t0 + Duration::from_secs(1)), 100);
+        assert_eq!(budget.take(0, t0 + Duration::from_secs(3)), 0);
+        assert_eq!(budget.take(5, t0 + Duration::from_secs(3)), 5);
+    }
 
     #[test]
     fn rtx_packet_carries_the_original_sequence_number_first() {

@@ -30,7 +30,7 @@ pub mod sessions;
 pub mod video_facts;
 pub mod video_size;
 
-pub use cache::PacketCache;
+pub use cache::{PacketCache, RetransmitBudget};
 pub use frames::{AssembledFrame, AssemblerStats, FrameAssembler, FramePacketizer, PacketizeError, RtpOut};
 pub use keyframe::KeyframeLimiter;
 pub use meter::RateMeter;
