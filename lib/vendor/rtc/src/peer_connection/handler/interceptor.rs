@@ -82,13 +82,6 @@ impl<'a> InterceptorHandler<'a> {
                 self.stats.transport.on_ccfb_received();
             }
 
-            // owt-rs patch: reports are left to the report interceptors. This function was never
-            // called upstream, and what it does with them is wrong: a receiver report's highest
-            // sequence number counted as packets received, the round-trip time set to 0.
-            if packet.as_any().is::<SenderReport>() || packet.as_any().is::<ReceiverReport>() {
-                continue;
-            }
-
             // Try to downcast to SenderReport
             if let Some(sr) = packet.as_any().downcast_ref::<SenderReport>() {
                 // SR contains info about the remote sender
@@ -105,13 +98,10 @@ impl<'a> InterceptorHandler<'a> {
                     if let Some(stream) = self.stats.outbound_rtp_streams.get_mut(&report.ssrc) {
                         let fraction_lost = report.fraction_lost as f64 / 256.0;
 
-                        stream.on_rtcp_rr_received(
-                            report.last_sequence_number as u64,
-                            report.total_lost as u64,
-                            report.jitter as f64,
-                            fraction_lost,
-                            0.0, // RTT calculation would require additional tracking
-                        );
+                        // owt-rs patch: the loss only. `on_rtcp_rr_received` took the highest
+                        // sequence number for packets received, the jitter in RTP clock units
+                        // for seconds, and set the round-trip time to 0.
+                        stream.on_rtcp_rr_loss_received(report.total_lost, fraction_lost);
                     }
                 }
             }
@@ -789,8 +779,9 @@ impl<'a>
             }
 
             // owt-rs patch: upstream defines this but never calls it, so the NACKs, PLIs and
-            // FIRs a peer sent about our streams never reached the statistics (an outbound
-            // stream's `nack_count` stayed 0 under loss).
+            // FIRs a peer sent about our streams, the loss its receiver reports tell and its
+            // sender reports never reached the statistics (an outbound stream's `nack_count` and
+            // packets lost stayed 0 under loss).
             if let Packet::Rtcp(rtcp_packets) = &packet {
                 self.process_read_rtcp_for_stats(rtcp_packets, msg.now);
             }

@@ -154,6 +154,21 @@ impl OutboundRtpStreamAccumulator {
         self.rtt_measurements += 1;
     }
 
+    /// owt-rs patch: the loss a receiver report tells about this stream, and nothing else: its
+    /// cumulative number of packets lost (a 24-bit signed field, `total_lost` as parsed; below
+    /// zero, from duplicates, counts as none) and its fraction lost. The round-trip time needs
+    /// the report's LSR/DLSR against our own sender reports, which this accumulator does not
+    /// know, so it is left as it was instead of being set to 0.
+    pub fn on_rtcp_rr_loss_received(&mut self, total_lost: u32, fraction_lost: f64) {
+        let total_lost = total_lost & 0xFF_FFFF;
+        self.remote_packets_lost = if total_lost & 0x80_0000 != 0 {
+            0
+        } else {
+            u64::from(total_lost)
+        };
+        self.remote_fraction_lost = fraction_lost;
+    }
+
     /// Called when a video frame is sent (marker bit set).
     pub fn on_frame_sent(&mut self, is_huge: bool) {
         self.frames_sent += 1;
@@ -347,6 +362,22 @@ mod tests {
         acc.on_rtx_sent(600);
         assert_eq!(acc.retransmitted_packets_sent, 2);
         assert_eq!(acc.retransmitted_bytes_sent, 1100);
+    }
+
+    /// owt-rs patch
+    #[test]
+    fn rr_loss_leaves_the_round_trip_time_alone() {
+        let mut acc = OutboundRtpStreamAccumulator::default();
+        acc.on_rtcp_rr_received(100, 5, 0.003, 0.05, 0.025);
+        acc.on_rtcp_rr_loss_received(9, 0.1);
+        assert_eq!(acc.remote_packets_lost, 9);
+        assert_eq!(acc.remote_fraction_lost, 0.1);
+        assert_eq!(acc.remote_round_trip_time, 0.025);
+        assert_eq!(acc.rtt_measurements, 1);
+        assert_eq!(acc.remote_packets_received, 100);
+        // -1 in 24 bits (more packets than expected: duplicates).
+        acc.on_rtcp_rr_loss_received(0xFF_FFFF, 0.0);
+        assert_eq!(acc.remote_packets_lost, 0);
     }
 
     #[test]
