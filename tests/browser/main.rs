@@ -88,6 +88,16 @@ fn forward_stream_from_one_browser_to_another_for_vp8_h264_and_vp9_then_publish_
         let video = tracks.iter().find(|t| t["kind"] == "video").expect("video stats");
         assert!(video["packets"].as_u64().unwrap() > 100, "{codec}: {video}");
         assert!(video["bitrateKbps"].as_f64().unwrap() > 20.0, "{codec}: {video}");
+        // And of the subscription. The pause above left no gap in its sequence numbers: the
+        // subscriber's receiver reports count nothing lost (the 2 s pause would be about 200
+        // packets of video); without loss on loopback the node resent nothing.
+        let tracks = result["subscriptionStats"]["tracks"].as_array().expect("subscription stats tracks");
+        let video = tracks.iter().find(|t| t["kind"] == "video").expect("subscription video stats");
+        assert!(video["packets"].as_u64().unwrap() > 100, "{codec}: {video}");
+        assert!(
+            video["packetsLost"].as_u64().is_some_and(|lost| lost <= 10),
+            "{codec}: no gap after the pause: {video}"
+        );
         // Like the JS SDK, the subscriber then publishes on the same peer connection (a re-offer
         // adding send m-lines): the publication becomes ready and the subscription keeps playing.
         assert!(

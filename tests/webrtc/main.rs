@@ -511,19 +511,22 @@ async fn publish_subscribe_forward_and_teardown() {
     let stats = h.request(proto::methods::STATS, json!({"sessionId": "pub1"})).await.unwrap();
     assert!(stats["tracks"][0]["bytes"].as_u64().unwrap() > 10_000, "{stats}");
 
-    // set-active false pauses the subscription; true resumes with no sequence gap.
-    h.request(proto::methods::SET_ACTIVE, json!({"sessionId": "sub1", "kind": "video", "active": false}))
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let paused_at = subscriber.seen.packets.lock().unwrap().len();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(subscriber.seen.packets.lock().unwrap().len() <= paused_at + 2, "paused");
-    h.request(proto::methods::SET_ACTIVE, json!({"sessionId": "sub1", "kind": "video", "active": true})).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    {
+    // set-active false pauses the subscription, then the publication (stream-control); true
+    // resumes each with no sequence gap for the subscriber.
+    for session in ["sub1", "pub1"] {
+        h.request(proto::methods::SET_ACTIVE, json!({"sessionId": session, "kind": "video", "active": false}))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let paused_at = subscriber.seen.packets.lock().unwrap().len();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(subscriber.seen.packets.lock().unwrap().len() <= paused_at + 2, "{session} paused");
+        h.request(proto::methods::SET_ACTIVE, json!({"sessionId": session, "kind": "video", "active": true}))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let all = subscriber.seen.packets.lock().unwrap().clone();
-        assert!(all.len() > paused_at + 5, "resumed");
+        assert!(all.len() > paused_at + 5, "{session} resumed");
         // Without the NACKed packets sent again above (each comes after its successors).
         let mut newest: Option<u16> = None;
         let got: Vec<_> = all
@@ -538,9 +541,15 @@ async fn publish_subscribe_forward_and_teardown() {
             })
             .collect();
         for pair in got.windows(2) {
-            assert_eq!(pair[1].1, pair[0].1.wrapping_add(1), "no gap across the pause");
+            assert_eq!(pair[1].1, pair[0].1.wrapping_add(1), "no gap across the pause of {session}");
         }
     }
+
+    // The client's receiver reports, which come once a second, count nothing lost: neither
+    // pause left a gap (the publication's would be about 70 packets).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stats = h.request(proto::methods::STATS, json!({"sessionId": "sub1"})).await.unwrap();
+    assert_eq!(stats["tracks"][0]["packetsLost"], 0, "{stats}");
 
     // Hostile requests get errors; the node keeps serving.
     let huge = format!("v=0\r\n{}", "a=x\r\n".repeat(60_000));

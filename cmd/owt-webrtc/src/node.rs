@@ -1123,10 +1123,18 @@ impl Node {
                 _ => {
                     for track in self.inner.tracks_of_mid(&track_id(&transport.id, &mid)) {
                         if track.kind == request.kind {
-                            track.active.store(request.active, Ordering::Relaxed);
                             if request.active {
+                                // The packets of the pause never went out: the subscribers'
+                                // numbering goes on from their last packet, without a gap
+                                // they would NACK and count as lost.
+                                if let Ok(subscribers) = track.subscribers.read() {
+                                    for sub in subscribers.iter() {
+                                        lock(&sub.rewriter).rebase();
+                                    }
+                                }
                                 want_keyframe.push(track.track_id.clone());
                             }
+                            track.active.store(request.active, Ordering::Relaxed);
                             touched += 1;
                         }
                     }
