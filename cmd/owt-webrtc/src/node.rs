@@ -14,6 +14,7 @@ use futures::FutureExt;
 use owt_bus::media::{MediaPublisher, SubscriberHandle};
 use owt_bus::message::codes;
 use owt_bus::RemoteError;
+use owt_media::rewrite::seq_after;
 use owt_media::sessions::track_id;
 use owt_media::{
     KeyframeLimiter, PacketCache, RateMeter, RetransmitBudget, Rewritten, Role, StreamRewriter, TransportSessions,
@@ -194,6 +195,10 @@ struct Published {
     plis: AtomicU64,
     /// The last packets forwarded, as they arrived, for the subscribers' NACKs.
     history: Mutex<PacketCache<rtp::Packet>>,
+    /// SSRC and sequence number of the newest packet received, paused or not.
+    newest: Mutex<Option<(u32, u16)>>,
+    /// Resumed, and no new packet forwarded since (`take_in`).
+    resuming: AtomicBool,
 }
 
 impl Published {
@@ -227,6 +232,8 @@ impl Published {
             facts: Mutex::new(VideoFactsMeter::new()),
             plis: AtomicU64::new(0),
             history: Mutex::new(PacketCache::new(PACKET_HISTORY)),
+            newest: Mutex::new(None),
+            resuming: AtomicBool::new(false),
         }
     }
 
@@ -313,7 +320,8 @@ impl Published {
     }
 
     /// A client's packet arrived (SSRC `ssrc`): measured, and put on the media link when
-    /// other nodes consume this track. Whether it goes to subscribers (not while paused).
+    /// other nodes consume this track. Whether it goes to subscribers (not while paused; after a
+    /// resume, not before the first new packet: see `resuming`).
     async fn take_in(&self, packet: &rtp::Packet, ssrc: u32) -> bool {
         let now = Instant::now();
         if let Ok(mut meter) = self.meter.lock() {
@@ -321,8 +329,30 @@ impl Published {
         }
         self.media_ssrc.store(ssrc, Ordering::Relaxed);
         self.observe_video(packet, now);
+        let late = {
+            let mut newest = lock(&self.newest);
+            let sequence_number = packet.header.sequence_number;
+            match *newest {
+                Some((newest_ssrc, newest_seq)) if newest_ssrc == ssrc && !seq_after(sequence_number, newest_seq) => {
+                    true
+                }
+                _ => {
+                    *newest = Some((ssrc, sequence_number));
+                    false
+                }
+            }
+        };
         if !self.active.load(Ordering::Relaxed) {
             return false;
+        }
+        // The subscribers' numbering starts anew on the first packet after a resume: a late one
+        // (a retransmission recovered only now, from before or during the pause) would start it
+        // behind the stream, and every packet after it would leave a gap as long as the distance.
+        if self.resuming.load(Ordering::Relaxed) {
+            if late {
+                return false;
+            }
+            self.resuming.store(false, Ordering::Relaxed);
         }
         // Paused tracks stay off the media link too (checked above).
         let lost_upstream = lock(&self.link_out).as_mut().is_some_and(|out| {
@@ -1132,6 +1162,7 @@ impl Node {
                                         lock(&sub.rewriter).rebase();
                                     }
                                 }
+                                track.resuming.store(true, Ordering::Relaxed);
                                 want_keyframe.push(track.track_id.clone());
                             }
                             track.active.store(request.active, Ordering::Relaxed);

@@ -4,7 +4,7 @@
 //! changes SSRC (publisher restarts, simulcast layer switch), or forwarding pauses and
 //! resumes. Packet loss upstream stays visible as a gap, so the subscriber can NACK it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Header fields of a packet to send to the subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +55,13 @@ pub struct StreamRewriter {
     dropped: u64,
 }
 
+/// How far behind the last forwarded packet a late one can be (a NACK history's length, twice).
+const LATE_WINDOW: u16 = 1024;
+/// How long after the last forwarded packet a late one can still come.
+const LATE_AGE: Duration = Duration::from_secs(10);
+
 /// `a` is after `b` in RTP sequence space (half-range rule).
-fn seq_after(a: u16, b: u16) -> bool {
+pub fn seq_after(a: u16, b: u16) -> bool {
     let d = a.wrapping_sub(b);
     d != 0 && d < 0x8000
 }
@@ -108,6 +113,12 @@ impl StreamRewriter {
                 self.dropped += 1;
                 return None;
             }
+            Some(base)
+                if self.rebase && base.source_ssrc == source_ssrc && self.is_late(base, sequence_number, now) =>
+            {
+                self.dropped += 1;
+                return None;
+            }
             Some(base) => self.rebase || base.source_ssrc != source_ssrc,
         };
         if needs_base {
@@ -153,6 +164,17 @@ impl StreamRewriter {
         }
         self.forwarded += 1;
         Some(out)
+    }
+
+    /// A packet of the current source that is not newer than the last one forwarded (a
+    /// retransmission the node recovered late, a duplicate): a new base must not start on it, or
+    /// every packet after it would jump ahead by the distance and leave the subscriber a gap as
+    /// long as the pause. Only within `LATE_WINDOW` packets and `LATE_AGE` of the last one: after
+    /// a long pause the source's numbers may have gone round.
+    fn is_late(&self, base: &Base, sequence_number: u16, now: Instant) -> bool {
+        let Some(last) = &self.last else { return false };
+        let last_source_seq = last.sequence_number.wrapping_sub(base.seq_offset);
+        now.saturating_duration_since(last.at) < LATE_AGE && last_source_seq.wrapping_sub(sequence_number) < LATE_WINDOW
     }
 
     /// The source packet that went out as `sequence_number` (to retransmit it on a NACK), from
@@ -219,6 +241,28 @@ mod tests {
         r.rewrite(2, 20, 130_000, t1 + Duration::from_millis(50)).unwrap();
         assert_eq!(r.original(65_535), None);
         assert_eq!(r.original(1).map(|o| (o.source_ssrc, o.sequence_number)), Some((2, 8)));
+    }
+
+    #[test]
+    fn a_late_packet_does_not_start_the_base_after_a_pause() {
+        let t0 = Instant::now();
+        let mut r = StreamRewriter::new(9, 90_000);
+        for seq in 100u16..=110 {
+            r.rewrite(1, seq, u32::from(seq) * 3000, t0).unwrap();
+        }
+        // Paused while the source went on to 400; resumed, the first packet to come is a
+        // retransmission of 105 that the node recovered only now, then 400 and on.
+        r.rebase();
+        let t1 = t0 + Duration::from_secs(2);
+        assert_eq!(r.rewrite(1, 105, 105 * 3000, t1), None);
+        assert_eq!(r.rewrite(1, 110, 110 * 3000, t1), None, "the last one forwarded, again");
+        let first = r.rewrite(1, 400, 400 * 3000, t1).unwrap();
+        assert_eq!(first.sequence_number, 111, "no gap: the base starts on 400");
+        assert_eq!(r.rewrite(1, 401, 401 * 3000, t1).unwrap().sequence_number, 112);
+        // After a long pause the source's numbers may have gone round: behind is not late then.
+        r.rebase();
+        let t2 = t1 + Duration::from_secs(60);
+        assert_eq!(r.rewrite(1, 300, 300 * 3000, t2).unwrap().sequence_number, 113);
     }
 
     #[test]
