@@ -1474,14 +1474,13 @@ impl Inner {
                     .map(|c| c.payload_type);
                 let rtx_ssrc = parameters.encodings.first().and_then(|e| e.rtp_coding_parameters.rtx.as_ref());
                 let rtx_payload_type = payload_type.and_then(|pt| {
-                    let apt = format!("apt={pt}");
-                    codecs
-                        .iter()
-                        .find(|c| {
-                            c.rtp_codec.mime_type.eq_ignore_ascii_case("video/rtx")
-                                && c.rtp_codec.sdp_fmtp_line.split(';').any(|p| p.trim() == apt)
-                        })
-                        .map(|c| c.payload_type)
+                    let repairs = |c: &&rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters| {
+                        c.rtp_codec.mime_type.eq_ignore_ascii_case("video/rtx")
+                            && sdp::associated_payload_type(&c.rtp_codec.sdp_fmtp_line)
+                                .and_then(|apt| apt.trim().parse::<u8>().ok())
+                                == Some(pt)
+                    };
+                    codecs.iter().find(repairs).map(|c| c.payload_type)
                 });
                 rtx = rtx_ssrc.zip(rtx_payload_type).map(|(rtx, payload_type)| RtxStream {
                     ssrc: rtx.ssrc,

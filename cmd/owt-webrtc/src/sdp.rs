@@ -172,7 +172,7 @@ fn tidy_media_section(lines: &[&str]) -> Vec<String> {
         .filter_map(|l| l.strip_prefix("a=fmtp:"))
         .filter_map(|rest| {
             let (payload, params) = rest.split_once(' ')?;
-            let apt = params.split(';').find_map(|p| p.trim().strip_prefix("apt="))?;
+            let apt = associated_payload_type(params)?;
             (!payloads.contains(&apt)).then_some(payload)
         })
         .collect();
@@ -192,6 +192,12 @@ fn tidy_media_section(lines: &[&str]) -> Vec<String> {
         out.push(line.to_string());
     }
     out
+}
+
+/// The `apt` parameter of an fmtp line's parameters (RFC 4588 §8.1): the payload type an RTX
+/// format repairs.
+pub fn associated_payload_type(fmtp_params: &str) -> Option<&str> {
+    fmtp_params.split(';').find_map(|p| p.trim().strip_prefix("apt="))
 }
 
 #[cfg(test)]
@@ -293,7 +299,7 @@ fn restrict_section(lines: &[&str], codecs: &[String]) -> Vec<String> {
         lines.iter().find_map(|l| {
             let rest = l.strip_prefix("a=fmtp:")?;
             let (p, params) = rest.split_once(' ')?;
-            (p == pt).then(|| params.split(';').find_map(|kv| kv.trim().strip_prefix("apt=").map(str::to_string)))?
+            (p == pt).then(|| associated_payload_type(params).map(str::to_string))?
         })
     };
     let kept_codecs: Vec<&str> = fields[3..]
