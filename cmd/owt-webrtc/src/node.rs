@@ -195,10 +195,9 @@ struct Published {
     plis: AtomicU64,
     /// The last packets forwarded, as they arrived, for the subscribers' NACKs.
     history: Mutex<PacketCache<rtp::Packet>>,
-    /// SSRC and sequence number of the newest packet received, paused or not.
+    /// SSRC and sequence number of the newest packet received, paused or not: a packet older
+    /// than it is late (`Intake::Late`).
     newest: Mutex<Option<(u32, u16)>>,
-    /// Resumed, and no new packet forwarded since (`take_in`).
-    resuming: AtomicBool,
 }
 
 impl Published {
@@ -233,7 +232,6 @@ impl Published {
             plis: AtomicU64::new(0),
             history: Mutex::new(PacketCache::new(PACKET_HISTORY)),
             newest: Mutex::new(None),
-            resuming: AtomicBool::new(false),
         }
     }
 
@@ -320,9 +318,9 @@ impl Published {
     }
 
     /// A client's packet arrived (SSRC `ssrc`): measured, and put on the media link when
-    /// other nodes consume this track. Whether it goes to subscribers (not while paused; after a
-    /// resume, not before the first new packet: see `resuming`).
-    async fn take_in(&self, packet: &rtp::Packet, ssrc: u32) -> bool {
+    /// other nodes consume this track. Whether it goes to subscribers (not while paused), and
+    /// whether it came late.
+    async fn take_in(&self, packet: &rtp::Packet, ssrc: u32) -> Intake {
         let now = Instant::now();
         if let Ok(mut meter) = self.meter.lock() {
             meter.record(metered_size(packet), now);
@@ -343,16 +341,7 @@ impl Published {
             }
         };
         if !self.active.load(Ordering::Relaxed) {
-            return false;
-        }
-        // The subscribers' numbering starts anew on the first packet after a resume: a late one
-        // (a retransmission recovered only now, from before or during the pause) would start it
-        // behind the stream, and every packet after it would leave a gap as long as the distance.
-        if self.resuming.load(Ordering::Relaxed) {
-            if late {
-                return false;
-            }
-            self.resuming.store(false, Ordering::Relaxed);
+            return Intake::Held;
         }
         // Paused tracks stay off the media link too (checked above).
         let lost_upstream = lock(&self.link_out).as_mut().is_some_and(|out| {
@@ -362,7 +351,11 @@ impl Published {
         if lost_upstream {
             self.request_keyframe().await;
         }
-        true
+        if late {
+            Intake::Late
+        } else {
+            Intake::Fresh
+        }
     }
 
     /// Sends packets (in order) to every active subscriber, rewritten for each. Each
@@ -371,7 +364,8 @@ impl Published {
     /// connection cannot take the write right now (its queue to the connection's driver is
     /// full: a stalled or starved connection) loses those packets, counted as dropped, and
     /// recovers by NACK or keyframe like after network loss; nobody else waits for it.
-    fn fan_out(self: &Arc<Self>, packets: &[rtp::Packet], now: Instant) {
+    /// `late[i]`: `packets[i]` came late (`Intake::Late`).
+    fn fan_out(self: &Arc<Self>, packets: &[rtp::Packet], late: &[bool], now: Instant) {
         // Clients NACK video only (audio is not worth a round trip).
         if self.kind == Kind::Video {
             if let Ok(mut history) = self.history.lock() {
@@ -384,18 +378,18 @@ impl Published {
             Ok(subscribers) if !subscribers.is_empty() => subscribers.clone(),
             _ => return,
         };
-        deliver(self, subscribers, packets, now);
+        deliver(self, subscribers, packets, late, now);
     }
 
     /// Rewrites `packets` for each of `subscribers` and sends them (see `fan_out`). Subscribers
     /// whose switch to this track completed on one of these packets are then taken off their
     /// old source.
-    fn rewrite_and_send(&self, subscribers: &[Arc<Subscriber>], packets: &[rtp::Packet], now: Instant) {
+    fn rewrite_and_send(&self, subscribers: &[Arc<Subscriber>], packets: &[rtp::Packet], late: &[bool], now: Instant) {
         let mut switched: Vec<(Weak<Published>, &Arc<Subscriber>)> = Vec::new();
         for sub in subscribers {
             let mut out = Vec::with_capacity(packets.len());
-            for packet in packets {
-                let (rewritten, switched_from) = self.rewrite_for(sub, packet, now);
+            for (packet, late) in packets.iter().zip(late) {
+                let (rewritten, switched_from) = self.rewrite_for(sub, packet, *late, now);
                 out.extend(rewritten);
                 if let Some(from) = switched_from {
                     switched.push((from, sub));
@@ -418,6 +412,7 @@ impl Published {
         &self,
         sub: &Subscriber,
         packet: &rtp::Packet,
+        late: bool,
         now: Instant,
     ) -> (Option<rtp::Packet>, Option<Weak<Published>>) {
         if !sub.active.load(Ordering::Relaxed) {
@@ -436,6 +431,7 @@ impl Published {
             packet.header.ssrc,
             packet.header.sequence_number,
             packet.header.timestamp,
+            late,
             now,
         );
         let Some(rewritten) = rewritten else { return (None, switched_from) };
@@ -555,22 +551,29 @@ const FAN_OUT_PART: usize = 8;
 /// None of the parts runs inline: tokio keeps the task spawned last in the spawning worker's
 /// LIFO slot, which other workers do not steal, so only the parts spawned before it are taken
 /// up by idle workers at once.
-fn deliver(track: &Arc<Published>, subscribers: Vec<Arc<Subscriber>>, packets: &[rtp::Packet], now: Instant) {
+fn deliver(
+    track: &Arc<Published>,
+    subscribers: Vec<Arc<Subscriber>>,
+    packets: &[rtp::Packet],
+    late: &[bool],
+    now: Instant,
+) {
     let workers = tokio::runtime::Handle::try_current().map_or(1, |runtime| runtime.metrics().num_workers());
     if workers < 2 || subscribers.len() < PARALLEL_FAN_OUT {
-        track.rewrite_and_send(&subscribers, packets, now);
+        track.rewrite_and_send(&subscribers, packets, late, now);
         return;
     }
     let part_len = subscribers.len().div_ceil(workers).min(FAN_OUT_PART);
     let packets: Arc<[rtp::Packet]> = packets.into();
+    let late: Arc<[bool]> = late.into();
     let mut subscribers = subscribers.into_iter();
     loop {
         let part: Vec<_> = subscribers.by_ref().take(part_len).collect();
         if part.is_empty() {
             break;
         }
-        let (track, packets) = (track.clone(), packets.clone());
-        tokio::spawn(async move { track.rewrite_and_send(&part, &packets, now) });
+        let (track, packets, late) = (track.clone(), packets.clone(), late.clone());
+        tokio::spawn(async move { track.rewrite_and_send(&part, &packets, &late, now) });
     }
 }
 
@@ -1162,7 +1165,6 @@ impl Node {
                                         lock(&sub.rewriter).rebase();
                                     }
                                 }
-                                track.resuming.store(true, Ordering::Relaxed);
                                 want_keyframe.push(track.track_id.clone());
                             }
                             track.active.store(request.active, Ordering::Relaxed);
@@ -1788,6 +1790,18 @@ fn interceptors(media: &mut MediaEngine) -> Result<Registry, rtc::shared::error:
     Ok(configure_rtcp_reports(registry))
 }
 
+/// What became of a packet a published track took in (`Published::take_in`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Intake {
+    /// Not forwarded: the track is paused.
+    Held,
+    /// Forwarded, newer than every packet before it.
+    Fresh,
+    /// Forwarded, older than one received before it (a retransmission the node recovered, or
+    /// reordered): no subscriber's numbering starts anew on it, see `StreamRewriter::rewrite`.
+    Late,
+}
+
 /// Packets taken off a published track at once: a frame's worth and more.
 const FORWARD_BATCH: usize = 32;
 
@@ -1805,9 +1819,10 @@ async fn forward(
     let mut layer_of_ssrc: HashMap<u32, usize> = HashMap::new();
     // An event taken while gathering a batch that is not a packet: handled next.
     let mut held: Option<Option<TrackRemoteEvent>> = None;
-    // The batch: packets in arrival order, and the layer of each.
+    // The batch: packets in arrival order, the layer of each and whether it came late.
     let mut batch: Vec<rtp::Packet> = Vec::with_capacity(FORWARD_BATCH);
     let mut batch_layers: Vec<usize> = Vec::with_capacity(FORWARD_BATCH);
+    let mut batch_late: Vec<bool> = Vec::with_capacity(FORWARD_BATCH);
     'events: loop {
         let event = match held.take() {
             Some(event) => event,
@@ -1853,9 +1868,11 @@ async fn forward(
                 if track.ended.load(Ordering::Relaxed) {
                     break 'events;
                 }
-                if track.take_in(&packet, ssrc).await {
+                let intake = track.take_in(&packet, ssrc).await;
+                if intake != Intake::Held {
                     batch.push(packet);
                     batch_layers.push(index);
+                    batch_late.push(intake == Intake::Late);
                 }
             }
             if batch.len() < FORWARD_BATCH {
@@ -1870,11 +1887,12 @@ async fn forward(
         let mut start = 0;
         while let Some(index) = batch_layers.get(start) {
             let run = batch_layers[start..].iter().take_while(|i| *i == index).count();
-            layers[*index].fan_out(&batch[start..start + run], now);
+            layers[*index].fan_out(&batch[start..start + run], &batch_late[start..start + run], now);
             start += run;
         }
         batch.clear();
         batch_layers.clear();
+        batch_late.clear();
     }
     for track in &layers {
         tracing::debug!("forwarding of {} (session {}) ended", track.track_id, track.session_id);
@@ -1922,7 +1940,8 @@ async fn forward_link(track: Arc<Published>, source: LinkSource) {
             meter.record_packets(frame.len() as u64, bytes, now);
         }
         if track.active.load(Ordering::Relaxed) {
-            track.fan_out(&frame, now);
+            // The link hands over whole frames in order: none late.
+            track.fan_out(&frame, &vec![false; frame.len()], now);
         }
     }
     tracing::debug!("link of {} from {} ended", track.track_id, source.endpoint);

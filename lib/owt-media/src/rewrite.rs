@@ -4,7 +4,7 @@
 //! changes SSRC (publisher restarts, simulcast layer switch), or forwarding pauses and
 //! resumes. Packet loss upstream stays visible as a gap, so the subscriber can NACK it.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Header fields of a packet to send to the subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,11 +55,6 @@ pub struct StreamRewriter {
     dropped: u64,
 }
 
-/// How far behind the last forwarded packet a late one can be (a NACK history's length, twice).
-const LATE_WINDOW: u16 = 1024;
-/// How long after the last forwarded packet a late one can still come.
-const LATE_AGE: Duration = Duration::from_secs(10);
-
 /// `a` is after `b` in RTP sequence space (half-range rule).
 pub fn seq_after(a: u16, b: u16) -> bool {
     let d = a.wrapping_sub(b);
@@ -100,11 +95,17 @@ impl StreamRewriter {
 
     /// Rewrites one packet of the source, or `None` to drop it (it predates the current base,
     /// e.g. a late packet of the previous source).
+    ///
+    /// `late`: the packet is older than one the source sent before it (a retransmission the node
+    /// recovered only now, or reordered), as the receiving side saw them arrive. A new base never
+    /// starts on a late packet: every packet after it would jump ahead by the distance and leave
+    /// the subscriber a gap as long as a pause. Late packets within the current base still go out.
     pub fn rewrite(
         &mut self,
         source_ssrc: u32,
         sequence_number: u16,
         timestamp: u32,
+        late: bool,
         now: Instant,
     ) -> Option<Rewritten> {
         let needs_base = match &self.base {
@@ -113,14 +114,12 @@ impl StreamRewriter {
                 self.dropped += 1;
                 return None;
             }
-            Some(base)
-                if self.rebase && base.source_ssrc == source_ssrc && self.is_late(base, sequence_number, now) =>
-            {
-                self.dropped += 1;
-                return None;
-            }
             Some(base) => self.rebase || base.source_ssrc != source_ssrc,
         };
+        if needs_base && late {
+            self.dropped += 1;
+            return None;
+        }
         if needs_base {
             let (seq_offset, ts_offset) = match &self.last {
                 None => (0u16, 0u32),
@@ -166,17 +165,6 @@ impl StreamRewriter {
         Some(out)
     }
 
-    /// A packet of the current source that is not newer than the last one forwarded (a
-    /// retransmission the node recovered late, a duplicate): a new base must not start on it, or
-    /// every packet after it would jump ahead by the distance and leave the subscriber a gap as
-    /// long as the pause. Only within `LATE_WINDOW` packets and `LATE_AGE` of the last one: after
-    /// a long pause the source's numbers may have gone round.
-    fn is_late(&self, base: &Base, sequence_number: u16, now: Instant) -> bool {
-        let Some(last) = &self.last else { return false };
-        let last_source_seq = last.sequence_number.wrapping_sub(base.seq_offset);
-        now.saturating_duration_since(last.at) < LATE_AGE && last_source_seq.wrapping_sub(sequence_number) < LATE_WINDOW
-    }
-
     /// The source packet that went out as `sequence_number` (to retransmit it on a NACK), from
     /// the current base or the one before; None for a number not sent yet or from before those.
     pub fn original(&self, sequence_number: u16) -> Option<Original> {
@@ -205,14 +193,14 @@ mod tests {
     fn first_source_keeps_its_numbers_with_our_ssrc() {
         let t0 = Instant::now();
         let mut r = StreamRewriter::new(77, 90_000);
-        let a = r.rewrite(1, 100, 5000, t0).unwrap();
+        let a = r.rewrite(1, 100, 5000, false, t0).unwrap();
         assert_eq!(a, Rewritten { ssrc: 77, sequence_number: 100, timestamp: 5000 });
-        let b = r.rewrite(1, 101, 8000, t0).unwrap();
+        let b = r.rewrite(1, 101, 8000, false, t0).unwrap();
         assert_eq!((b.sequence_number, b.timestamp), (101, 8000));
         // A gap upstream stays a gap (the subscriber NACKs it).
-        assert_eq!(r.rewrite(1, 104, 9000, t0).unwrap().sequence_number, 104);
+        assert_eq!(r.rewrite(1, 104, 9000, false, t0).unwrap().sequence_number, 104);
         // The late packet still goes out, with its place in the sequence.
-        assert_eq!(r.rewrite(1, 102, 8500, t0).unwrap().sequence_number, 102);
+        assert_eq!(r.rewrite(1, 102, 8500, false, t0).unwrap().sequence_number, 102);
         assert_eq!(r.counts(), (4, 0));
     }
 
@@ -221,11 +209,11 @@ mod tests {
         let t0 = Instant::now();
         let mut r = StreamRewriter::new(9, 90_000);
         assert_eq!(r.original(0), None, "nothing sent yet");
-        r.rewrite(1, 65_534, 1000, t0).unwrap();
-        r.rewrite(1, 65_535, 4000, t0).unwrap();
+        r.rewrite(1, 65_534, 1000, false, t0).unwrap();
+        r.rewrite(1, 65_535, 4000, false, t0).unwrap();
         let t1 = t0 + Duration::from_millis(100);
-        let c = r.rewrite(2, 7, 123_456, t1).unwrap();
-        r.rewrite(2, 8, 126_456, t1).unwrap();
+        let c = r.rewrite(2, 7, 123_456, false, t1).unwrap();
+        r.rewrite(2, 8, 126_456, false, t1).unwrap();
         // The new source's packets, and the old source's before the switch.
         assert_eq!(
             r.original(c.sequence_number.wrapping_add(1)),
@@ -238,49 +226,55 @@ mod tests {
         assert_eq!(r.original(65_533), None);
         // A third base: the first one is forgotten.
         r.rebase();
-        r.rewrite(2, 20, 130_000, t1 + Duration::from_millis(50)).unwrap();
+        r.rewrite(2, 20, 130_000, false, t1 + Duration::from_millis(50)).unwrap();
         assert_eq!(r.original(65_535), None);
         assert_eq!(r.original(1).map(|o| (o.source_ssrc, o.sequence_number)), Some((2, 8)));
     }
 
     #[test]
-    fn a_late_packet_does_not_start_the_base_after_a_pause() {
+    fn a_late_packet_never_starts_a_base() {
         let t0 = Instant::now();
         let mut r = StreamRewriter::new(9, 90_000);
+        assert_eq!(r.rewrite(1, 99, 99 * 3000, true, t0), None, "not even the first one");
         for seq in 100u16..=110 {
-            r.rewrite(1, seq, u32::from(seq) * 3000, t0).unwrap();
+            r.rewrite(1, seq, u32::from(seq) * 3000, false, t0).unwrap();
         }
-        // Paused while the source went on to 400; resumed, the first packet to come is a
-        // retransmission of 105 that the node recovered only now, then 400 and on.
+        // Paused while the source went on to 400; resumed, the first packets to come are
+        // retransmissions the node recovered only now: 105 from before the pause, 300 from
+        // during it (newer than the last one forwarded), then 400 and on.
         r.rebase();
         let t1 = t0 + Duration::from_secs(2);
-        assert_eq!(r.rewrite(1, 105, 105 * 3000, t1), None);
-        assert_eq!(r.rewrite(1, 110, 110 * 3000, t1), None, "the last one forwarded, again");
-        let first = r.rewrite(1, 400, 400 * 3000, t1).unwrap();
+        assert_eq!(r.rewrite(1, 105, 105 * 3000, true, t1), None);
+        assert_eq!(r.rewrite(1, 300, 300 * 3000, true, t1), None);
+        let first = r.rewrite(1, 400, 400 * 3000, false, t1).unwrap();
         assert_eq!(first.sequence_number, 111, "no gap: the base starts on 400");
-        assert_eq!(r.rewrite(1, 401, 401 * 3000, t1).unwrap().sequence_number, 112);
-        // After a long pause the source's numbers may have gone round: behind is not late then.
-        r.rebase();
-        let t2 = t1 + Duration::from_secs(60);
-        assert_eq!(r.rewrite(1, 300, 300 * 3000, t2).unwrap().sequence_number, 113);
+        // Within the base a late packet keeps its place: 402 came before 401.
+        assert_eq!(r.rewrite(1, 402, 402 * 3000, false, t1).unwrap().sequence_number, 113);
+        assert_eq!(r.rewrite(1, 401, 401 * 3000, true, t1).unwrap().sequence_number, 112);
+        // One from before the base is dropped.
+        assert_eq!(r.rewrite(1, 399, 399 * 3000, true, t1), None);
+        // A switch to another source waits for a packet of it that is not late.
+        assert_eq!(r.rewrite(2, 50, 0, true, t1), None);
+        assert_eq!(r.rewrite(2, 51, 3000, false, t1).unwrap().sequence_number, 114);
+        assert_eq!(r.counts(), (15, 5));
     }
 
     #[test]
     fn source_switch_continues_sequence_and_time() {
         let t0 = Instant::now();
         let mut r = StreamRewriter::new(9, 90_000);
-        r.rewrite(1, 65_534, 1000, t0).unwrap();
-        r.rewrite(1, 65_535, 4000, t0).unwrap();
+        r.rewrite(1, 65_534, 1000, false, t0).unwrap();
+        r.rewrite(1, 65_535, 4000, false, t0).unwrap();
         let t1 = t0 + Duration::from_millis(100);
-        let c = r.rewrite(2, 7, 123_456, t1).unwrap();
+        let c = r.rewrite(2, 7, 123_456, false, t1).unwrap();
         assert_eq!(c.sequence_number, 0, "wraps on from 65535");
         assert_eq!(c.timestamp, 4000 + 9000, "100 ms at 90 kHz later");
-        let d = r.rewrite(2, 8, 126_456, t1).unwrap();
+        let d = r.rewrite(2, 8, 126_456, false, t1).unwrap();
         assert_eq!((d.sequence_number, d.timestamp), (1, 16_000));
         // A late packet of the old source is dropped, not sent with a stale offset.
-        assert_eq!(r.rewrite(1, 3, 9999, t1), None);
+        assert_eq!(r.rewrite(1, 3, 9999, false, t1), None);
         // So is one of the new source from before its first packet.
-        assert_eq!(r.rewrite(2, 5, 120_000, t1), None);
+        assert_eq!(r.rewrite(2, 5, 120_000, false, t1), None);
         assert_eq!(r.counts(), (4, 2));
     }
 
@@ -288,22 +282,22 @@ mod tests {
     fn pause_and_resume_leaves_no_gap() {
         let t0 = Instant::now();
         let mut r = StreamRewriter::new(9, 48_000);
-        r.rewrite(5, 10, 0, t0).unwrap();
+        r.rewrite(5, 10, 0, false, t0).unwrap();
         r.rebase();
         // Packets 11..=499 were not forwarded while paused.
         let t1 = t0 + Duration::from_secs(2);
-        let e = r.rewrite(5, 500, 470_000, t1).unwrap();
+        let e = r.rewrite(5, 500, 470_000, false, t1).unwrap();
         assert_eq!(e.sequence_number, 11);
         assert_eq!(e.timestamp, 96_000);
-        assert_eq!(r.rewrite(5, 501, 470_960, t1).unwrap().sequence_number, 12);
+        assert_eq!(r.rewrite(5, 501, 470_960, false, t1).unwrap().sequence_number, 12);
     }
 
     #[test]
     fn rebase_without_time_still_advances_timestamp() {
         let t0 = Instant::now();
         let mut r = StreamRewriter::new(1, 90_000);
-        r.rewrite(3, 1, 100, t0).unwrap();
-        let x = r.rewrite(4, 50, 100, t0).unwrap();
+        r.rewrite(3, 1, 100, false, t0).unwrap();
+        let x = r.rewrite(4, 50, 100, false, t0).unwrap();
         assert_eq!((x.sequence_number, x.timestamp), (2, 101));
     }
 }
