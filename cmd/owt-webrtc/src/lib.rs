@@ -13,8 +13,10 @@
 //!
 //! Modules: [`sdp`] (offer checks, candidate rewriting; pure), [`interceptor`] (keyframe
 //! requests to the application), [`node`] (the requests, peer connections, forwarding),
-//! [`service`] (bus registration and the daemon's service).
+//! [`service`] (bus registration and the daemon's service), [`affinity`] (worker threads on
+//! CPUs of their own).
 
+pub mod affinity;
 pub mod interceptor;
 pub mod link;
 pub mod node;

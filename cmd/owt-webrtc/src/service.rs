@@ -2,6 +2,7 @@
 //! (registration and heartbeats through owt_bus::BusClient) with the node as its request
 //! handler, and the task that sends the node's events to the portal.
 
+use crate::affinity;
 use crate::node::{NetSettings, Node};
 use owt_bus::client::BoxFuture;
 use owt_bus::load::CpuLoad;
@@ -9,6 +10,7 @@ use owt_bus::media::MediaPublisher;
 use owt_bus::{BusClient, ClientOptions, ClientState, Handler, RemoteError};
 use owt_config::{WebrtcConfig, WorkerConfig};
 use serde_json::Value;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -59,10 +61,23 @@ pub struct WebrtcService {
 impl WebrtcService {
     pub fn start(config: &WebrtcConfig) -> Result<WebrtcService, StartError> {
         let net = NetSettings::from_config(&config.webrtc).map_err(StartError::Config)?;
+        let workers = match config.webrtc.worker_threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            threads => threads,
+        };
+        let cpus = if config.webrtc.pin_worker_threads { worker_cpus(workers) } else { None };
+        // Tokio starts its worker threads while it builds the runtime, before any other thread
+        // of its pool: the first `workers` threads started are the workers.
+        let started = AtomicUsize::new(0);
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(match config.webrtc.worker_threads {
-                0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-                threads => threads,
+            .worker_threads(workers)
+            .on_thread_start(move || {
+                let index = started.fetch_add(1, Ordering::Relaxed);
+                if let Some(cpu) = cpus.as_ref().and_then(|cpus| cpus.get(index)) {
+                    if let Err(err) = affinity::pin_current_thread(*cpu) {
+                        tracing::warn!("worker thread {index} not kept on CPU {cpu}: {err}");
+                    }
+                }
             })
             .thread_name("webrtc")
             .enable_all()
@@ -107,6 +122,24 @@ impl WebrtcService {
             applied: config.clone(),
         })
     }
+}
+
+/// The CPU of each worker thread (`[webrtc] pin_worker_threads`), or None to leave them to
+/// the kernel: more threads than CPUs this node may use, or its mask unreadable.
+fn worker_cpus(workers: usize) -> Option<Vec<usize>> {
+    let allowed = match affinity::allowed_cpus() {
+        Ok(allowed) => allowed,
+        Err(err) => {
+            tracing::warn!("worker threads not pinned: CPU affinity mask unreadable: {err}");
+            return None;
+        }
+    };
+    let cpus = affinity::plan(workers, &allowed);
+    match &cpus {
+        Some(cpus) => tracing::info!("{workers} worker threads, each kept on one CPU: {cpus:?}"),
+        None => tracing::info!("{workers} worker threads on {} CPUs: not pinned", allowed.len()),
+    }
+    cpus
 }
 
 /// Where the media link's PUB socket binds: the configured endpoint, or an ephemeral

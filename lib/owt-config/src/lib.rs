@@ -590,7 +590,7 @@ pub struct NetworkInterface {
     pub replaced_ip_address: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebrtcSection {
     pub network_interfaces: Vec<NetworkInterface>,
@@ -601,6 +601,22 @@ pub struct WebrtcSection {
     pub loopback_candidates: bool,
     /// Threads forwarding media; 0: one per CPU core.
     pub worker_threads: usize,
+    /// Each forwarding thread stays on a CPU of its own (when there are no more threads than
+    /// CPUs the node may use).
+    pub pin_worker_threads: bool,
+}
+
+impl Default for WebrtcSection {
+    fn default() -> WebrtcSection {
+        WebrtcSection {
+            network_interfaces: Vec::new(),
+            minport: 0,
+            maxport: 0,
+            loopback_candidates: false,
+            worker_threads: 0,
+            pin_worker_threads: true,
+        }
+    }
 }
 
 /// `[cluster]` of a worker's file: how it joins the portal's bus.
