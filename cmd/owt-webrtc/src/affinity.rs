@@ -41,11 +41,13 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// The CPU of each of `workers` threads: the first allowed CPU for the first thread, and so on;
-/// None when there are more threads than allowed CPUs (two would share one: better left to the
-/// kernel to move).
+/// The CPU of each of `workers` threads, one thread per allowed CPU in order; None unless there
+/// are as many threads as allowed CPUs. More threads would share CPUs (better left to the kernel
+/// to move); fewer would all start at the first CPU, and several nodes of one thread each (one
+/// node per core) would all sit on it: those restrict each node's mask instead (systemd's
+/// `CPUAffinity=`), and a mask of one CPU for a node of one thread pins it.
 pub fn plan(workers: usize, allowed: &[usize]) -> Option<Vec<usize>> {
-    (workers <= allowed.len()).then(|| allowed[..workers].to_vec())
+    (workers == allowed.len()).then(|| allowed.to_vec())
 }
 
 #[cfg(test)]
@@ -53,11 +55,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_cpu_per_worker_in_the_allowed_order_or_none() {
-        assert_eq!(plan(2, &[0, 1, 2, 3]), Some(vec![0, 1]));
+    fn one_cpu_per_worker_when_they_match_the_allowed_cpus() {
+        assert_eq!(plan(2, &[0, 1]), Some(vec![0, 1]));
         assert_eq!(plan(2, &[3, 5]), Some(vec![3, 5]), "a restricted mask is kept");
+        assert_eq!(plan(1, &[2]), Some(vec![2]), "one node per core, each with a mask of its own");
         assert_eq!(plan(3, &[3, 5]), None, "more threads than CPUs");
-        assert_eq!(plan(0, &[0]), Some(vec![]));
+        assert_eq!(plan(1, &[0, 1, 2, 3]), None, "fewer: not all on the first CPU");
     }
 
     #[test]

@@ -135,7 +135,7 @@ impl WebrtcService {
 const EVENT_INTERVAL: u32 = 4;
 
 /// The CPU of each worker thread (`[webrtc] pin_worker_threads`), or None to leave them to
-/// the kernel: more threads than CPUs this node may use, or its mask unreadable.
+/// the kernel: not as many threads as CPUs this node may use, or its mask unreadable.
 fn worker_cpus(workers: usize) -> Option<Vec<usize>> {
     let allowed = match affinity::allowed_cpus() {
         Ok(allowed) => allowed,
@@ -147,7 +147,7 @@ fn worker_cpus(workers: usize) -> Option<Vec<usize>> {
     let cpus = affinity::plan(workers, &allowed);
     match &cpus {
         Some(cpus) => tracing::info!("{workers} worker threads, each kept on one CPU: {cpus:?}"),
-        None => tracing::info!("{workers} worker threads on {} CPUs: not pinned", allowed.len()),
+        None => tracing::info!("{workers} worker threads for {} CPUs: not pinned", allowed.len()),
     }
     cpus
 }

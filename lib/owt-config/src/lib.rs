@@ -601,8 +601,8 @@ pub struct WebrtcSection {
     pub loopback_candidates: bool,
     /// Threads forwarding media; 0: one per CPU core.
     pub worker_threads: usize,
-    /// Each forwarding thread stays on a CPU of its own (when there are no more threads than
-    /// CPUs the node may use).
+    /// Each forwarding thread stays on a CPU of its own (when there are as many threads as CPUs
+    /// the node may use).
     pub pin_worker_threads: bool,
 }
 
