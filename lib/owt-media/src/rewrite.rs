@@ -116,11 +116,11 @@ impl StreamRewriter {
             }
             Some(base) => self.rebase || base.source_ssrc != source_ssrc,
         };
-        if needs_base && late {
-            self.dropped += 1;
-            return None;
-        }
         if needs_base {
+            if late {
+                self.dropped += 1;
+                return None;
+            }
             let (seq_offset, ts_offset) = match &self.last {
                 None => (0u16, 0u32),
                 Some(last) => {
