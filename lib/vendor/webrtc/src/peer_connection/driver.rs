@@ -643,6 +643,9 @@ pub(crate) struct PeerConnectionDriver<A = SocketAddr> {
     /// Reused scratch buffer for concatenating a run of same-destination datagrams
     /// into one UDP GSO send (see [`flush_writes`](Self::flush_writes)).
     gso_scratch: Vec<u8>,
+    /// owt-rs patch: `SenderRtpBatch` events written into the core since the last flush; they
+    /// count off `PeerConnectionRef::media_with_driver` once that flush has sent them.
+    media_batches_written: usize,
     ice_gathering_active: bool,
     stun_gathering_complete: bool,
     turn_gathering_complete: bool,
@@ -722,6 +725,7 @@ where
             mdns_socket: None,
             udp_sockets: HashMap::new(),
             gso_scratch: Vec::new(),
+            media_batches_written: 0,
             tcp_transport: RTCTcpTransport::new(HashMap::new()),
             ice_gathering_active: false,
             stun_gathering_complete: false,
@@ -1821,6 +1825,7 @@ where
                 }
             }
             PeerConnectionDriverEvent::SenderRtpBatch(sender_id, packets) => {
+                self.media_batches_written += 1;
                 let mut core = self.inner.core.lock().await;
                 if let Some(mut sender) = core.rtp_sender(sender_id) {
                     for packet in packets {
@@ -2145,22 +2150,35 @@ where
         }
 
         // owt-rs patch: what `write_rtp_direct` left for the driver goes first: it was taken
-        // from the core before anything the core holds now.
-        let handed_over = std::mem::take(
-            &mut *self
+        // from the core before anything the core holds now. It counts as media the driver
+        // holds (`media_with_driver`) until sent, taken under the same lock that
+        // `write_rtp_direct` checks both under, so no direct write overtakes it.
+        let handed_over = {
+            let mut handed_over = self
                 .inner
                 .handed_over
                 .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
+                .unwrap_or_else(|e| e.into_inner());
+            if !handed_over.is_empty() {
+                self.inner.media_with_driver.fetch_add(1, Ordering::AcqRel);
+            }
+            std::mem::take(&mut *handed_over)
+        };
         if !handed_over.is_empty() {
             self.flush_writes(handed_over).await;
+            self.inner.media_with_driver.fetch_sub(1, Ordering::AcqRel);
         }
 
         // 1.c peer_connection poll_write() - Send all outgoing packets, coalescing
         // consecutive same-destination datagrams into single UDP GSO syscalls.
+        let media_batches = std::mem::take(&mut self.media_batches_written);
         let writes = Self::drain_core_writes(self.inner.clone()).await;
         self.flush_writes(writes).await;
+        if media_batches > 0 {
+            self.inner
+                .media_with_driver
+                .fetch_sub(media_batches, Ordering::AcqRel);
+        }
 
         Ok(())
     }

@@ -784,6 +784,12 @@ pub(crate) struct PeerConnectionRef {
     /// owt-rs patch: datagrams `write_rtp_direct` could not send itself; the driver sends them
     /// first on its next pass.
     pub(crate) handed_over: std::sync::Mutex<Vec<rtc::shared::TaggedBytesMut>>,
+    /// owt-rs patch: how many batches of application RTP the driver holds and has not sent yet
+    /// (`SenderRtpBatch` events in its channel or written into the core, and `handed_over`
+    /// datagrams it is flushing). While it holds any, `write_rtp_direct` writes nothing itself:
+    /// a later batch sent from the calling task would overtake them, and a subscriber would
+    /// see the stream out of order.
+    pub(crate) media_with_driver: std::sync::atomic::AtomicUsize,
     /// owt-rs patch: the core's earliest timer when the driver last asked (under the core's
     /// lock, before it sleeps until that time or earlier). `write_rtp_direct` wakes the driver
     /// when a write made the core's timer earlier than this (the first RTP packet arms the
@@ -1006,9 +1012,11 @@ impl PeerConnectionRef {
     /// driver each write costs a task wake and a pass of the driver's loop, which is most of
     /// a forwarded packet's cost once the media path itself is short (lib/vendor/README.md).
     ///
-    /// Gives the packets back when the driver holds the connection at this moment, or the
-    /// sender is unknown: the caller then writes them through the driver. Datagrams it cannot
-    /// send at once (a full socket buffer, or not plain UDP) go to the driver, in order.
+    /// Gives the packets back when the driver holds the connection at this moment, holds
+    /// earlier media of the application's (`media_with_driver`), or the sender is unknown:
+    /// the caller then writes them through the driver ([`write_rtp_batch`](Self::write_rtp_batch)).
+    /// Datagrams it cannot send at once (a full socket buffer, or not plain UDP) go to the
+    /// driver, in order.
     ///
     /// A write that makes the core's next timer earlier than the one the driver sleeps on
     /// (the first RTP packet arms the sender reports' timer) wakes the driver, which then
@@ -1019,6 +1027,9 @@ impl PeerConnectionRef {
         sender_id: rtc::rtp_transceiver::RTCRtpSenderId,
         packets: Vec<rtc::rtp::Packet>,
     ) -> std::result::Result<(), Vec<rtc::rtp::Packet>> {
+        if self.media_with_driver.load(Ordering::Acquire) > 0 {
+            return Err(packets);
+        }
         let Some(mut core) = self.core.try_lock() else {
             return Err(packets);
         };
@@ -1047,7 +1058,7 @@ impl PeerConnectionRef {
         }
         let mut handed_over = self.handed_over.lock().unwrap_or_else(|e| e.into_inner());
         // Behind what is already waiting for the driver, never ahead of it.
-        let unsent = if handed_over.is_empty() {
+        let unsent = if handed_over.is_empty() && self.media_with_driver.load(Ordering::Acquire) == 0 {
             let sockets = self
                 .direct_sockets
                 .read()
@@ -1063,6 +1074,52 @@ impl PeerConnectionRef {
             self.nudge_writes();
         }
         Ok(())
+    }
+
+    /// owt-rs patch: writes `packets` for `sender_id` from the calling task when it can
+    /// ([`write_rtp_direct`](Self::write_rtp_direct)), else as one driver event, counted in
+    /// `media_with_driver` until the driver has sent it, so that later batches queue behind it.
+    pub(crate) async fn write_rtp_batch(
+        &self,
+        sender_id: rtc::rtp_transceiver::RTCRtpSenderId,
+        packets: Vec<rtc::rtp::Packet>,
+    ) -> Result<()> {
+        let Err(packets) = self.write_rtp_direct(sender_id, packets) else {
+            return Ok(());
+        };
+        let pending = MediaWithDriver::count(&self.media_with_driver);
+        self.driver_event_tx
+            .send(PeerConnectionDriverEvent::SenderRtpBatch(sender_id, packets))
+            .await
+            .map_err(|e| Error::Other(format!("{:?}", e)))?;
+        pending.handed_to_driver();
+        Ok(())
+    }
+}
+
+/// owt-rs patch: one batch counted in `PeerConnectionRef::media_with_driver` while it is on its
+/// way into the driver's channel. Uncounted again when the send fails or is given up (the
+/// caller dropped the future: the batch never reached the driver, which would never count
+/// it off).
+struct MediaWithDriver<'a>(Option<&'a std::sync::atomic::AtomicUsize>);
+
+impl<'a> MediaWithDriver<'a> {
+    fn count(counter: &'a std::sync::atomic::AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        MediaWithDriver(Some(counter))
+    }
+
+    /// The driver has the batch now, and counts it off once it has sent it.
+    fn handed_to_driver(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for MediaWithDriver<'_> {
+    fn drop(&mut self) {
+        if let Some(counter) = self.0 {
+            counter.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -1103,6 +1160,7 @@ impl PeerConnectionImpl {
                 closing: AtomicBool::new(false),
                 direct_sockets: Default::default(),
                 handed_over: Default::default(),
+                media_with_driver: Default::default(),
                 core_deadline: Default::default(),
                 data_channel_send_buffer_limit,
                 data_channel_backpressure: crate::runtime::Notify::new(),
@@ -1713,6 +1771,7 @@ mod tests {
             closing: AtomicBool::new(false),
             direct_sockets: Default::default(),
             handed_over: Default::default(),
+            media_with_driver: Default::default(),
             core_deadline: Default::default(),
             data_channel_send_buffer_limit: usize::MAX,
             data_channel_backpressure: crate::runtime::Notify::new(),

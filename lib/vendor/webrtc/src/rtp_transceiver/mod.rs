@@ -401,6 +401,8 @@ impl RtpTransceiver for RtpTransceiverImpl {
 #[cfg(all(test, any(feature = "crypto-ring", feature = "crypto-aws-lc-rs")))]
 mod tests {
     use super::*;
+    use crate::peer_connection::driver::PeerConnectionDriverEvent;
+    use futures::FutureExt;
     use crate::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
     use crate::peer_connection::new_test_peer_connection;
     use crate::rtp_transceiver::rtp_sender::RtpSenderImpl;
@@ -580,6 +582,100 @@ mod tests {
                 matches!(err, Error::ErrConnectionClosed),
                 "unexpected error: {err:?}"
             );
+        }));
+    }
+
+    fn numbered(sequence_number: u16) -> rtc::rtp::Packet {
+        rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                payload_type: 96,
+                sequence_number,
+                ssrc: 1234,
+                ..Default::default()
+            },
+            payload: vec![0xab; 100].into(),
+        }
+    }
+
+    fn batch_for_driver(
+        rx: &mut crate::runtime::Receiver<PeerConnectionDriverEvent>,
+    ) -> Option<Vec<u16>> {
+        match rx.try_recv() {
+            Ok(PeerConnectionDriverEvent::SenderRtpBatch(_, packets)) => Some(
+                packets
+                    .iter()
+                    .map(|p| p.header.sequence_number)
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// owt-rs patch: a batch written while the driver held the connection goes to the driver;
+    /// until the driver has sent it, later batches follow it there instead of leaving from
+    /// the calling task ahead of it (a subscriber saw 60029 before 60024 in tests/webrtc).
+    #[test]
+    fn batches_never_overtake_one_the_driver_holds() {
+        let rt = default_runtime().expect("test requires a runtime feature");
+        rt.block_on(Box::pin(async {
+            // The test connection's driver channel has room for one event.
+            let (inner, mut rx) = new_test_peer_connection().await;
+            let (id, _) = core_transceiver(&inner).await;
+            let sender: RTCRtpSenderId = id.into();
+            let count = || {
+                inner
+                    .media_with_driver
+                    .load(std::sync::atomic::Ordering::Acquire)
+            };
+
+            inner
+                .write_rtp_batch(sender, vec![numbered(1)])
+                .await
+                .expect("written");
+            assert_eq!(batch_for_driver(&mut rx), None, "a free connection: written directly");
+
+            let driver_busy = inner.core.lock().await;
+            inner
+                .write_rtp_batch(sender, vec![numbered(2), numbered(3)])
+                .await
+                .expect("handed to the driver");
+            drop(driver_busy);
+            assert_eq!(count(), 1);
+            assert_eq!(batch_for_driver(&mut rx), Some(vec![2, 3]));
+
+            // The connection is free again, but the driver has not sent 2 and 3 yet.
+            inner
+                .write_rtp_batch(sender, vec![numbered(4)])
+                .await
+                .expect("handed to the driver");
+            assert_eq!(batch_for_driver(&mut rx), Some(vec![4]), "behind 2 and 3");
+            assert_eq!(count(), 2);
+
+            // A write given up while the channel is full is not counted as held.
+            inner
+                .write_rtp_batch(sender, vec![numbered(5)])
+                .await
+                .expect("handed to the driver");
+            assert!(
+                inner
+                    .write_rtp_batch(sender, vec![numbered(6)])
+                    .now_or_never()
+                    .is_none(),
+                "waits for room in the channel"
+            );
+            assert_eq!(count(), 3, "5 is held, 6 was given up");
+            assert_eq!(batch_for_driver(&mut rx), Some(vec![5]));
+
+            // Once the driver has sent what it held, writes leave directly again.
+            inner
+                .media_with_driver
+                .fetch_sub(3, std::sync::atomic::Ordering::AcqRel);
+            inner
+                .write_rtp_batch(sender, vec![numbered(7)])
+                .await
+                .expect("written");
+            assert_eq!(batch_for_driver(&mut rx), None);
         }));
     }
 }

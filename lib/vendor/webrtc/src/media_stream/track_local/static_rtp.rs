@@ -138,22 +138,22 @@ impl TrackLocalStaticRTP {
     /// instead of one each.
     pub async fn write_rtp_batch(&self, packets: Vec<rtp::Packet>) -> Result<()> {
         let ctx_opt = self.ctx.lock().await;
-        if let Some(ctx) = &*ctx_opt {
-            let rtp_sender_id = ctx.rtp_sender_id;
-            let packets = match ctx.peer_connection.upgrade() {
-                Some(pc) => match pc.write_rtp_direct(rtp_sender_id, packets) {
-                    Ok(()) => return Ok(()),
-                    Err(packets) => packets,
-                },
-                None => packets,
-            };
-            let tx = ctx.driver_event_tx.clone();
-            drop(ctx_opt);
-            tx.send(PeerConnectionDriverEvent::SenderRtpBatch(rtp_sender_id, packets))
-                .await
-                .map_err(|e| Error::Other(format!("{:?}", e)))
-        } else {
-            Err(Error::Other("track is not binding yet".to_string()))
+        let Some(ctx) = &*ctx_opt else {
+            return Err(Error::Other("track is not binding yet".to_string()));
+        };
+        let rtp_sender_id = ctx.rtp_sender_id;
+        match ctx.peer_connection.upgrade() {
+            Some(pc) => {
+                drop(ctx_opt);
+                pc.write_rtp_batch(rtp_sender_id, packets).await
+            }
+            None => {
+                let tx = ctx.driver_event_tx.clone();
+                drop(ctx_opt);
+                tx.send(PeerConnectionDriverEvent::SenderRtpBatch(rtp_sender_id, packets))
+                    .await
+                    .map_err(|e| Error::Other(format!("{:?}", e)))
+            }
         }
     }
 }
