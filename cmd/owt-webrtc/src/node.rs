@@ -365,7 +365,11 @@ impl Published {
     /// full: a stalled or starved connection) loses those packets, counted as dropped, and
     /// recovers by NACK or keyframe like after network loss; nobody else waits for it.
     /// `late[i]`: `packets[i]` came late (`Intake::Late`).
-    fn fan_out(self: &Arc<Self>, packets: &[rtp::Packet], late: &[bool], now: Instant) {
+    ///
+    /// Returns the parts still running (`deliver`): the caller waits for them before the
+    /// next fan-out of the same stream, or a subscriber could get the next batch first.
+    #[must_use = "the next fan-out must wait for these parts"]
+    fn fan_out(self: &Arc<Self>, packets: &[rtp::Packet], late: &[bool], now: Instant) -> FanOutParts {
         // Clients NACK video only (audio is not worth a round trip).
         if self.kind == Kind::Video {
             if let Ok(mut history) = self.history.lock() {
@@ -376,9 +380,9 @@ impl Published {
         }
         let subscribers: Vec<Arc<Subscriber>> = match self.subscribers.read() {
             Ok(subscribers) if !subscribers.is_empty() => subscribers.clone(),
-            _ => return,
+            _ => return FanOutParts::default(),
         };
-        deliver(self, subscribers, packets, late, now);
+        deliver(self, subscribers, packets, late, now)
     }
 
     /// Rewrites `packets` for each of `subscribers` and sends them (see `fan_out`). Subscribers
@@ -530,6 +534,19 @@ fn now_and_then(counter: &AtomicU64, count: u64) -> bool {
     before == 0 || before / 500 != (before + count) / 500
 }
 
+/// The spawned parts of one fan-out (`deliver`) that may still be running.
+#[derive(Default)]
+struct FanOutParts(Vec<tokio::task::JoinHandle<()>>);
+
+impl FanOutParts {
+    /// Waits until every part has sent its subscribers their packets.
+    async fn sent(&mut self) {
+        for part in self.0.drain(..) {
+            let _ = part.await;
+        }
+    }
+}
+
 /// A batch for fewer subscribers than this is sent by the forwarding task alone (`deliver`).
 const PARALLEL_FAN_OUT: usize = 8;
 
@@ -551,18 +568,22 @@ const FAN_OUT_PART: usize = 8;
 /// None of the parts runs inline: tokio keeps the task spawned last in the spawning worker's
 /// LIFO slot, which other workers do not steal, so only the parts spawned before it are taken
 /// up by idle workers at once.
+/// The parts are returned: the next batch's parts must not start before these end, or a
+/// worker could send a subscriber's share of the next batch while another still sends its
+/// share of this one (out of order).
 fn deliver(
     track: &Arc<Published>,
     subscribers: Vec<Arc<Subscriber>>,
     packets: &[rtp::Packet],
     late: &[bool],
     now: Instant,
-) {
+) -> FanOutParts {
     let workers = tokio::runtime::Handle::try_current().map_or(1, |runtime| runtime.metrics().num_workers());
     if workers < 2 || subscribers.len() < PARALLEL_FAN_OUT {
         track.rewrite_and_send(&subscribers, packets, late, now);
-        return;
+        return FanOutParts::default();
     }
+    let mut parts = FanOutParts(Vec::with_capacity(subscribers.len().div_ceil(FAN_OUT_PART).max(workers)));
     let part_len = subscribers.len().div_ceil(workers).min(FAN_OUT_PART);
     let packets: Arc<[rtp::Packet]> = packets.into();
     let late: Arc<[bool]> = late.into();
@@ -573,8 +594,9 @@ fn deliver(
             break;
         }
         let (track, packets, late) = (track.clone(), packets.clone(), late.clone());
-        tokio::spawn(async move { track.rewrite_and_send(&part, &packets, &late, now) });
+        parts.0.push(tokio::spawn(async move { track.rewrite_and_send(&part, &packets, &late, now) }));
     }
+    parts
 }
 
 /// Hands a subscriber's packets to its connection in one go (one driver event), or counts
@@ -1823,6 +1845,7 @@ async fn forward(
     let mut batch: Vec<rtp::Packet> = Vec::with_capacity(FORWARD_BATCH);
     let mut batch_layers: Vec<usize> = Vec::with_capacity(FORWARD_BATCH);
     let mut batch_late: Vec<bool> = Vec::with_capacity(FORWARD_BATCH);
+    let mut in_flight = FanOutParts::default();
     'events: loop {
         let event = match held.take() {
             Some(event) => event,
@@ -1848,6 +1871,9 @@ async fn forward(
             }
             continue;
         };
+        // The last batch's parts end before this batch is gathered: packets that arrive
+        // meanwhile join it.
+        in_flight.sent().await;
         let mut next = Some(first);
         while let Some(packet) = next.take() {
             let ssrc = packet.header.ssrc;
@@ -1884,10 +1910,12 @@ async fn forward(
             }
         }
         let now = Instant::now();
+        group_by_layer(&mut batch, &mut batch_layers, &mut batch_late);
         let mut start = 0;
         while let Some(index) = batch_layers.get(start) {
             let run = batch_layers[start..].iter().take_while(|i| *i == index).count();
-            layers[*index].fan_out(&batch[start..start + run], &batch_late[start..start + run], now);
+            let mut parts = layers[*index].fan_out(&batch[start..start + run], &batch_late[start..start + run], now);
+            in_flight.0.append(&mut parts.0);
             start += run;
         }
         batch.clear();
@@ -1897,6 +1925,20 @@ async fn forward(
     for track in &layers {
         tracing::debug!("forwarding of {} (session {}) ended", track.track_id, track.session_id);
     }
+}
+
+/// Puts a batch's packets of each simulcast layer together, each layer's in arrival order, so
+/// that every layer has one fan-out per batch: the parts of two fan-outs of the same layer
+/// would run at the same time, and a subscriber could get the later packets first.
+fn group_by_layer(packets: &mut Vec<rtp::Packet>, layers: &mut Vec<usize>, late: &mut Vec<bool>) {
+    if layers.windows(2).all(|pair| pair[0] <= pair[1]) {
+        return;
+    }
+    let mut order: Vec<usize> = (0..packets.len()).collect();
+    order.sort_by_key(|&i| layers[i]);
+    *packets = order.iter().map(|&i| std::mem::take(&mut packets[i])).collect();
+    *layers = order.iter().map(|&i| layers[i]).collect();
+    *late = order.iter().map(|&i| late[i]).collect();
 }
 
 /// Forwards the frames of a linked track to its subscribers until it ends.
@@ -1915,6 +1957,7 @@ async fn forward_link(track: Arc<Published>, source: LinkSource) {
     }
     let mut packets = link::LinkIn::new(codec, track.media_ssrc.load(Ordering::Relaxed));
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut in_flight = FanOutParts::default();
     loop {
         let received = tokio::select! {
             received = subscriber.recv() => received,
@@ -1941,7 +1984,8 @@ async fn forward_link(track: Arc<Published>, source: LinkSource) {
         }
         if track.active.load(Ordering::Relaxed) {
             // The link hands over whole frames in order: none late.
-            track.fan_out(&frame, &vec![false; frame.len()], now);
+            in_flight.sent().await;
+            in_flight = track.fan_out(&frame, &vec![false; frame.len()], now);
         }
     }
     tracing::debug!("link of {} from {} ended", track.track_id, source.endpoint);
@@ -2001,6 +2045,26 @@ mod tests {
         assert_eq!(b.profile.as_deref(), Some("B"));
         let h = codec_format(&codec("video/H264", "profile-level-id=640032"));
         assert_eq!(h.profile.as_deref(), Some("H"));
+    }
+
+    #[test]
+    fn a_batch_is_grouped_by_layer_in_arrival_order() {
+        let packet = |seq: u16| rtp::Packet {
+            header: rtp::header::Header { sequence_number: seq, ..Default::default() },
+            ..Default::default()
+        };
+        let mut packets: Vec<_> = [10, 20, 11, 30, 21, 12].into_iter().map(packet).collect();
+        let mut layers = vec![0, 1, 0, 2, 1, 0];
+        let mut late = vec![false, false, true, false, false, false];
+        group_by_layer(&mut packets, &mut layers, &mut late);
+        let seqs: Vec<u16> = packets.iter().map(|p| p.header.sequence_number).collect();
+        assert_eq!(seqs, [10, 11, 12, 20, 21, 30]);
+        assert_eq!(layers, [0, 0, 0, 1, 1, 2]);
+        assert_eq!(late, [false, true, false, false, false, false]);
+
+        let mut one_layer: Vec<_> = [5, 6].into_iter().map(packet).collect();
+        group_by_layer(&mut one_layer, &mut vec![1, 1], &mut vec![false, false]);
+        assert_eq!(one_layer[0].header.sequence_number, 5);
     }
 
     #[test]
