@@ -140,7 +140,7 @@ def median_run(rs):
 by = {load: {t: median_run(rs) for t, rs in ts.items()} for load, ts in grouped.items()}
 rows, comparisons = [], []
 hdr = (f'{"load":>6} {"server":>6} {"pkt/CPU-s":>10} {"streams/core":>12} {"cores":>6} {"p50 µs":>8} {"p99 µs":>8} '
-       f'{"+p50 µs":>8} {"+p99 µs":>8} {"srv p50":>8} {"srv p99":>8} {"KiB/sub":>8} {"loss %":>7}')
+       f'{"+p50 µs":>8} {"+p99 µs":>8} {"srv p50":>8} {"srv p99":>8} {"KiB/sub":>8} {"loss %":>7} {"reord":>6}')
 wire = lambda v: "-" if v is None else f"{v:.0f}"
 print(hdr); print("-" * len(hdr))
 for (p, s), t in sorted(by.items()):
@@ -150,7 +150,7 @@ for (p, s), t in sorted(by.items()):
         print(f'{p}x{s:<4} {name:>6} {r["forwarded_per_cpu_s"]:>10.0f} {r["streams_per_core"]:>12.0f} {r["server_cores"]:>6.2f} '
               f'{r["latency_us_p50"]:>8} {r["latency_us_p99"]:>8} {r["added_latency_us_p50"]:>8} {r["added_latency_us_p99"]:>8} '
               f'{wire(r.get("server_latency_us_p50")):>8} {wire(r.get("server_latency_us_p99")):>8} '
-              f'{r["rss_kib_per_subscriber"]:>8.0f} {100*r["loss"]:>7.3f}')
+              f'{r["rss_kib_per_subscriber"]:>8.0f} {100*r["loss"]:>7.3f} {r.get("packets_out_of_order", 0):>6}')
     o, j = t.get("owt"), t.get("janus")
     if o and j:
         ratio = lambda a, b: (a / b) if b else None
@@ -185,6 +185,7 @@ print("streams/core = subscribed streams / (server CPU-s per s); pkt/CPU-s = pac
 print("latency = subscriber receive time - publisher send time (same host clock), client stacks included;")
 print("+p50/+p99 = latency minus that of one direct publisher->subscriber pair in the same run: an upper bound of what")
 print("  the server adds (the server's subscribers also queue behind each other in the one load generator process)")
+print("reord = packets that reached their subscriber after a later packet of the same publisher (all subscribers)")
 print("srv p50/p99 = what the server alone adds, from kernel wire timestamps: a forwarded packet leaving the server minus")
 print("  its publisher packet entering it (AF_PACKET capture in the netns, matched by SSRC/sequence; µs)")
 doc = {"benchmark": "sfu", "repeat": repeat, "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},

@@ -139,6 +139,9 @@ pub struct Report {
     pub loss: f64,
     /// Per subscriber, packets of the window received.
     pub received_per_subscriber: Vec<u64>,
+    /// Packets of the window that reached their subscriber after a later packet of the same
+    /// publisher (`media::out_of_order`), summed over the subscribers.
+    pub packets_out_of_order: u64,
     pub latency_us_p50: u32,
     pub latency_us_p99: u32,
     pub latency_us_max: u32,
@@ -216,7 +219,7 @@ pub fn main(cli: Cli) -> Result<(), String> {
 /// One line for humans.
 pub fn summary(r: &Report) -> String {
     format!(
-        "{:?} {}x{} {:.0}s: sent {} received {}/{} (loss {:.3}%), latency p50 {} µs p99 {} µs (above a direct pair: p50 {} µs p99 {} µs; in the server, on the wire: p50 {} µs p99 {} µs; a frame's first copy p50 {} µs p99 {} µs, last copy p50 {} µs p99 {} µs), server {:.2} CPU-s ({:.2} cores), {:.0} pkt/CPU-s, {:.0} streams/core, {:.0} KiB RSS/subscriber",
+        "{:?} {}x{} {:.0}s: sent {} received {}/{} (loss {:.3}%, {} out of order), latency p50 {} µs p99 {} µs (above a direct pair: p50 {} µs p99 {} µs; in the server, on the wire: p50 {} µs p99 {} µs; a frame's first copy p50 {} µs p99 {} µs, last copy p50 {} µs p99 {} µs), server {:.2} CPU-s ({:.2} cores), {:.0} pkt/CPU-s, {:.0} streams/core, {:.0} KiB RSS/subscriber",
         r.target,
         r.publishers,
         r.subscribers_per_publisher,
@@ -225,6 +228,7 @@ pub fn summary(r: &Report) -> String {
         r.packets_received,
         r.packets_expected,
         r.loss * 100.0,
+        r.packets_out_of_order,
         r.latency_us_p50,
         r.latency_us_p99,
         r.added_latency_us_p50,
@@ -474,6 +478,8 @@ pub async fn run(cli: &Cli) -> Result<Report, String> {
     let received_per_subscriber: Vec<u64> =
         subscribers.iter().map(|(_, s)| s.received.packets.load(Ordering::Relaxed)).collect();
     let packets_received: u64 = received_per_subscriber.iter().sum();
+    let packets_out_of_order: u64 =
+        subscribers.iter().map(|(_, s)| s.received.arrivals.lock().map_or(0, |a| media::out_of_order(&a))).sum();
     let mut latencies: Vec<u32> = Vec::new();
     for (_, s) in &subscribers {
         if let Ok(l) = s.received.latencies_us.lock() {
@@ -553,6 +559,7 @@ pub async fn run(cli: &Cli) -> Result<Report, String> {
         packets_received,
         loss: if packets_expected > 0 { 1.0 - packets_received as f64 / packets_expected as f64 } else { 1.0 },
         received_per_subscriber,
+        packets_out_of_order,
         latency_us_p50: quantile(&latencies, 0.5),
         latency_us_p99: quantile(&latencies, 0.99),
         latency_us_max: latencies.last().copied().unwrap_or(0),

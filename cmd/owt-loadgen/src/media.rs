@@ -86,6 +86,22 @@ pub struct Arrival {
     pub publisher_seq: u64,
 }
 
+/// How many of one subscriber's `arrivals` (in the order they arrived) came after a later
+/// packet of the same publisher: packets the server (or the way back) reordered.
+pub fn out_of_order(arrivals: &[Arrival]) -> u64 {
+    let mut newest: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+    let mut count = 0;
+    for arrival in arrivals {
+        let newest = newest.entry(arrival.publisher).or_insert(arrival.publisher_seq);
+        if arrival.publisher_seq < *newest {
+            count += 1;
+        } else {
+            *newest = arrival.publisher_seq;
+        }
+    }
+    count
+}
+
 /// What one subscriber received of its publisher's packets sent inside the window.
 #[derive(Default)]
 pub struct Received {
@@ -153,5 +169,15 @@ mod tests {
         assert_eq!(*r.arrivals.lock().unwrap(), vec![arrival]);
         assert_eq!(quantile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.5), 6);
         assert_eq!(quantile::<u32>(&[], 0.5), 0);
+    }
+
+    #[test]
+    fn packets_that_arrive_after_a_later_one_are_out_of_order() {
+        let arrival =
+            |publisher: u32, publisher_seq: u64| Arrival { ssrc: 1, sequence_number: 0, publisher, publisher_seq };
+        assert_eq!(out_of_order(&[]), 0);
+        assert_eq!(out_of_order(&[arrival(0, 1), arrival(0, 2), arrival(0, 4)]), 0, "a gap is loss, not order");
+        let arrivals = [arrival(0, 1), arrival(0, 3), arrival(0, 2), arrival(1, 0), arrival(0, 4), arrival(0, 3)];
+        assert_eq!(out_of_order(&arrivals), 2);
     }
 }
