@@ -583,8 +583,8 @@ fn deliver(
         track.rewrite_and_send(&subscribers, packets, late, now);
         return FanOutParts::default();
     }
-    let mut parts = FanOutParts(Vec::with_capacity(subscribers.len().div_ceil(FAN_OUT_PART).max(workers)));
     let part_len = subscribers.len().div_ceil(workers).min(FAN_OUT_PART);
+    let mut parts = FanOutParts(Vec::with_capacity(subscribers.len().div_ceil(part_len)));
     let packets: Arc<[rtp::Packet]> = packets.into();
     let late: Arc<[bool]> = late.into();
     let mut subscribers = subscribers.into_iter();
