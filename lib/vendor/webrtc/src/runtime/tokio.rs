@@ -143,12 +143,20 @@ impl Runtime for TokioRuntime {
 
     fn wrap_udp_socket(&self, sock: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
         sock.set_nonblocking(true)?;
-        let io = ::tokio::net::UdpSocket::from_std(sock)?;
         // Probe + enable UDP GSO/GRO (and ECN/MTU options) on the socket. This is a
         // one-time reconfiguration of the socket itself: plain sends still work, but a
         // receive may now return several datagrams coalesced into one buffer, so the read
         // path has to de-segment by `stride`.
-        let batch = ::quinn_udp::UdpSocketState::new(::quinn_udp::UdpSockRef::from(&io))?;
+        let batch = ::quinn_udp::UdpSocketState::new(::quinn_udp::UdpSockRef::from(&sock))?;
+        // owt-rs patch: registered for reading only (see `UdpSocket`).
+        // SAFETY: a `std::net::UdpSocket` owns its file descriptor, keeps it open until it
+        // is dropped and always returns the same one from `as_raw_fd`.
+        let io = unsafe {
+            ::tokio::io::unix::AsyncFd::register_with_interest(
+                sock,
+                ::tokio::io::Interest::READABLE,
+            )
+        }?;
         Ok(Arc::new(UdpSocket {
             io: Arc::new(io),
             batch: Arc::new(batch),
@@ -232,19 +240,29 @@ impl AsyncInterval for TokioInterval {
     }
 }
 
+/// owt-rs patch: the socket is registered with the I/O driver for reading only. A socket
+/// registered for writing too (tokio's `UdpSocket`) has the kernel call the driver's epoll
+/// back each time a sent datagram is freed (its send buffer gained room). While a worker
+/// was parked in `epoll_wait`, every send of the other worker woke it, and it went back to
+/// sleep with nothing to do: in an SFU fan-out, a wake-up per subscriber copy. A UDP send
+/// buffer is rarely full (datagrams leave it as soon as the device takes them), so a send
+/// that finds it full (`WouldBlock`) is simply tried again `SEND_RETRY` later.
 #[derive(Clone)]
 struct UdpSocket {
-    io: Arc<::tokio::net::UdpSocket>,
+    io: Arc<::tokio::io::unix::AsyncFd<std::net::UdpSocket>>,
     /// Per-socket GSO/GRO capability state (see [`super::primitives`]).
     batch: Arc<::quinn_udp::UdpSocketState>,
 }
+
+/// How long a send that found the socket's buffer full waits before it tries again.
+const SEND_RETRY: Duration = Duration::from_millis(1);
 
 /// Hand-written because `quinn_udp::UdpSocketState` implements no `Debug`, so `UdpSocket`
 /// cannot derive it — and `AsyncUdpSocket` requires it.
 impl std::fmt::Debug for UdpSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UdpSocket")
-            .field("io", &self.io)
+            .field("io", self.io.get_ref())
             .field("max_gso_segments", &self.batch.max_gso_segments())
             .field("gro_segments", &self.batch.gro_segments())
             .finish()
@@ -253,7 +271,7 @@ impl std::fmt::Debug for UdpSocket {
 
 impl AsyncUdpSocket for UdpSocket {
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.io.local_addr()
+        self.io.get_ref().local_addr()
     }
 
     fn max_gso_segments(&self) -> usize {
@@ -265,37 +283,30 @@ impl AsyncUdpSocket for UdpSocket {
     }
 
     fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
-        loop {
-            match self.io.poll_send_ready(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => {}
+        match self.try_send(transmit) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // No write readiness to wait for (see `UdpSocket`): come back later.
+                let waker = cx.waker().clone();
+                match ::tokio::runtime::Handle::try_current() {
+                    Ok(runtime) => {
+                        runtime.spawn(async move {
+                            ::tokio::time::sleep(SEND_RETRY).await;
+                            waker.wake();
+                        });
+                    }
+                    Err(_) => waker.wake(),
+                }
+                Poll::Pending
             }
-            // The syscall MUST go through `try_io`. tokio's readiness is cached: it only
-            // learns the socket went unready when an operation reports `WouldBlock` back
-            // through `try_io`/`try_send`. Calling quinn-udp on the raw fd directly would
-            // leave that cache stale, so `poll_send_ready` would keep returning `Ready`
-            // and this loop would spin hot inside a single poll.
-            match self.io.try_io(::tokio::io::Interest::WRITABLE, || {
-                self.batch
-                    .try_send(::quinn_udp::UdpSockRef::from(&self.io), transmit)
-                    .map(|()| transmit.contents.len())
-            }) {
-                // `try_io` has cleared the cached readiness, so the next iteration's
-                // `poll_send_ready` registers the waker and yields `Pending`.
-                Err(ref e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return Poll::Ready(other),
-            }
+            other => Poll::Ready(other),
         }
     }
 
-    /// owt-rs patch: `try_io` alone, so no waker is registered (see the trait).
+    /// owt-rs patch: no readiness is kept for writing, so the send is simply tried.
     fn try_send(&self, transmit: &Transmit<'_>) -> io::Result<usize> {
-        self.io.try_io(::tokio::io::Interest::WRITABLE, || {
-            self.batch
-                .try_send(::quinn_udp::UdpSockRef::from(&self.io), transmit)
-                .map(|()| transmit.contents.len())
-        })
+        self.batch
+            .try_send(::quinn_udp::UdpSockRef::from(self.io.get_ref()), transmit)
+            .map(|()| transmit.contents.len())
     }
 
     fn poll_recv(
@@ -305,21 +316,21 @@ impl AsyncUdpSocket for UdpSocket {
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
         loop {
-            match self.io.poll_recv_ready(cx) {
+            let mut ready = match self.io.poll_read_ready(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => {}
-            }
-            // Via `try_io` for the same readiness-bookkeeping reason as `poll_send`.
+                Poll::Ready(Ok(ready)) => ready,
+            };
+            // Through the guard's `try_io`: it clears the cached readiness when the socket
+            // turns out empty (`WouldBlock`), so the next `poll_read_ready` parks the waker
+            // instead of reporting the stale readiness again.
             let bufs = &mut *bufs;
             let meta = &mut *meta;
-            match self.io.try_io(::tokio::io::Interest::READABLE, || {
+            let received = ready.try_io(|io| {
                 let n = self
                     .batch
-                    .recv(::quinn_udp::UdpSockRef::from(&self.io), bufs, meta)?;
+                    .recv(::quinn_udp::UdpSockRef::from(io.get_ref()), bufs, meta)?;
                 if n == 0 {
-                    // Report unreadiness the way `try_io` expects, so it clears the cached
-                    // readiness and the next `poll_recv_ready` parks the waker.
                     return Err(io::ErrorKind::WouldBlock.into());
                 }
                 // `quinn-udp` mirrors `len` into `stride`, so a zero-length datagram
@@ -330,9 +341,10 @@ impl AsyncUdpSocket for UdpSocket {
                     }
                 }
                 Ok(n)
-            }) {
-                Err(ref e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return Poll::Ready(other),
+            });
+            match received {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => continue,
             }
         }
     }
@@ -431,5 +443,104 @@ impl AsyncTcpStream for TcpStream {
 
     fn peer_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.peer_addr)
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    const EPOLLIN: u32 = 0x1;
+    const EPOLLOUT: u32 = 0x4;
+
+    /// The event masks this process's epoll instances watch `fd` for, as the kernel lists
+    /// them in /proc/self/fdinfo ("tfd: <fd> events: <hex mask> ...").
+    fn epoll_masks_of(fd: i32) -> Vec<u32> {
+        let mut masks = Vec::new();
+        for entry in std::fs::read_dir("/proc/self/fd")
+            .expect("/proc/self/fd")
+            .flatten()
+        {
+            let is_epoll = std::fs::read_link(entry.path())
+                .is_ok_and(|target| target.to_string_lossy() == "anon_inode:[eventpoll]");
+            if !is_epoll {
+                continue;
+            }
+            let info_path = format!("/proc/self/fdinfo/{}", entry.file_name().to_string_lossy());
+            let info = std::fs::read_to_string(info_path).unwrap_or_default();
+            for line in info.lines() {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                if let ["tfd:", tfd, "events:", mask, ..] = words[..]
+                    && tfd.parse() == Ok(fd)
+                {
+                    masks.push(u32::from_str_radix(mask, 16).expect("hex event mask"));
+                }
+            }
+        }
+        masks
+    }
+
+    fn runtime() -> ::tokio::runtime::Runtime {
+        ::tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn udp_sockets_are_watched_for_reading_only() {
+        runtime().block_on(async {
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let fd = sock.as_raw_fd();
+            let _wrapped = TokioRuntime.wrap_udp_socket(sock).expect("wrap");
+            // (Tests run beside each other: another epoll may list an fd of the same number.)
+            let masks = epoll_masks_of(fd);
+            assert!(!masks.is_empty(), "registered with the I/O driver");
+            for mask in masks {
+                assert_ne!(mask & EPOLLIN, 0, "watched for reading: {mask:x}");
+                assert_eq!(mask & EPOLLOUT, 0, "not watched for writing: {mask:x}");
+            }
+        });
+    }
+
+    #[test]
+    fn udp_sockets_send_and_receive_with_and_without_a_waker() {
+        runtime().block_on(async {
+            let a = TokioRuntime
+                .wrap_udp_socket(std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"))
+                .expect("wrap");
+            let b = TokioRuntime
+                .wrap_udp_socket(std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"))
+                .expect("wrap");
+            let to_b = b.local_addr().expect("addr");
+            let transmit = |contents| Transmit {
+                destination: to_b,
+                ecn: None,
+                contents,
+                segment_size: None,
+                src_ip: None,
+            };
+            let sent = futures::future::poll_fn(|cx| a.poll_send(cx, &transmit(b"polled")))
+                .await
+                .expect("poll_send");
+            assert_eq!(sent, 6);
+            assert_eq!(a.try_send(&transmit(b"direct")).expect("try_send"), 6);
+
+            let mut buf = [0u8; 64];
+            for expected in [&b"polled"[..], b"direct"] {
+                let (n, from) =
+                    ::tokio::time::timeout(Duration::from_secs(5), b.recv_from(&mut buf))
+                        .await
+                        .expect("a datagram within 5 s")
+                        .expect("recv");
+                assert_eq!(&buf[..n], expected);
+                assert_eq!(from, a.local_addr().expect("addr"));
+            }
+            // Nothing more: the read readiness was cleared, and the next receive waits.
+            let idle =
+                ::tokio::time::timeout(Duration::from_millis(50), b.recv_from(&mut buf)).await;
+            assert!(idle.is_err(), "no third datagram");
+        });
     }
 }
