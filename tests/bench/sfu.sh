@@ -168,16 +168,19 @@ for (p, s), t in sorted(by.items()):
         f = lambda v: "n/a" if v is None else f"{v:.2f}x"
         print(f'{p}x{s:<4} {"owt/janus":>6}: pkt/CPU-s {f(c["pkt_per_cpu_s_owt_over_janus"])}, p50 {f(c["p50_owt_over_janus"])}, '
               f'p99 {f(c["p99_owt_over_janus"])}, RSS/sub {f(c["rss_per_sub_owt_over_janus"])}')
-hdr2 = f'{"load":>6} {"server":>6} {"1st p50":>8} {"1st p99":>8} {"last p50":>8} {"last p99":>8}'
+hdr2 = f'{"load":>6} {"server":>6} {"1st p50":>8} {"1st p99":>8} {"last p50":>8} {"last p99":>8} {"steal %":>8}'
 print(); print(hdr2); print("-" * len(hdr2))
 for (p, s), t in sorted(by.items()):
     for name in ("owt", "janus"):
         r = t.get(name)
         if not r: continue
         print(f'{p}x{s:<4} {name:>6} {wire(r.get("server_first_copy_us_p50")):>8} {wire(r.get("server_first_copy_us_p99")):>8} '
-              f'{wire(r.get("server_last_copy_us_p50")):>8} {wire(r.get("server_last_copy_us_p99")):>8}')
+              f'{wire(r.get("server_last_copy_us_p50")):>8} {wire(r.get("server_last_copy_us_p99")):>8} '
+              f'{r.get("machine_steal_percent", 0):>8.1f}')
 print("1st/last = per publisher frame, from its first packet entering the server to the first / the last of its copies")
 print("  to the subscribers leaving it (µs, wire timestamps): the inbound path, and the inbound path plus the fan-out")
+print("steal % = the machine's CPU time the hypervisor took during the run (a virtual machine's noise: one stall of a")
+print("  few ms in a light run's window is 1% of its copies, so it alone sets the p99)")
 if repeat > 1:
     print(f"every figure is the median of {repeat} runs of each target, taken in turns (all runs are in the JSON)")
 print(f'each stream: synthetic VP8 of {runs[0]["kbit_per_stream"]:.0f} kbit/s, {runs[0]["packets_per_second_per_stream"]} packets/s')

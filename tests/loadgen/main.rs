@@ -137,6 +137,8 @@ fn loadgen_one_publisher_three_subscribers() {
     let loss = report["loss"].as_f64().expect("loss");
     assert!(loss < 0.05, "loss {loss} >= 5%: {report}");
     assert!(report["server_cpu_s"].as_f64().is_some(), "{report}");
+    let steal = report["machine_steal_percent"].as_f64().expect("machine_steal_percent");
+    assert!((0.0..=100.0).contains(&steal), "{report}");
     // Wire timestamps need CAP_NET_RAW: as root, about one forwarded frame in
     // `capture_sample_every` (chosen by RTP timestamp) is matched to its publisher packets.
     match report["capture_error"].as_str() {

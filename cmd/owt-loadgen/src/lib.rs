@@ -185,6 +185,9 @@ pub struct Report {
     pub server_rss_kib_after_subscribers: u64,
     pub rss_kib_per_subscriber: f64,
     pub loadgen_cpu_s: f64,
+    /// Percent of the machine's CPU time stolen by the hypervisor during the window (0 on
+    /// bare metal): when high, the latency tail says more about the host than the server.
+    pub machine_steal_percent: f64,
 }
 
 struct Publisher {
@@ -219,7 +222,7 @@ pub fn main(cli: Cli) -> Result<(), String> {
 /// One line for humans.
 pub fn summary(r: &Report) -> String {
     format!(
-        "{:?} {}x{} {:.0}s: sent {} received {}/{} (loss {:.3}%, {} out of order), latency p50 {} µs p99 {} µs (above a direct pair: p50 {} µs p99 {} µs; in the server, on the wire: p50 {} µs p99 {} µs; a frame's first copy p50 {} µs p99 {} µs, last copy p50 {} µs p99 {} µs), server {:.2} CPU-s ({:.2} cores), {:.0} pkt/CPU-s, {:.0} streams/core, {:.0} KiB RSS/subscriber",
+        "{:?} {}x{} {:.0}s: sent {} received {}/{} (loss {:.3}%, {} out of order), latency p50 {} µs p99 {} µs (above a direct pair: p50 {} µs p99 {} µs; in the server, on the wire: p50 {} µs p99 {} µs; a frame's first copy p50 {} µs p99 {} µs, last copy p50 {} µs p99 {} µs), server {:.2} CPU-s ({:.2} cores), {:.0} pkt/CPU-s, {:.0} streams/core, {:.0} KiB RSS/subscriber, {:.1}% of the machine's CPU time stolen",
         r.target,
         r.publishers,
         r.subscribers_per_publisher,
@@ -243,7 +246,8 @@ pub fn summary(r: &Report) -> String {
         r.server_cores,
         r.forwarded_per_cpu_s,
         r.streams_per_core,
-        r.rss_kib_per_subscriber
+        r.rss_kib_per_subscriber,
+        r.machine_steal_percent
     )
 }
 
@@ -461,6 +465,7 @@ pub async fn run(cli: &Cli) -> Result<Report, String> {
     let me = std::process::id();
     let (cpu0, _) = procstat::sample(&server_pids);
     let self0 = procstat::cpu_seconds(me).unwrap_or(0.0);
+    let machine0 = procstat::machine_ticks();
     let capture = capture::Capture::start();
     let t0 = Instant::now();
     window.open(now_us());
@@ -469,6 +474,10 @@ pub async fn run(cli: &Cli) -> Result<Report, String> {
     let secs = t0.elapsed().as_secs_f64();
     let (cpu1, rss_after) = procstat::sample(&server_pids);
     let self1 = procstat::cpu_seconds(me).unwrap_or(0.0);
+    let machine_steal_percent = match (machine0, procstat::machine_ticks()) {
+        (Some(before), Some(after)) => after.stolen_percent_since(&before),
+        _ => 0.0,
+    };
     // Packets of the window still in flight.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -587,6 +596,7 @@ pub async fn run(cli: &Cli) -> Result<Report, String> {
         server_rss_kib_after_subscribers: rss_after,
         rss_kib_per_subscriber: if streams > 0.0 { (rss_after as f64 - rss_before as f64) / streams } else { 0.0 },
         loadgen_cpu_s: self1 - self0,
+        machine_steal_percent,
     })
 }
 
