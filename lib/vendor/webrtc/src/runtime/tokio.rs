@@ -257,6 +257,21 @@ struct UdpSocket {
 /// How long a send that found the socket's buffer full waits before it tries again.
 const SEND_RETRY: Duration = Duration::from_millis(1);
 
+/// Wakes `cx`'s task again `SEND_RETRY` from now: a send that found the socket's buffer full
+/// tries again then (see `UdpSocket`). Outside a runtime it is woken at once.
+fn wake_after_send_retry(cx: &Context<'_>) {
+    let waker = cx.waker().clone();
+    match ::tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move {
+                ::tokio::time::sleep(SEND_RETRY).await;
+                waker.wake();
+            });
+        }
+        Err(_) => waker.wake(),
+    }
+}
+
 /// Hand-written because `quinn_udp::UdpSocketState` implements no `Debug`, so `UdpSocket`
 /// cannot derive it — and `AsyncUdpSocket` requires it.
 impl std::fmt::Debug for UdpSocket {
@@ -286,16 +301,7 @@ impl AsyncUdpSocket for UdpSocket {
         match self.try_send(transmit) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // No write readiness to wait for (see `UdpSocket`): come back later.
-                let waker = cx.waker().clone();
-                match ::tokio::runtime::Handle::try_current() {
-                    Ok(runtime) => {
-                        runtime.spawn(async move {
-                            ::tokio::time::sleep(SEND_RETRY).await;
-                            waker.wake();
-                        });
-                    }
-                    Err(_) => waker.wake(),
-                }
+                wake_after_send_retry(cx);
                 Poll::Pending
             }
             other => Poll::Ready(other),
@@ -501,6 +507,33 @@ mod tests {
                 assert_ne!(mask & EPOLLIN, 0, "watched for reading: {mask:x}");
                 assert_eq!(mask & EPOLLOUT, 0, "not watched for writing: {mask:x}");
             }
+        });
+    }
+
+    /// A waker that counts its wake-ups.
+    struct CountedWaker(AtomicUsize);
+
+    impl futures::task::ArcWake for CountedWaker {
+        fn wake_by_ref(arc_self: &Arc<Self>) {
+            arc_self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_send_that_found_the_buffer_full_is_woken_again_later() {
+        runtime().block_on(async {
+            let counted = Arc::new(CountedWaker(AtomicUsize::new(0)));
+            let waker = futures::task::waker(counted.clone());
+            wake_after_send_retry(&Context::from_waker(&waker));
+            // The runtime has one thread, busy here: nothing else has run yet.
+            assert_eq!(counted.0.load(Ordering::SeqCst), 0, "not woken at once");
+            for _ in 0..500 {
+                if counted.0.load(Ordering::SeqCst) > 0 {
+                    break;
+                }
+                ::tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(counted.0.load(Ordering::SeqCst), 1, "woken once, later");
         });
     }
 
