@@ -18,7 +18,7 @@ use owt_auth::{ReconnectionTicket, Token};
 use owt_config::PortalConfig;
 use owt_proto::webrtc::{methods, SessionRequest};
 use owt_room::{Conference, Effect, PARTICIPANT_TERMINATE};
-use presence::{Closed, Presence, IN_SERVICE};
+use presence::{Closed, Payload, Presence, IN_SERVICE};
 use serde_json::{json, Value};
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::socket::DisconnectReason;
@@ -70,13 +70,13 @@ impl State {
 }
 
 /// A held notification re-emitted to a JavaScript client after `relogin`.
-type Replay = (&'static str, Value);
+type Replay = (&'static str, Payload);
 
 /// A notification to emit once the lock is released.
 struct Outgoing {
     socket: String,
     event: &'static str,
-    data: Value,
+    data: Payload,
 }
 
 /// What the signaling server shares between its handlers and the REST API.
@@ -127,7 +127,7 @@ impl Hub {
                     if let Some(socket) =
                         state.presence.remove(&participant).and_then(|s| s.socket().map(str::to_owned))
                     {
-                        out.push(Outgoing { socket: socket.clone(), event: "drop", data: Value::Null });
+                        out.push(Outgoing { socket: socket.clone(), event: "drop", data: Arc::new(Value::Null) });
                         drops.push(socket);
                     }
                     continue;
@@ -145,10 +145,14 @@ impl Hub {
                     (vec![owner], "progress", data)
                 }
             };
+            let data = Arc::new(data);
             for target in targets {
                 let (event, data) = match state.older_protocols.get(&target) {
-                    Some(protocol) => versions::downgrade_notification(*protocol, event, &data),
-                    None => (event, data.clone()),
+                    Some(protocol) => {
+                        let (event, older) = versions::downgrade_notification(*protocol, event, &data);
+                        (event, Arc::new(older))
+                    }
+                    None => (event, Arc::clone(&data)),
                 };
                 if let Some(socket) = state.presence.send(&target, event, &data, now) {
                     out.push(Outgoing { socket, event, data });
@@ -163,7 +167,7 @@ impl Hub {
         let Some(io) = self.io.get() else { return };
         for message in outgoing {
             if let Some(socket) = socket_by_id(io, &message.socket) {
-                if let Err(err) = socket.emit(message.event, &message.data) {
+                if let Err(err) = socket.emit(message.event, &*message.data) {
                     tracing::warn!(socket = %message.socket, "emit {} failed: {err}", message.event);
                 }
             }
@@ -417,7 +421,7 @@ impl Hub {
             let messages: Vec<Value> = back
                 .buffer
                 .iter()
-                .map(|(seq, event, data)| json!({"event": event, "data": data, "seq": seq}))
+                .map(|(seq, event, data)| json!({"event": event, "data": &**data, "seq": seq}))
                 .collect();
             Ok((json!({"ticket": new_ticket, "messages": messages}), Vec::new()))
         }
@@ -569,7 +573,7 @@ fn on_connect(socket: SocketRef, hub: Arc<Hub>) {
                     Ok((result, replay)) => {
                         answer(ack, Ok(Some(result)));
                         for (event, data) in replay {
-                            let _ = socket.emit(event, &data);
+                            let _ = socket.emit(event, &*data);
                         }
                     }
                     // As for login: the socket keeps the participant it carries.

@@ -10,14 +10,20 @@
 
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub(super) const IN_SERVICE: &str = "Connection is in service";
 /// At most this many sent notifications are kept per participant for `relogin`.
 const BUFFER_LIMIT: usize = 1024;
 
+/// A notification's data. A broadcast's is shared by all its recipients, and so by their
+/// buffers: a join in a room of N would otherwise put N copies of it in N buffers (N^2 for
+/// the room filling up within `buffer_window`).
+pub(super) type Payload = Arc<Value>;
+
 /// A notification held for a participant without a socket, with its sequence number.
-pub(super) type Held = (u64, &'static str, Value);
+pub(super) type Held = (u64, &'static str, Payload);
 
 /// One logged-in participant's connection state.
 pub(super) struct Session {
@@ -155,7 +161,7 @@ impl Presence {
 
     /// Where a notification for `participant` goes at `now`: its socket, or (None) it is held
     /// for `relogin`. Either way it is numbered and buffered. Unknown participants get nothing.
-    pub fn send(&mut self, participant: &str, event: &'static str, data: &Value, now: Instant) -> Option<String> {
+    pub fn send(&mut self, participant: &str, event: &'static str, data: &Payload, now: Instant) -> Option<String> {
         let window = self.buffer_window;
         let session = self.sessions.get_mut(participant)?;
         let seq = session.next_seq;
@@ -167,9 +173,9 @@ impl Presence {
         {
             session.buffer.pop_front();
         }
-        session.buffer.push_back((now, (seq, event, data.clone())));
+        session.buffer.push_back((now, (seq, event, Arc::clone(data))));
         if session.socket.is_none() {
-            session.held.push((seq, event, data.clone()));
+            session.held.push((seq, event, Arc::clone(data)));
         }
         session.socket.clone()
     }
@@ -308,19 +314,19 @@ mod tests {
         let start = Instant::now();
         let mut presence = presence();
         joined(&mut presence, "p1", true, start);
-        assert_eq!(presence.send("p1", "text", &json!("before"), start), Some("p1".to_string()));
+        assert_eq!(presence.send("p1", "text", &Arc::new(json!("before")), start), Some("p1".to_string()));
         presence.socket_closed("p1", start);
-        assert_eq!(presence.send("p1", "stream", &json!({"id": "s1"}), start), None, "held while away");
-        assert_eq!(presence.send("p1", "text", &json!("m2"), start), None);
+        assert_eq!(presence.send("p1", "stream", &Arc::new(json!({"id": "s1"})), start), None, "held while away");
+        assert_eq!(presence.send("p1", "text", &Arc::new(json!("m2")), start), None);
         let back = presence.relogin("s2", "p1").unwrap();
         assert!(back.javascript);
-        assert_eq!(back.missed, [(2, "stream", json!({"id": "s1"})), (3, "text", json!("m2"))]);
+        assert_eq!(back.missed, [(2, "stream", Arc::new(json!({"id": "s1"}))), (3, "text", Arc::new(json!("m2")))]);
         assert_eq!(back.buffer.len(), 3, "everything sent on the connection, numbered from 1: {:?}", back.buffer);
-        assert_eq!(back.buffer[0], (1, "text", json!("before")));
+        assert_eq!(back.buffer[0], (1, "text", Arc::new(json!("before"))));
         assert_eq!(presence.participant_of("s2"), Some("p1"));
         assert!(!presence.is_in_service("p1"), "the old socket carries nobody");
         assert!(presence.expired(start + WAIT * 10).is_empty(), "back in time: it stays");
-        assert_eq!(presence.send("p1", "text", &json!("now"), start), Some("s2".to_string()));
+        assert_eq!(presence.send("p1", "text", &Arc::new(json!("now")), start), Some("s2".to_string()));
         // Its next disconnect starts a new wait from that moment.
         let later = start + WAIT * 20;
         presence.socket_closed("s2", later);
@@ -357,17 +363,36 @@ mod tests {
         let mut presence = presence();
         joined(&mut presence, "p1", true, start);
         for i in 0..5u64 {
-            presence.send("p1", "text", &json!(i), start + Duration::from_secs(i * 20));
+            presence.send("p1", "text", &Arc::new(json!(i)), start + Duration::from_secs(i * 20));
         }
         presence.socket_closed("p1", start + Duration::from_secs(80));
         let back = presence.relogin("s2", "p1").unwrap();
         let seqs: Vec<u64> = back.buffer.iter().map(|(seq, _, _)| *seq).collect();
         assert_eq!(seqs, [3, 4, 5], "older than 46 s before the last send are gone");
         assert!(back.missed.is_empty());
-        presence.send("p1", "text", &json!("again"), start + Duration::from_secs(90));
+        presence.send("p1", "text", &Arc::new(json!("again")), start + Duration::from_secs(90));
         presence.socket_closed("s2", start + Duration::from_secs(91));
         let back = presence.relogin("s3", "p1").unwrap();
-        assert_eq!(back.buffer, [(1, "text", json!("again"))], "a new connection counts from 1");
+        assert_eq!(back.buffer, [(1, "text", Arc::new(json!("again")))], "a new connection counts from 1");
+    }
+
+    #[test]
+    fn a_notification_sent_to_many_is_kept_once_for_all_their_buffers() {
+        let start = Instant::now();
+        let mut presence = presence();
+        let ids: Vec<String> = (0..50).map(|i| format!("p{i}")).collect();
+        for id in &ids {
+            joined(&mut presence, id, true, start);
+        }
+        presence.socket_closed("p7", start);
+        let data = Arc::new(json!({"action": "join", "data": {"id": "newcomer", "user": "u", "role": "presenter"}}));
+        for id in &ids {
+            presence.send(id, "participant", &data, start);
+        }
+        // Every buffer (and the held list of the one away) points at the one value.
+        assert_eq!(Arc::strong_count(&data), 1 + ids.len() + 1);
+        let back = presence.relogin("s7", "p7").unwrap();
+        assert!(Arc::ptr_eq(&back.missed[0].2, &data) && Arc::ptr_eq(&back.buffer[0].2, &data));
     }
 
     #[test]
