@@ -8,8 +8,9 @@ use std::process::ExitCode;
 /// forwarded frame touches all of them, so TLB misses (costly in a VM) were a good part of a
 /// copy's cost; in A/B runs at 4x50 about 5-10% more streams per core and a lower p99. The price
 /// is memory that was allocated but never written becoming resident: 550 -> 770 KiB per
-/// subscriber, brought back to about 670 by the vendored webrtc's single receive buffer per
-/// connection.
+/// subscriber at first. Most of it was the connections' GRO receive buffers, which the vendored
+/// webrtc now lends per receive (`recv_buffers`): about 310 KiB per subscriber at 4x50 since,
+/// owt-portal's share included.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

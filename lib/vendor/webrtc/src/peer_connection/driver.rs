@@ -14,7 +14,7 @@ use crate::peer_connection::PeerConnectionRef;
 use crate::peer_connection::transport::tcp_transport::RTCTcpTransport;
 use crate::peer_connection::transport::{
     MAX_GSO_BATCH_BYTES, MAX_GSO_SEGMENTS, MIN_GSO_RUN, SocketRecvResult, gro_recv_buf_len,
-    is_retryable_socket_recv_error,
+    is_retryable_socket_recv_error, recv_buffers,
 };
 use crate::rtp_transceiver::rtp_receiver::RtpReceiverImpl;
 use crate::rtp_transceiver::{RtpReceiver, RtpTransceiverImpl};
@@ -909,14 +909,6 @@ where
             }))
             .collect();
 
-        // Pre-allocate buffers once - one per socket, these will be reused forever.
-        // Sized for the socket's GRO coalescing capacity so a single `poll_recv` can
-        // hold up to `max_gro_segments()` datagrams without truncation.
-        let mut udp_socket_buffers: Vec<Vec<u8>> = udp_socket_list
-            .iter()
-            .map(|(_, socket)| vec![0u8; gro_recv_buf_len(socket.max_gro_segments())])
-            .collect();
-
         // Helper function to create a recv future for a specific socket. Polls
         // `poll_recv` directly rather than boxing a future per receive; one message may
         // hold several GRO-coalesced datagrams, and `stride` carries the per-datagram
@@ -926,41 +918,54 @@ where
         // (`recvmmsg` on Linux), but this asks for one. Widening it to a slab of
         // `BATCH_SIZE` buffers would collapse the burst-drain loop below into a single
         // syscall; the buffer bookkeeping is the only reason it is staged separately.
-        let create_udp_recv_future = |idx: usize,
-                                      local_addr: SocketAddr,
-                                      socket: Arc<dyn AsyncUdpSocket>,
-                                      mut buf: Vec<u8>| async move {
-            let mut meta = [RecvMeta::default(); 1];
-            let recv = futures::future::poll_fn(|cx| {
-                let mut bufs = [IoSliceMut::new(&mut buf)];
-                socket.poll_recv(cx, &mut bufs, &mut meta)
-            })
-            .await;
-            match recv {
-                Ok(_) => SocketRecvResult::Packet {
-                    n: meta[0].len,
-                    stride: meta[0].stride,
-                    local_addr,
-                    peer_addr: meta[0].addr,
-                    idx,
-                    buf,
-                },
-                Err(err) => SocketRecvResult::Error {
-                    err,
-                    local_addr,
-                    idx,
-                    buf,
-                },
-            }
-        };
+        //
+        // owt-rs patch: the buffer, sized for the socket's GRO coalescing capacity so a single
+        // `poll_recv` can hold up to `max_gro_segments()` datagrams without truncation, is
+        // lent for each poll (`recv_buffers`): the future holds none while it waits, and the
+        // loop gives it back once it has delivered what it read.
+        let create_udp_recv_future =
+            |idx: usize, local_addr: SocketAddr, socket: Arc<dyn AsyncUdpSocket>| async move {
+                let mut meta = [RecvMeta::default(); 1];
+                let buf_len = gro_recv_buf_len(socket.max_gro_segments());
+                let (recv, buf) = futures::future::poll_fn(|cx| {
+                    let mut buf = recv_buffers::take(buf_len);
+                    let polled = {
+                        let mut bufs = [IoSliceMut::new(&mut buf)];
+                        socket.poll_recv(cx, &mut bufs, &mut meta)
+                    };
+                    match polled {
+                        std::task::Poll::Ready(recv) => std::task::Poll::Ready((recv, buf)),
+                        std::task::Poll::Pending => {
+                            recv_buffers::give_back(buf);
+                            std::task::Poll::Pending
+                        }
+                    }
+                })
+                .await;
+                match recv {
+                    Ok(_) => SocketRecvResult::Packet {
+                        n: meta[0].len,
+                        stride: meta[0].stride,
+                        local_addr,
+                        peer_addr: meta[0].addr,
+                        idx,
+                        buf,
+                    },
+                    Err(err) => SocketRecvResult::Error {
+                        err,
+                        local_addr,
+                        idx,
+                        buf,
+                    },
+                }
+            };
 
         // Create initial set of futures in FuturesUnordered
         let mut udp_recv_futures: FuturesUnordered<_> = udp_socket_list
             .iter()
             .enumerate()
             .map(|(idx, (local_addr, socket))| {
-                let buf = std::mem::take(&mut udp_socket_buffers[idx]);
-                create_udp_recv_future(idx, *local_addr, socket.clone(), buf).boxed()
+                create_udp_recv_future(idx, *local_addr, socket.clone()).boxed()
             })
             .collect();
         let mut active_socket_count = udp_socket_list.len();
@@ -1135,7 +1140,6 @@ where
                             // the connection down with it.
                             udp_recv_futures.clear();
                             udp_socket_list.clear();
-                            udp_socket_buffers.clear();
 
                             match self.bind_transports().await {
                                 Ok(()) => {
@@ -1149,8 +1153,7 @@ where
                                         self.udp_sockets.keys().collect::<Vec<_>>()
                                     );
                                     // Rebuild everything keyed by socket index. The futures being
-                                    // dropped here own the old buffers and were polling sockets
-                                    // that no longer exist.
+                                    // dropped here were polling sockets that no longer exist.
                                     udp_socket_list = new_sockets
                                         .into_iter()
                                         .chain(self.mdns_socket.iter().filter_map(|socket| {
@@ -1160,18 +1163,11 @@ where
                                                 .map(|local_addr| (local_addr, socket.clone()))
                                         }))
                                         .collect();
-                                    udp_socket_buffers = udp_socket_list
-                                        .iter()
-                                        .map(|(_, socket)| {
-                                            vec![0u8; gro_recv_buf_len(socket.max_gro_segments())]
-                                        })
-                                        .collect();
                                     udp_recv_futures = udp_socket_list
                                         .iter()
                                         .enumerate()
                                         .map(|(idx, (local_addr, socket))| {
-                                            let buf = std::mem::take(&mut udp_socket_buffers[idx]);
-                                            create_udp_recv_future(idx, *local_addr, socket.clone(), buf).boxed()
+                                            create_udp_recv_future(idx, *local_addr, socket.clone()).boxed()
                                         })
                                         .collect();
                                     active_socket_count = udp_socket_list.len();
@@ -1216,11 +1212,11 @@ where
                                 // Batch-drain: drain a bounded burst of additional
                                 // ready datagrams from this socket without blocking.
                                 //
-                                // owt-rs patch: into the buffer the socket's receive future
-                                // gave back, before a new future takes it, instead of a
-                                // second buffer of the same size per connection (about 94 KiB,
-                                // resident once the allocator backs the heap with transparent
-                                // huge pages, as owt-webrtc's does).
+                                // owt-rs patch: into the buffer the receive that woke the
+                                // loop was lent, before it goes back (`recv_buffers`), instead
+                                // of a second buffer of the same size per connection (about
+                                // 94 KiB, resident once the allocator backs the heap with
+                                // transparent huge pages, as owt-webrtc's does).
                                 //
                                 // Probes via `poll_once` on the poll-based primitive, so a
                                 // "nothing ready" answer — the common case that ends every
@@ -1247,18 +1243,19 @@ where
                                     }
                                 }
 
-                                // A new future for this socket, with the buffer.
+                                recv_buffers::give_back(buf);
                                 udp_recv_futures.push(
-                                    create_udp_recv_future(idx, socket_local_addr, socket, buf).boxed()
+                                    create_udp_recv_future(idx, socket_local_addr, socket).boxed()
                                 );
                             }
                             Some(SocketRecvResult::Error { err, local_addr, idx, buf }) => {
+                                recv_buffers::give_back(buf);
                                 if is_retryable_socket_recv_error(&err) {
                                     trace!("Transient socket recv error on {}: {}", local_addr, err);
 
                                     let (socket_local_addr, socket) = &udp_socket_list[idx];
                                     udp_recv_futures.push(
-                                        create_udp_recv_future(idx, *socket_local_addr, socket.clone(), buf).boxed()
+                                        create_udp_recv_future(idx, *socket_local_addr, socket.clone()).boxed()
                                     );
                                     continue;
                                 }
@@ -2409,9 +2406,11 @@ mod tests {
             std::task::Poll::Pending
         }
         fn try_send(&self, transmit: &Transmit<'_>) -> std::io::Result<usize> {
-            let taken = self.accept.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-                left.checked_sub(1)
-            });
+            let taken = self
+                .accept
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                    left.checked_sub(1)
+                });
             if taken.is_err() {
                 return Err(std::io::ErrorKind::WouldBlock.into());
             }
@@ -2468,24 +2467,36 @@ mod tests {
     #[test]
     fn send_now_sends_one_by_one_without_gso() {
         let socket = RecordingSocket::new(1, usize::MAX);
-        let writes = (1..=3).map(|i| datagram(i, 1200, TransportProtocol::UDP)).collect();
+        let writes = (1..=3)
+            .map(|i| datagram(i, 1200, TransportProtocol::UDP))
+            .collect();
         assert!(send_now(&sockets(&socket), writes).is_empty());
         let sent = socket.sent();
-        assert_eq!(sent.iter().map(|s| (s.0[0], s.1)).collect::<Vec<_>>(), vec![(1, None), (2, None), (3, None)]);
+        assert_eq!(
+            sent.iter().map(|s| (s.0[0], s.1)).collect::<Vec<_>>(),
+            vec![(1, None), (2, None), (3, None)]
+        );
     }
 
     #[test]
     fn send_now_returns_what_a_full_socket_buffer_refused_in_order() {
         let socket = RecordingSocket::new(1, 2);
-        let writes = (1..=5).map(|i| datagram(i, 1200, TransportProtocol::UDP)).collect();
+        let writes = (1..=5)
+            .map(|i| datagram(i, 1200, TransportProtocol::UDP))
+            .collect();
         let unsent = send_now(&sockets(&socket), writes);
         assert_eq!(first_bytes(&unsent), vec![3, 4, 5]);
         assert_eq!(socket.sent().len(), 2);
 
         // A refused GSO run comes back whole.
         let socket = RecordingSocket::new(64, 0);
-        let writes = (1..=4).map(|i| datagram(i, 1200, TransportProtocol::UDP)).collect();
-        assert_eq!(first_bytes(&send_now(&sockets(&socket), writes)), vec![1, 2, 3, 4]);
+        let writes = (1..=4)
+            .map(|i| datagram(i, 1200, TransportProtocol::UDP))
+            .collect();
+        assert_eq!(
+            first_bytes(&send_now(&sockets(&socket), writes)),
+            vec![1, 2, 3, 4]
+        );
     }
 
     #[test]
@@ -2507,7 +2518,14 @@ mod tests {
         let mut mdns = datagram(1, 100, TransportProtocol::UDP);
         mdns.transport.peer_addr = SocketAddr::new(mdns.transport.peer_addr.ip(), MDNS_PORT);
         assert_eq!(send_now(&sockets(&socket), vec![mdns]).len(), 1);
-        assert!(send_now(&HashMap::new(), vec![datagram(1, 10, TransportProtocol::UDP)]).len() == 1);
+        assert!(
+            send_now(
+                &HashMap::new(),
+                vec![datagram(1, 10, TransportProtocol::UDP)]
+            )
+            .len()
+                == 1
+        );
     }
 
     #[test]

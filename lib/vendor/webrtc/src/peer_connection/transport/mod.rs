@@ -101,7 +101,8 @@ pub(crate) const GRO_RECV_SEGMENT_LEN: usize = 1500;
 ///
 /// NOTE: with GRO enabled this returns ~96 KB (64 * 1500) per socket vs the ~2 KB
 /// non-GRO size — a real per-connection RSS cost that scales with socket count
-/// (relevant at SFU scale). It cannot be shrunk without risking truncation (see
+/// (relevant at SFU scale; owt-rs patch: such buffers are now lent per receive,
+/// see [`recv_buffers`]). It cannot be shrunk without risking truncation (see
 /// [`GRO_RECV_SEGMENT_LEN`]); the buffers are zero-initialized so pages stay unmapped
 /// until actually written. Measured net effect is still an RSS *reduction* under load
 /// because batching cuts per-packet allocator churn far more than the buffers cost.
@@ -110,6 +111,88 @@ pub(crate) fn gro_recv_buf_len(max_gro: usize) -> usize {
         max_gro.min(MAX_GRO_SEGMENTS) * GRO_RECV_SEGMENT_LEN
     } else {
         UDP_RECV_BUF_LEN
+    }
+}
+
+/// owt-rs patch: receive buffers lent to a connection's UDP receive only while it receives.
+///
+/// A buffer sized for GRO (`gro_recv_buf_len`, about 94 KiB) per socket, held for the socket's
+/// whole life, was most of an SFU subscriber's memory: a subscriber's connection receives a
+/// few small RTCP datagrams a second, and owt-webrtc's allocator backs its heap with
+/// transparent huge pages, so the untouched pages of each buffer were resident all the same
+/// (about 185 KiB per subscriber at 4x50, two sockets each). A receive takes a buffer from
+/// its thread's free list and gives it back when the poll finds nothing to read, or once the
+/// driver has delivered what it read. A worker thread keeps a few; idle connections hold none.
+pub(crate) mod recv_buffers {
+    use std::cell::RefCell;
+
+    /// Free buffers a thread keeps; a receive that finds none allocates one.
+    pub(crate) const KEPT_PER_THREAD: usize = 8;
+
+    thread_local! {
+        static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A buffer of `len` bytes: a free one of this thread's if it has one of that size.
+    pub(crate) fn take(len: usize) -> Vec<u8> {
+        FREE.try_with(|free| {
+            let mut free = free.borrow_mut();
+            let at = free.iter().rposition(|buf| buf.len() == len)?;
+            Some(free.swap_remove(at))
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| vec![0u8; len])
+    }
+
+    /// Gives `buf` back to this thread's free list, or frees it when the list is full.
+    pub(crate) fn give_back(buf: Vec<u8>) {
+        let _ = FREE.try_with(|free| {
+            let mut free = free.borrow_mut();
+            if free.len() < KEPT_PER_THREAD {
+                free.push(buf);
+            }
+        });
+    }
+
+    #[cfg(test)]
+    pub(crate) fn kept() -> usize {
+        FREE.with(|free| free.borrow().len())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_buffer_given_back_is_lent_again_and_the_free_list_is_bounded() {
+            std::thread::spawn(|| {
+                let first = take(2000);
+                assert_eq!(first.len(), 2000);
+                let address = first.as_ptr();
+                give_back(first);
+                assert_eq!(kept(), 1);
+                let again = take(2000);
+                assert_eq!(again.as_ptr(), address, "the same buffer, not a new one");
+                assert_eq!(kept(), 0);
+                // A size asked for that no free buffer has is a new buffer; the other stays.
+                give_back(again);
+                let other = take(96_000);
+                assert_eq!(other.len(), 96_000);
+                assert_eq!(kept(), 1);
+                give_back(other);
+                for _ in 0..KEPT_PER_THREAD * 2 {
+                    give_back(vec![0u8; 2000]);
+                }
+                assert_eq!(
+                    kept(),
+                    KEPT_PER_THREAD,
+                    "a thread keeps at most KEPT_PER_THREAD"
+                );
+            })
+            .join()
+            .unwrap();
+        }
     }
 }
 
