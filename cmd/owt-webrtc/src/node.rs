@@ -97,13 +97,24 @@ impl NetSettings {
         Ok(settings)
     }
 
-    /// Socket addresses for a new peer connection: a free port of the range for each IP.
-    fn addrs(&self) -> Vec<String> {
+    /// Socket addresses for a new peer connection: a free port of the range for each IP. An
+    /// error when the range has none left: a port outside it would be one the operator's
+    /// firewall does not open.
+    fn addrs(&self) -> Result<Vec<String>, String> {
         self.bind_ips
             .iter()
             .map(|ip| {
-                let port = if self.ports.0 == 0 { 0 } else { free_port(*ip, self.ports).unwrap_or(0) };
-                SocketAddr::new(*ip, port).to_string()
+                let port = if self.ports.0 == 0 {
+                    0
+                } else {
+                    free_port(*ip, self.ports).ok_or_else(|| {
+                        format!(
+                            "no free UDP port on {ip} in webrtc.minport..maxport ({}..{})",
+                            self.ports.0, self.ports.1
+                        )
+                    })?
+                };
+                Ok(SocketAddr::new(*ip, port).to_string())
             })
             .collect()
     }
@@ -1348,7 +1359,7 @@ impl Inner {
             .with_setting_engine(settings)
             .with_interceptor_registry(registry)
             .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
-            .with_udp_addrs(self.net.addrs())
+            .with_udp_addrs(self.net.addrs().map_err(failed)?)
             .build()
             .await
             .map_err(|e| failed(format!("cannot create the peer connection: {e}")))?;
@@ -2084,8 +2095,14 @@ mod tests {
         let net = NetSettings::from_config(&lo).unwrap();
         assert_eq!(net.bind_ips, vec![IpAddr::from([127, 0, 0, 1])]);
         assert_eq!(net.replace, vec![("127.0.0.1".to_string(), "203.0.113.9".to_string())]);
-        let addr: SocketAddr = net.addrs()[0].parse().unwrap();
+        let addr: SocketAddr = net.addrs().unwrap()[0].parse().unwrap();
         assert!((40_000..=40_100).contains(&addr.port()));
+        // A range with no port left is an error, not a port outside it.
+        let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let full = NetSettings { ports: (port, port), ..net.clone() };
+        let err = full.addrs().unwrap_err();
+        assert!(err.contains("no free UDP port") && err.contains(&port.to_string()), "{err}");
         let missing = owt_config::WebrtcSection {
             network_interfaces: vec![owt_config::NetworkInterface {
                 name: "nope0".into(),
