@@ -148,6 +148,20 @@ fn forward_stream_from_one_browser_to_another_for_vp8_h264_and_vp9_then_publish_
 
 /// nftables in the test's namespace drops 5% of every UDP packet (publisher to node and node
 /// to subscriber): the subscriber keeps decoding, recovering losses by NACK/RTX.
+/// `minport = maxport`: both browsers' connections share the node's one UDP port (forward.sh
+/// fails when owt-webrtc had any other UDP socket during the run).
+#[test]
+fn forward_stream_with_every_connection_on_one_udp_port() {
+    let result = run("VP8", &[("ONE_UDP_PORT", "40123")]);
+    let samples = result["samples"].as_array().expect("samples");
+    let (first, last) = (&samples[0], samples.last().expect("a sample"));
+    assert_eq!((last["width"].as_u64(), last["height"].as_u64()), (Some(640), Some(480)), "{result}");
+    let (start, end) = (first["frames"].as_u64().unwrap(), last["frames"].as_u64().unwrap());
+    assert!(end >= start + 40, "frames advance on the shared port ({start} -> {end}): {result}");
+    assert!(last["rms"].as_f64().unwrap() > 0.05, "audio energy present: {result}");
+    assert_eq!(last["state"], "connected");
+}
+
 #[test]
 fn forward_stream_recovers_from_five_percent_udp_loss() {
     let result = run("VP8", &[("LOSS_PERCENT", "5")]);

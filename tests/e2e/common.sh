@@ -8,6 +8,10 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 mkdir -p "$tmp/etc" "$tmp/etc-worker"
 printf '[webrtc]\nloopback_candidates = true\n' > "$tmp/etc-worker/webrtc.toml"
+# ONE_UDP_PORT=N: every WebRTC connection of the node shares UDP port N (minport = maxport).
+if [ -n "${ONE_UDP_PORT:-}" ]; then
+  printf 'minport = %s\nmaxport = %s\n' "$ONE_UDP_PORT" "$ONE_UDP_PORT" >> "$tmp/etc-worker/webrtc.toml"
+fi
 
 # portal.toml on loopback, without the sample app; arguments are extra lines for [portal].
 write_portal_config() {

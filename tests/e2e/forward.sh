@@ -50,7 +50,20 @@ with wave.open(sys.argv[1], "wb") as w:
 PY
 export OWT_FAKE_AUDIO="$tmp/tone.wav"
 export OWTCTL="$bin/owtctl --config-dir $tmp/etc" OWT_ROOM="$room"
+# With ONE_UDP_PORT, owt-webrtc's UDP sockets are listed every half second during the run.
+if [ -n "${ONE_UDP_PORT:-}" ]; then
+  (while sleep 0.5; do ss -uanpH | grep owt-webrtc || true; done > "$tmp/udp.txt") &
+  pids+=($!)
+fi
 status=0
 node "$here/tests/js/e2e-forward.js" http://127.0.0.1:8080 "$(tok publisher)" "$(tok subscriber)" "$codec" || status=$?
+if [ "$status" = 0 ] && [ -n "${ONE_UDP_PORT:-}" ]; then
+  # Every socket seen is the shared port; anything else means a connection bound its own.
+  others=$(awk '{print $4}' "$tmp/udp.txt" | grep -v ":$ONE_UDP_PORT\$" | sort -u || true)
+  if [ ! -s "$tmp/udp.txt" ] || [ -n "$others" ]; then
+    echo "owt-webrtc UDP sockets besides port $ONE_UDP_PORT: ${others:-none seen at all}" >&2
+    status=1
+  fi
+fi
 if [ "$status" != 0 ]; then show_logs portal webrtc webrtc2; fi
 exit $status

@@ -58,7 +58,8 @@ impl Drop for Harness {
 }
 
 impl Harness {
-    async fn start() -> Harness {
+    /// With `webrtc` added to the `[webrtc]` section of owt-webrtc's configuration.
+    async fn start_with(webrtc: &str) -> Harness {
         let mut config = owt_config::PortalConfig::default();
         config.cluster.bus = "tcp://127.0.0.1:0".to_string();
         let cluster = Cluster::start(&config, &tokio::runtime::Handle::current()).expect("cluster starts");
@@ -68,7 +69,7 @@ impl Harness {
         std::fs::write(
             &path,
             format!(
-                "[webrtc]\nloopback_candidates = true\n[cluster]\nportal = \"{}\"\nnode_id = \"webrtc-test-{}\"\n",
+                "[webrtc]\nloopback_candidates = true\n{webrtc}\n[cluster]\nportal = \"{}\"\nnode_id = \"webrtc-test-{}\"\n",
                 cluster.endpoint(),
                 std::process::id()
             ),
@@ -279,7 +280,20 @@ fn vp8_payload(frame: u32, part: u32) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_subscribe_forward_and_teardown() {
-    let mut h = Harness::start().await;
+    forward_and_teardown(None).await;
+}
+
+/// The same with `minport = maxport`: both clients' connections share the node's one UDP port
+/// (the garbage sent at it below goes to the shared port too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_subscribe_forward_and_teardown_on_one_udp_port() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    forward_and_teardown(Some(port)).await;
+}
+
+async fn forward_and_teardown(one_port: Option<u16>) {
+    let config = one_port.map(|port| format!("minport = {port}\nmaxport = {port}")).unwrap_or_default();
+    let mut h = Harness::start_with(&config).await;
 
     // --- publisher: transport "tp", video on its first offer.
     let publisher = Client::new("tp").await;
@@ -302,6 +316,9 @@ async fn publish_subscribe_forward_and_teardown() {
     );
     assert!(answer.contains("a=recvonly"), "publish m-line answered recvonly:\n{answer}");
     let publisher_port = loopback_port(&answer);
+    if let Some(port) = one_port {
+        assert_eq!(publisher_port, port, "the publisher's connection is on the shared port:\n{answer}");
+    }
     h.event(proto::events::TRANSPORT_PROGRESS, |p| p["transportId"] == "tp" && p["status"] == "ready").await;
 
     // Media flows: the publication becomes ready once its track arrives.
@@ -364,6 +381,9 @@ async fn publish_subscribe_forward_and_teardown() {
     // disturb anyone: short junk of every first byte, and, once SRTP is keyed, forged SRTP and
     // SRTCP (the media fast path of the vendored rtc: it must fail authentication and be dropped).
     let junk = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    if let Some(port) = one_port {
+        assert_eq!(loopback_port(&answer), port, "the subscriber's connection is on the shared port too:\n{answer}");
+    }
     for port in [loopback_port(&answer), publisher_port] {
         for i in 0..200u8 {
             let _ = junk.send_to(&[i; 64][..(i as usize % 64)], ("127.0.0.1", port));

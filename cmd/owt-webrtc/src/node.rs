@@ -10,6 +10,7 @@
 use crate::interceptor::{self, FeedbackForwarder};
 use crate::link;
 use crate::sdp;
+use crate::udp_mux::UdpMux;
 use futures::FutureExt;
 use owt_bus::media::{MediaPublisher, SubscriberHandle};
 use owt_bus::message::codes;
@@ -101,6 +102,9 @@ impl NetSettings {
     /// error when the range has none left: a port outside it would be one the operator's
     /// firewall does not open.
     fn addrs(&self) -> Result<Vec<String>, String> {
+        if let Some(port) = self.one_port() {
+            return Ok(self.one_port_ips().into_iter().map(|ip| SocketAddr::new(ip, port).to_string()).collect());
+        }
         self.bind_ips
             .iter()
             .map(|ip| {
@@ -120,6 +124,57 @@ impl NetSettings {
     }
 }
 
+impl NetSettings {
+    /// The port every connection shares (`minport` = `maxport`, not 0), see udp_mux.rs.
+    pub fn one_port(&self) -> Option<u16> {
+        (self.ports.0 == self.ports.1 && self.ports.0 != 0).then_some(self.ports.0)
+    }
+
+    /// The addresses the shared port is bound on: the configured ones, with the wildcard
+    /// expanded to the addresses of the interfaces (except loopback and link-local, as the
+    /// stack expands it), or kept when there are none. Concrete addresses, so that the stack
+    /// asks for each (a socket on the wildcard would hold the port on all of them).
+    fn one_port_ips(&self) -> Vec<IpAddr> {
+        let mut ips = Vec::new();
+        for ip in &self.bind_ips {
+            let expanded: Vec<IpAddr> = if ip.is_unspecified() {
+                ipv4_addresses(None).into_iter().filter(|a| !a.is_loopback() && !is_link_local(a)).collect()
+            } else {
+                vec![*ip]
+            };
+            // No usable interface: only loopback can reach the node, so the wildcard is kept
+            // only when loopback candidates are not offered (it would hold the port on
+            // 127.0.0.1 too).
+            let expanded = match expanded.is_empty() {
+                true if self.loopback => Vec::new(),
+                true => vec![*ip],
+                false => expanded,
+            };
+            for ip in expanded {
+                if !ips.contains(&ip) {
+                    ips.push(ip);
+                }
+            }
+        }
+        // The wildcard, kept for want of interfaces, holds the port on every address.
+        if ips.iter().any(|ip| ip.is_unspecified()) {
+            ips.retain(|ip| ip.is_unspecified());
+        }
+        ips
+    }
+}
+
+/// `len` random ICE characters (RFC 8445 §5.3: ALPHA / DIGIT / "+" / "/"), letters and
+/// digits here: a username fragment or password.
+fn random_ice_chars(len: usize) -> String {
+    use rand::Rng;
+    rand::thread_rng().sample_iter(&rand::distributions::Alphanumeric).take(len).map(char::from).collect()
+}
+
+fn is_link_local(ip: &IpAddr) -> bool {
+    matches!(ip, IpAddr::V4(v4) if v4.is_link_local())
+}
+
 /// A UDP port of `range` that can be bound on `ip` now (the peer connection binds it next).
 fn free_port(ip: IpAddr, range: (u16, u16)) -> Option<u16> {
     let span = u32::from(range.1 - range.0) + 1;
@@ -129,6 +184,11 @@ fn free_port(ip: IpAddr, range: (u16, u16)) -> Option<u16> {
 
 /// The IPv4 addresses of the interface `name`.
 fn interface_ipv4(name: &str) -> Vec<IpAddr> {
+    ipv4_addresses(Some(name))
+}
+
+/// The IPv4 addresses of the interface `name`, or of every interface.
+fn ipv4_addresses(name: Option<&str>) -> Vec<IpAddr> {
     let mut out = Vec::new();
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `list` with a linked list we only read and then free.
@@ -141,7 +201,7 @@ fn interface_ipv4(name: &str) -> Vec<IpAddr> {
             let entry = &*cur;
             if !entry.ifa_addr.is_null()
                 && i32::from((*entry.ifa_addr).sa_family) == libc::AF_INET
-                && std::ffi::CStr::from_ptr(entry.ifa_name).to_str() == Ok(name)
+                && name.is_none_or(|name| std::ffi::CStr::from_ptr(entry.ifa_name).to_str() == Ok(name))
             {
                 let sin = &*(entry.ifa_addr as *const libc::sockaddr_in);
                 out.push(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
@@ -742,6 +802,8 @@ struct Transport {
 
 struct Inner {
     net: NetSettings,
+    /// The shared port of every connection, in one-port mode (`NetSettings::one_port`).
+    udp_mux: Option<Arc<UdpMux>>,
     transports: Mutex<HashMap<String, Arc<Transport>>>,
     /// session id -> transport id.
     sessions: Mutex<HashMap<String, String>>,
@@ -804,6 +866,7 @@ impl Node {
     ) -> Node {
         Node {
             inner: Arc::new(Inner {
+                udp_mux: net.one_port().map(|_| UdpMux::new()),
                 net,
                 transports: Mutex::new(HashMap::new()),
                 sessions: Mutex::new(HashMap::new()),
@@ -812,6 +875,17 @@ impl Node {
                 media,
             }),
         }
+    }
+
+    /// In one-port mode, binds the shared port on each address now, so that a port already in
+    /// use stops the node at start instead of failing its first client. Call on its runtime.
+    pub fn open_shared_ports(&self) -> Result<(), String> {
+        let Some(mux) = &self.inner.udp_mux else { return Ok(()) };
+        for addr in self.inner.net.addrs()? {
+            let addr: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+            mux.port(addr).map_err(|e| format!("webrtc.minport = webrtc.maxport: {e}"))?;
+        }
+        Ok(())
     }
 
     /// Takes a one-way event of the portal.
@@ -1346,10 +1420,16 @@ impl Inner {
         media.register_default_codecs().map_err(|e| failed(format!("media engine: {e}")))?;
         let registry = interceptors(&mut media).map_err(|e| failed(format!("interceptors: {e}")))?;
         let registry = registry.with(Slot::from(interceptor::SLOT), FeedbackForwarder::default());
-        let settings = SettingEngineBuilder::new()
+        let mut settings = SettingEngineBuilder::new()
             .with_include_loopback_candidate(self.net.loopback)
-            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-            .build();
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled);
+        // On the shared port, the connection is known by its ICE username fragment, so it is
+        // chosen here rather than by the stack.
+        let ufrag = self.udp_mux.as_ref().map(|_| random_ice_chars(16));
+        if let Some(ufrag) = &ufrag {
+            settings = settings.with_ice_credentials(ufrag.clone(), random_ice_chars(32));
+        }
+        let settings = settings.build();
         let (gathered_tx, gathered) = watch::channel(false);
         let handler =
             Arc::new(PcHandler { node: Arc::downgrade(self), transport_id: id.to_string(), gathered: gathered_tx });
@@ -1359,10 +1439,12 @@ impl Inner {
             .with_setting_engine(settings)
             .with_interceptor_registry(registry)
             .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
-            .with_udp_addrs(self.net.addrs().map_err(failed)?)
-            .build()
-            .await
-            .map_err(|e| failed(format!("cannot create the peer connection: {e}")))?;
+            .with_udp_addrs(self.net.addrs().map_err(failed)?);
+        let pc = match (&self.udp_mux, &ufrag) {
+            (Some(mux), Some(ufrag)) => pc.with_udp_socket_source(mux.source(ufrag)),
+            _ => pc,
+        };
+        let pc = pc.build().await.map_err(|e| failed(format!("cannot create the peer connection: {e}")))?;
         tracing::info!("transport {id}: peer connection created");
         Ok(Arc::new(Transport {
             id: id.to_string(),
@@ -2100,9 +2182,24 @@ mod tests {
         // A range with no port left is an error, not a port outside it.
         let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = taken.local_addr().unwrap().port();
-        let full = NetSettings { ports: (port, port), ..net.clone() };
+        let next = if port == u16::MAX { port - 1 } else { port + 1 };
+        // Held here, or by somebody else: either way not free.
+        let _next = UdpSocket::bind(("127.0.0.1", next));
+        let full = NetSettings { ports: (port.min(next), port.max(next)), ..net.clone() };
         let err = full.addrs().unwrap_err();
-        assert!(err.contains("no free UDP port") && err.contains(&port.to_string()), "{err}");
+        assert!(err.contains("no free UDP port") && err.contains(&port.min(next).to_string()), "{err}");
+        // minport = maxport: every connection shares that port, on each address.
+        let one = NetSettings { ports: (40_000, 40_000), ..net.clone() };
+        assert_eq!(one.one_port(), Some(40_000));
+        assert_eq!(one.addrs().unwrap(), ["127.0.0.1:40000"]);
+        assert_eq!(net.one_port(), None, "a range of several ports");
+        let wildcard =
+            NetSettings { ports: (40_000, 40_000), bind_ips: vec![IpAddr::from([0, 0, 0, 0])], ..net.clone() };
+        let addrs = wildcard.addrs().unwrap();
+        assert!(
+            !addrs.is_empty() && addrs.iter().all(|a| a.ends_with(":40000") && !a.starts_with("127.")),
+            "{addrs:?}"
+        );
         let missing = owt_config::WebrtcSection {
             network_interfaces: vec![owt_config::NetworkInterface {
                 name: "nope0".into(),

@@ -93,6 +93,7 @@ impl WebrtcService {
         info.media_endpoint = media.endpoint();
         tracing::info!("media link on {}", info.media_endpoint);
         let node = Node::new(net, events_tx, Some(media));
+        runtime.block_on(async { node.open_shared_ports() }).map_err(StartError::Config)?;
         tracing::info!("joining the cluster at {} as {} (webrtc)", cluster.portal, info.node_id);
         let handler = Arc::new(BusHandler { node: node.clone(), load: Mutex::new(CpuLoad::new()) });
         let client =

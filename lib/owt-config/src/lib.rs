@@ -594,7 +594,8 @@ pub struct NetworkInterface {
 #[serde(deny_unknown_fields, default)]
 pub struct WebrtcSection {
     pub network_interfaces: Vec<NetworkInterface>,
-    /// UDP port range for ICE; 0/0 means one port chosen by the system.
+    /// UDP port range for ICE; 0/0 means a port chosen by the system per connection, and
+    /// minport = maxport one port shared by every connection of the node.
     pub minport: u16,
     pub maxport: u16,
     /// Offer 127.0.0.1 host candidates (loopback-only tests, one-host setups).

@@ -20,7 +20,7 @@ use crate::rtp_transceiver::rtp_receiver::RtpReceiverImpl;
 use crate::rtp_transceiver::{RtpReceiver, RtpTransceiverImpl};
 use crate::runtime::{
     AsyncTcpStream, AsyncUdpSocket, EcnCodepoint, Receiver, RecvMeta, Sender, Transmit,
-    TrySendError, channel,
+    TrySendError, UdpSocketSource, channel,
 };
 use bytes::BytesMut;
 use futures::FutureExt; // For .fuse() in futures::select!
@@ -671,6 +671,8 @@ pub(crate) struct PeerConnectionDriver<A = SocketAddr> {
     /// re-resolves, and a wildcard re-enumerates the interfaces that exist at that moment rather
     /// than the ones that existed when the connection was built.
     udp_addrs: Vec<A>,
+    /// owt-rs patch: where the UDP sockets come from when the application makes them.
+    udp_socket_source: Option<Arc<dyn UdpSocketSource>>,
     tcp_addrs: Vec<A>,
     mdns_mode: MulticastDnsMode,
     ice_servers: Vec<RTCIceServer>,
@@ -696,6 +698,7 @@ where
     pub(crate) fn new(
         inner: Arc<PeerConnectionRef>,
         udp_addrs: Vec<A>,
+        udp_socket_source: Option<Arc<dyn UdpSocketSource>>,
         tcp_addrs: Vec<A>,
         mdns_mode: MulticastDnsMode,
         ice_servers: Vec<RTCIceServer>,
@@ -733,6 +736,7 @@ where
             pending_ice_configuration: None,
             pending_data_channel_events: HashMap::new(),
             udp_addrs,
+            udp_socket_source,
             tcp_addrs,
             mdns_mode,
             ice_servers,
@@ -790,6 +794,15 @@ where
         // Resolve here, not at construction: this runs again on every ICE-restart rebind, which
         // is what makes the rebind follow a network change (webrtc#874).
         for bind in resolve_bind_addrs(&self.udp_addrs)? {
+            if let Some(source) = &self.udp_socket_source {
+                match source.udp_socket(bind.addr) {
+                    Ok(socket) => {
+                        self.udp_sockets.insert(socket.local_addr()?, socket);
+                    }
+                    Err(err) => error!("No UDP socket for local address {}: {err}", bind.addr),
+                }
+                continue;
+            }
             let socket = match std::net::UdpSocket::bind(bind.addr) {
                 Ok(socket) => socket,
                 Err(err) => {

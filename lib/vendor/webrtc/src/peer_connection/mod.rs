@@ -62,7 +62,7 @@ use std::time::{Duration, Instant};
 use crate::data_channel::{DataChannel, DataChannelEvent, DataChannelImpl};
 use crate::media_stream::{track_local::TrackLocal, track_remote::TrackRemote};
 use crate::rtp_transceiver::{RtpReceiver, RtpSender, RtpTransceiver, RtpTransceiverImpl};
-use crate::runtime::{JoinHandle, Runtime, default_runtime};
+use crate::runtime::{JoinHandle, Runtime, UdpSocketSource, default_runtime};
 use crate::runtime::{Mutex, Sender, channel};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -183,6 +183,7 @@ pub struct PeerConnectionBuilder<A: ToSocketAddrs> {
     runtime: Option<Arc<dyn Runtime>>,
     handler: Option<Arc<dyn PeerConnectionEventHandler>>,
     udp_addrs: Vec<A>,
+    udp_socket_source: Option<Arc<dyn UdpSocketSource>>,
     tcp_addrs: Vec<A>,
     dedicated_reactor_pool_size: usize,
     data_channel_send_buffer_limit: usize,
@@ -198,6 +199,7 @@ impl<A: ToSocketAddrs> Default for PeerConnectionBuilder<A> {
             runtime: None,
             handler: None,
             udp_addrs: vec![],
+            udp_socket_source: None,
             tcp_addrs: vec![],
             dedicated_reactor_pool_size: 0,
             setting_engine: SettingEngine::default(),
@@ -274,6 +276,13 @@ impl<A: ToSocketAddrs> PeerConnectionBuilder<A> {
     /// Port `0` picks an ephemeral port per socket, freshly on every rebind.
     pub fn with_udp_addrs(mut self, udp_addrs: Vec<A>) -> Self {
         self.udp_addrs = udp_addrs;
+        self
+    }
+
+    /// owt-rs patch: the connection takes its UDP socket for each address of
+    /// [`with_udp_addrs`](Self::with_udp_addrs) from `source` instead of binding one.
+    pub fn with_udp_socket_source(mut self, source: Arc<dyn UdpSocketSource>) -> Self {
+        self.udp_socket_source = Some(source);
         self
     }
 
@@ -398,6 +407,7 @@ impl<A: ToSocketAddrs> PeerConnectionBuilder<A> {
             mdns_mode,
             discard_local_candidates_during_ice_restart,
             self.udp_addrs,
+            self.udp_socket_source,
             self.tcp_addrs,
             self.dedicated_reactor_pool_size,
             data_channel_send_buffer_limit,
@@ -779,8 +789,9 @@ pub(crate) struct PeerConnectionRef {
     /// owt-rs patch: the driver's UDP sockets, published by the driver whenever it binds or
     /// loses one, for [`write_rtp_direct`](Self::write_rtp_direct).
     #[allow(clippy::type_complexity)]
-    pub(crate) direct_sockets:
-        std::sync::RwLock<Arc<HashMap<std::net::SocketAddr, Arc<dyn crate::runtime::AsyncUdpSocket>>>>,
+    pub(crate) direct_sockets: std::sync::RwLock<
+        Arc<HashMap<std::net::SocketAddr, Arc<dyn crate::runtime::AsyncUdpSocket>>>,
+    >,
     /// owt-rs patch: datagrams `write_rtp_direct` could not send itself; the driver sends them
     /// first on its next pass.
     pub(crate) handed_over: std::sync::Mutex<Vec<rtc::shared::TaggedBytesMut>>,
@@ -1058,16 +1069,17 @@ impl PeerConnectionRef {
         }
         let mut handed_over = self.handed_over.lock().unwrap_or_else(|e| e.into_inner());
         // Behind what is already waiting for the driver, never ahead of it.
-        let unsent = if handed_over.is_empty() && self.media_with_driver.load(Ordering::Acquire) == 0 {
-            let sockets = self
-                .direct_sockets
-                .read()
-                .map(|sockets| Arc::clone(&sockets))
-                .unwrap_or_default();
-            driver::send_now(&sockets, writes)
-        } else {
-            writes
-        };
+        let unsent =
+            if handed_over.is_empty() && self.media_with_driver.load(Ordering::Acquire) == 0 {
+                let sockets = self
+                    .direct_sockets
+                    .read()
+                    .map(|sockets| Arc::clone(&sockets))
+                    .unwrap_or_default();
+                driver::send_now(&sockets, writes)
+            } else {
+                writes
+            };
         if !unsent.is_empty() {
             handed_over.extend(unsent);
             drop(handed_over);
@@ -1089,7 +1101,9 @@ impl PeerConnectionRef {
         };
         let pending = MediaWithDriver::count(&self.media_with_driver);
         self.driver_event_tx
-            .send(PeerConnectionDriverEvent::SenderRtpBatch(sender_id, packets))
+            .send(PeerConnectionDriverEvent::SenderRtpBatch(
+                sender_id, packets,
+            ))
             .await
             .map_err(|e| Error::Other(format!("{:?}", e)))?;
         pending.handed_to_driver();
@@ -1133,6 +1147,7 @@ impl PeerConnectionImpl {
         mdns_mode: MulticastDnsMode,
         discard_local_candidates_during_ice_restart: bool,
         udp_addrs: Vec<A>,
+        udp_socket_source: Option<Arc<dyn UdpSocketSource>>,
         tcp_addrs: Vec<A>,
         dedicated_reactor_pool_size: usize,
         data_channel_send_buffer_limit: usize,
@@ -1195,6 +1210,7 @@ impl PeerConnectionImpl {
             let mut driver = PeerConnectionDriver::new(
                 inner,
                 udp_addrs,
+                udp_socket_source,
                 tcp_addrs,
                 mdns_mode,
                 ice_servers,
@@ -1452,7 +1468,9 @@ impl PeerConnection for PeerConnectionImpl {
             // overflow: awaited — producer is the application in `add_ice_candidate`.
             self.inner
                 .driver_event_tx
-                .send(PeerConnectionDriverEvent::RemoteIceTcpPassiveCandidate(Box::new(c)))
+                .send(PeerConnectionDriverEvent::RemoteIceTcpPassiveCandidate(
+                    Box::new(c),
+                ))
                 .await
                 .map_err(|e| Error::Other(format!("{:?}", e)))
         } else {

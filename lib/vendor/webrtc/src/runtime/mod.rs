@@ -263,6 +263,17 @@ pub async fn timeout<T>(
     }
 }
 
+/// owt-rs patch: where a connection gets its UDP sockets when the application makes them
+/// (`PeerConnectionBuilder::with_udp_socket_source`), instead of the connection binding its
+/// own: for example one socket per address shared by many connections and demultiplexed
+/// among them (a server's single UDP port).
+pub trait UdpSocketSource: Send + Sync + Debug + 'static {
+    /// The connection's socket for local address `addr`, one of the addresses given to
+    /// `with_udp_addrs`, resolved and expanded as described there. An error skips the
+    /// address, as a failed bind does.
+    fn udp_socket(&self, addr: SocketAddr) -> io::Result<Arc<dyn AsyncUdpSocket>>;
+}
+
 /// Abstract implementation of a UDP socket for runtime independence.
 ///
 /// # Poll-based, by design
