@@ -14,6 +14,7 @@
 # SFU_TARGETS="owt" runs one target only (e.g. to compare two owt builds: A/B on one machine).
 # SFU_WEBRTC_THREADS sets owt-webrtc's [webrtc] worker_threads (default 0: one per core).
 # SFU_WEBRTC_PIN=false sets owt-webrtc's [webrtc] pin_worker_threads to false (default true).
+# SFU_ONE_UDP_PORT=N puts every owt-webrtc connection on UDP port N (minport = maxport = N).
 # SFU_REPEAT=N (default 1) runs every load N times per target, in turns, and reports the median of each figure:
 # this machine's run-to-run noise is often larger than the difference between two builds.
 # SFU_LOADGEN_NICE (default 19) is the load generator's nice value, for both targets: the
@@ -48,6 +49,9 @@ if [ "${1:-}" = "--phase" ]; then
     mkdir -p "$tmp/etc" "$tmp/etc-webrtc"
     printf '[log]\nlevel = "'"${SFU_LOG_LEVEL:-warn}"'"\n[state]\ndir = "%s"\n[management-api]\nip_address = "127.0.0.1"\n[portal]\nip_address = "127.0.0.1"\nbind_address = "127.0.0.1"\n' "$tmp/state" > "$tmp/etc/portal.toml"
     printf '[log]\nlevel = "warn"\n[webrtc]\nloopback_candidates = true\nworker_threads = %s\npin_worker_threads = %s\n' "${SFU_WEBRTC_THREADS:-0}" "${SFU_WEBRTC_PIN:-true}" > "$tmp/etc-webrtc/webrtc.toml"
+    if [ -n "${SFU_ONE_UDP_PORT:-}" ]; then
+      printf 'minport = %s\nmaxport = %s\n' "$SFU_ONE_UDP_PORT" "$SFU_ONE_UDP_PORT" >> "$tmp/etc-webrtc/webrtc.toml"
+    fi
     room=$("$bin/owtctl" --config-dir "$tmp/etc" init --json --no-cert | python3 -c 'import json,sys; print(json.load(sys.stdin)["room"]["id"])')
     "$bin/owt-portal" --config-dir "$tmp/etc" 2>"$tmp/portal.log" & portal=$!; pids+=($portal)
     "$bin/owt-webrtc" --config-dir "$tmp/etc-webrtc" 2>"$tmp/webrtc.log" & webrtc=$!; pids+=($webrtc)
