@@ -1425,9 +1425,9 @@ impl Inner {
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled);
         // On the shared port, the connection is known by its ICE username fragment, so it is
         // chosen here rather than by the stack.
-        let ufrag = self.udp_mux.as_ref().map(|_| random_ice_chars(16));
-        if let Some(ufrag) = &ufrag {
-            settings = settings.with_ice_credentials(ufrag.clone(), random_ice_chars(32));
+        let credentials = self.udp_mux.as_ref().map(|_| (random_ice_chars(16), random_ice_chars(32)));
+        if let Some((ufrag, password)) = &credentials {
+            settings = settings.with_ice_credentials(ufrag.clone(), password.clone());
         }
         let settings = settings.build();
         let (gathered_tx, gathered) = watch::channel(false);
@@ -1440,8 +1440,8 @@ impl Inner {
             .with_interceptor_registry(registry)
             .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
             .with_udp_addrs(self.net.addrs().map_err(failed)?);
-        let pc = match (&self.udp_mux, &ufrag) {
-            (Some(mux), Some(ufrag)) => pc.with_udp_socket_source(mux.source(ufrag)),
+        let pc = match (&self.udp_mux, &credentials) {
+            (Some(mux), Some((ufrag, password))) => pc.with_udp_socket_source(mux.source(ufrag, password)),
             _ => pc,
         };
         let pc = pc.build().await.map_err(|e| failed(format!("cannot create the peer connection: {e}")))?;

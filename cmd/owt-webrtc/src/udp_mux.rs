@@ -9,13 +9,14 @@
 //! connection's [`MuxedSocket`], which the connection's driver reads like a socket of its own.
 //! Sends go straight out of the shared socket.
 //!
-//! Which connection a datagram is for: a STUN message naming a connection's ICE username
-//! fragment (`USERNAME` = `<ours>:<theirs>`, RFC 8445 §7.2.2) ties its source address to that
-//! connection; anything else goes by its source address. Datagrams from an address no
-//! connection has been tied to are dropped. ICE itself still checks every request's
-//! MESSAGE-INTEGRITY, so a request that only names a ufrag moves nothing but datagrams the
-//! connection then drops. The STUN header is parsed by hand: only USERNAME is needed, without
-//! copying the datagram (rtc's STUN decoder copies it into a message first).
+//! Which connection a datagram is for: a STUN request naming a connection's ICE username
+//! fragment (`USERNAME` = `<ours>:<theirs>`, RFC 8445 §7.2.2) and signed with its password
+//! (MESSAGE-INTEGRITY, HMAC-SHA1, RFC 5389 §15.4) ties its source address to that connection;
+//! anything else goes by its source address. Datagrams from an address no connection has been
+//! tied to are dropped, and so is a request whose signature does not check out: knowing a
+//! ufrag is not enough to take a peer's place. The STUN message is parsed by hand: only
+//! USERNAME and MESSAGE-INTEGRITY are needed, without copying the datagram (rtc's STUN decoder
+//! copies it into a message first).
 //!
 //! Limits: at most [`ADDRESSES_PER_CONNECTION`] source addresses per connection (the oldest
 //! is forgotten), and [`QUEUE_LIMIT`] datagrams waiting per connection (more are dropped, as
@@ -41,30 +42,58 @@ const SHARED_RECV_BUF: usize = 64 * 1500;
 const STUN_HEADER: usize = 20;
 const STUN_MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
 const STUN_USERNAME: u16 = 0x0006;
+const STUN_MESSAGE_INTEGRITY: u16 = 0x0008;
+const HMAC_SHA1_LEN: usize = 20;
 
 /// A muxed socket's number in its port's demux.
 pub type ConnId = u64;
 
-/// The local ICE username fragment a STUN message names in its USERNAME attribute, if it is a
-/// well-formed STUN message with one. Truncated or malformed ones give `None`.
-pub fn stun_local_ufrag(datagram: &[u8]) -> Option<&str> {
+/// The attributes of a well-formed STUN message: (type, value, offset of the attribute in
+/// the message). `None` for anything else, truncated or malformed.
+fn stun_attributes(datagram: &[u8]) -> Option<Vec<(u16, &[u8], usize)>> {
     if datagram.len() < STUN_HEADER || datagram[0] & 0xc0 != 0 || datagram[4..8] != STUN_MAGIC_COOKIE {
         return None;
     }
     let length = usize::from(u16::from_be_bytes([datagram[2], datagram[3]]));
     let body = datagram.get(STUN_HEADER..STUN_HEADER + length)?;
+    let mut attributes = Vec::new();
     let mut at = 0;
     while at + 4 <= body.len() {
         let kind = u16::from_be_bytes([body[at], body[at + 1]]);
         let len = usize::from(u16::from_be_bytes([body[at + 2], body[at + 3]]));
-        let value = body.get(at + 4..at + 4 + len)?;
-        if kind == STUN_USERNAME {
-            let username = std::str::from_utf8(value).ok()?;
-            return username.split(':').next().filter(|ufrag| !ufrag.is_empty());
-        }
+        attributes.push((kind, body.get(at + 4..at + 4 + len)?, STUN_HEADER + at));
         at += 4 + len.div_ceil(4) * 4;
     }
-    None
+    Some(attributes)
+}
+
+/// The local ICE username fragment a STUN message names in its USERNAME attribute, if it is a
+/// well-formed STUN message with one. Truncated or malformed ones give `None`.
+pub fn stun_local_ufrag(datagram: &[u8]) -> Option<&str> {
+    let attributes = stun_attributes(datagram)?;
+    let (_, username, _) = attributes.into_iter().find(|(kind, _, _)| *kind == STUN_USERNAME)?;
+    std::str::from_utf8(username).ok()?.split(':').next().filter(|ufrag| !ufrag.is_empty())
+}
+
+/// Whether a STUN message carries a MESSAGE-INTEGRITY made with `password` (the short-term
+/// credential of ICE: the key is the password itself).
+pub fn stun_signed_with(datagram: &[u8], password: &str) -> bool {
+    use hmac::Mac;
+    let Some(attributes) = stun_attributes(datagram) else { return false };
+    let Some((_, signature, offset)) = attributes.into_iter().find(|(kind, _, _)| *kind == STUN_MESSAGE_INTEGRITY)
+    else {
+        return false;
+    };
+    if signature.len() != HMAC_SHA1_LEN {
+        return false;
+    }
+    // Signed: the message up to the attribute, its length as if the attribute were the last.
+    let Ok(mut mac) = hmac::Hmac::<sha1::Sha1>::new_from_slice(password.as_bytes()) else { return false };
+    let length = (offset + 4 + HMAC_SHA1_LEN - STUN_HEADER) as u16;
+    mac.update(&datagram[..2]);
+    mac.update(&length.to_be_bytes());
+    mac.update(&datagram[4..offset]);
+    mac.verify_slice(signature).is_ok()
 }
 
 /// Which connection each datagram of one shared port goes to (sans-IO).
@@ -72,24 +101,32 @@ pub fn stun_local_ufrag(datagram: &[u8]) -> Option<&str> {
 pub struct Demux {
     by_ufrag: HashMap<String, ConnId>,
     by_addr: HashMap<SocketAddr, ConnId>,
-    /// Each connection's ufrag and its addresses, oldest first.
-    conns: HashMap<ConnId, (String, VecDeque<SocketAddr>)>,
+    /// Each connection's ICE credentials and its addresses, oldest first.
+    conns: HashMap<ConnId, Conn>,
+}
+
+#[derive(Debug)]
+struct Conn {
+    ufrag: String,
+    password: String,
+    addrs: VecDeque<SocketAddr>,
 }
 
 impl Demux {
-    /// A connection whose local ICE username fragment is `ufrag`.
-    pub fn add(&mut self, id: ConnId, ufrag: &str) {
+    /// A connection whose local ICE credentials are `ufrag` and `password`.
+    pub fn add(&mut self, id: ConnId, ufrag: &str, password: &str) {
         self.by_ufrag.insert(ufrag.to_string(), id);
-        self.conns.insert(id, (ufrag.to_string(), VecDeque::new()));
+        let conn = Conn { ufrag: ufrag.to_string(), password: password.to_string(), addrs: VecDeque::new() };
+        self.conns.insert(id, conn);
     }
 
     /// Forgets a connection and every address tied to it.
     pub fn remove(&mut self, id: ConnId) {
-        let Some((ufrag, addrs)) = self.conns.remove(&id) else { return };
-        if self.by_ufrag.get(&ufrag) == Some(&id) {
-            self.by_ufrag.remove(&ufrag);
+        let Some(conn) = self.conns.remove(&id) else { return };
+        if self.by_ufrag.get(&conn.ufrag) == Some(&id) {
+            self.by_ufrag.remove(&conn.ufrag);
         }
-        for addr in addrs {
+        for addr in conn.addrs {
             if self.by_addr.get(&addr) == Some(&id) {
                 self.by_addr.remove(&addr);
             }
@@ -98,25 +135,32 @@ impl Demux {
 
     /// The connection a datagram from `from` goes to, if any (see the module header).
     pub fn route(&mut self, from: SocketAddr, datagram: &[u8]) -> Option<ConnId> {
-        if let Some(id) = stun_local_ufrag(datagram).and_then(|ufrag| self.by_ufrag.get(ufrag).copied()) {
-            if self.by_addr.get(&from) != Some(&id) {
+        let tied = self.by_addr.get(&from).copied();
+        let named = stun_local_ufrag(datagram).and_then(|ufrag| self.by_ufrag.get(ufrag).copied());
+        match named {
+            Some(id) if tied == Some(id) => Some(id),
+            Some(id) => {
+                let signed = self.conns.get(&id).is_some_and(|conn| stun_signed_with(datagram, &conn.password));
+                if !signed {
+                    return tied;
+                }
                 self.tie(from, id);
+                Some(id)
             }
-            return Some(id);
+            None => tied,
         }
-        self.by_addr.get(&from).copied()
     }
 
     fn tie(&mut self, from: SocketAddr, id: ConnId) {
         if let Some(previous) = self.by_addr.insert(from, id) {
-            if let Some((_, addrs)) = self.conns.get_mut(&previous) {
-                addrs.retain(|addr| *addr != from);
+            if let Some(conn) = self.conns.get_mut(&previous) {
+                conn.addrs.retain(|addr| *addr != from);
             }
         }
-        let Some((_, addrs)) = self.conns.get_mut(&id) else { return };
-        addrs.push_back(from);
-        if addrs.len() > ADDRESSES_PER_CONNECTION {
-            if let Some(oldest) = addrs.pop_front() {
+        let Some(conn) = self.conns.get_mut(&id) else { return };
+        conn.addrs.push_back(from);
+        if conn.addrs.len() > ADDRESSES_PER_CONNECTION {
+            if let Some(oldest) = conn.addrs.pop_front() {
                 if self.by_addr.get(&oldest) == Some(&id) {
                     self.by_addr.remove(&oldest);
                 }
@@ -265,9 +309,10 @@ impl UdpMux {
         Ok(port)
     }
 
-    /// Where a connection whose local ICE username fragment is `ufrag` gets its sockets.
-    pub fn source(self: &Arc<Self>, ufrag: &str) -> Arc<dyn UdpSocketSource> {
-        Arc::new(ConnSockets { mux: self.clone(), ufrag: ufrag.to_string() })
+    /// Where a connection whose local ICE credentials are `ufrag` and `password` gets its
+    /// sockets.
+    pub fn source(self: &Arc<Self>, ufrag: &str, password: &str) -> Arc<dyn UdpSocketSource> {
+        Arc::new(ConnSockets { mux: self.clone(), ufrag: ufrag.to_string(), password: password.to_string() })
     }
 }
 
@@ -275,6 +320,7 @@ impl UdpMux {
 struct ConnSockets {
     mux: Arc<UdpMux>,
     ufrag: String,
+    password: String,
 }
 
 impl fmt::Debug for ConnSockets {
@@ -286,7 +332,7 @@ impl fmt::Debug for ConnSockets {
 impl UdpSocketSource for ConnSockets {
     fn udp_socket(&self, addr: SocketAddr) -> io::Result<Arc<dyn AsyncUdpSocket>> {
         let port = self.mux.port(addr)?;
-        Ok(Arc::new(MuxedSocket::open(port, &self.ufrag)))
+        Ok(Arc::new(MuxedSocket::open(port, &self.ufrag, &self.password)))
     }
 }
 
@@ -304,11 +350,11 @@ impl fmt::Debug for MuxedSocket {
 }
 
 impl MuxedSocket {
-    pub fn open(port: Arc<SharedPort>, ufrag: &str) -> MuxedSocket {
+    pub fn open(port: Arc<SharedPort>, ufrag: &str, password: &str) -> MuxedSocket {
         let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
         {
             let mut state = port.lock();
-            state.demux.add(id, ufrag);
+            state.demux.add(id, ufrag, password);
             state.inboxes.insert(id, Inbox::default());
         }
         MuxedSocket { port, id }
@@ -374,21 +420,36 @@ mod tests {
     use std::net::UdpSocket;
     use std::time::Duration;
 
-    /// A STUN binding request whose USERNAME is `username` (no integrity: the demux needs none).
-    fn binding_request(username: &str) -> Vec<u8> {
-        let mut attrs = Vec::new();
-        // An attribute before USERNAME, to be skipped (PRIORITY, 4 bytes).
-        attrs.extend_from_slice(&[0x00, 0x24, 0x00, 0x04, 1, 2, 3, 4]);
-        attrs.extend_from_slice(&STUN_USERNAME.to_be_bytes());
-        attrs.extend_from_slice(&(username.len() as u16).to_be_bytes());
-        attrs.extend_from_slice(username.as_bytes());
-        attrs.resize(attrs.len().div_ceil(4) * 4, 0);
-        let mut message = vec![0x00, 0x01];
-        message.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    /// A STUN binding request whose USERNAME is `username`, signed with `password` as ICE signs
+    /// its checks (MESSAGE-INTEGRITY, then FINGERPRINT, which the signature does not cover).
+    fn signed_request(username: &str, password: &str) -> Vec<u8> {
+        use hmac::Mac;
+        let mut message = vec![0x00, 0x01, 0, 0];
         message.extend_from_slice(&STUN_MAGIC_COOKIE);
         message.extend_from_slice(&[7; 12]);
-        message.extend_from_slice(&attrs);
+        // An attribute before USERNAME, to be skipped (PRIORITY, 4 bytes).
+        message.extend_from_slice(&[0x00, 0x24, 0x00, 0x04, 1, 2, 3, 4]);
+        message.extend_from_slice(&STUN_USERNAME.to_be_bytes());
+        message.extend_from_slice(&(username.len() as u16).to_be_bytes());
+        message.extend_from_slice(username.as_bytes());
+        message.resize(message.len().div_ceil(4) * 4, 0);
+        let signed_length = (message.len() + 4 + HMAC_SHA1_LEN - STUN_HEADER) as u16;
+        message[2..4].copy_from_slice(&signed_length.to_be_bytes());
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(password.as_bytes()).unwrap();
+        mac.update(&message);
+        message.extend_from_slice(&STUN_MESSAGE_INTEGRITY.to_be_bytes());
+        message.extend_from_slice(&(HMAC_SHA1_LEN as u16).to_be_bytes());
+        message.extend_from_slice(&mac.finalize().into_bytes());
+        message.extend_from_slice(&[0x80, 0x28, 0x00, 0x04, 9, 9, 9, 9]);
+        let length = (message.len() - STUN_HEADER) as u16;
+        message[2..4].copy_from_slice(&length.to_be_bytes());
         message
+    }
+
+    /// A request as the peer of connection `ufrag` (password `<ufrag>-pw`) sends it.
+    fn binding_request(username: &str) -> Vec<u8> {
+        let ours = username.split(':').next().unwrap_or_default();
+        signed_request(username, &format!("{ours}-pw"))
     }
 
     fn addr(port: u16) -> SocketAddr {
@@ -400,6 +461,40 @@ mod tests {
         assert_eq!(stun_local_ufrag(&binding_request("srv1:cli1")), Some("srv1"));
         assert_eq!(stun_local_ufrag(&binding_request("odd")), Some("odd"), "no colon: all of it");
         assert_eq!(stun_local_ufrag(&binding_request(":cli")), None, "an empty local part");
+    }
+
+    #[test]
+    fn only_the_connections_password_signs_its_checks() {
+        let request = signed_request("srv1:cli1", "secret");
+        assert!(stun_signed_with(&request, "secret"));
+        assert!(!stun_signed_with(&request, "other"));
+        for at in [0, 1, 5, 8, 20, 30, request.len() - 30] {
+            let mut tampered = request.clone();
+            tampered[at] ^= 0x01;
+            assert!(!stun_signed_with(&tampered, "secret"), "byte {at} changed");
+        }
+        for cut in 0..request.len() {
+            assert!(!stun_signed_with(&request[..cut], "secret"), "truncated to {cut} bytes");
+        }
+        let mut unsigned = request.clone();
+        unsigned.truncate(request.len() - 8 - 24);
+        let length = (unsigned.len() - STUN_HEADER) as u16;
+        unsigned[2..4].copy_from_slice(&length.to_be_bytes());
+        assert_eq!(stun_local_ufrag(&unsigned), Some("srv1"));
+        assert!(!stun_signed_with(&unsigned, "secret"), "no MESSAGE-INTEGRITY");
+    }
+
+    #[test]
+    fn a_check_that_is_not_signed_with_the_password_ties_no_address() {
+        let mut demux = Demux::default();
+        demux.add(1, "alice", "alice-pw");
+        assert_eq!(demux.route(addr(5000), &signed_request("alice:x", "guessed")), None);
+        assert_eq!(demux.route(addr(5000), b"\x16 dtls"), None, "the address was not tied");
+        assert_eq!(demux.route(addr(6000), &binding_request("alice:x")), Some(1));
+        // A forged check from the peer's address does not move it anywhere either.
+        demux.add(2, "bob", "bob-pw");
+        assert_eq!(demux.route(addr(6000), &signed_request("bob:y", "guessed")), Some(1));
+        assert_eq!(demux.route(addr(6000), b"\x16"), Some(1));
     }
 
     #[test]
@@ -428,8 +523,8 @@ mod tests {
     #[test]
     fn stun_ties_an_address_and_the_rest_follows_it() {
         let mut demux = Demux::default();
-        demux.add(1, "alice");
-        demux.add(2, "bob");
+        demux.add(1, "alice", "alice-pw");
+        demux.add(2, "bob", "bob-pw");
         assert_eq!(demux.route(addr(5000), b"\x16\xfe\xfd dtls before any check"), None, "unknown source");
         assert_eq!(demux.route(addr(5000), &binding_request("alice:x")), Some(1));
         assert_eq!(demux.route(addr(5000), b"\x16\xfe\xfd dtls"), Some(1));
@@ -450,7 +545,7 @@ mod tests {
     #[test]
     fn a_connection_keeps_a_bounded_number_of_addresses() {
         let mut demux = Demux::default();
-        demux.add(1, "alice");
+        demux.add(1, "alice", "alice-pw");
         for port in 0..(ADDRESSES_PER_CONNECTION as u16 * 4) {
             assert_eq!(demux.route(addr(10_000 + port), &binding_request("alice:x")), Some(1));
         }
@@ -484,8 +579,8 @@ mod tests {
         let mux = UdpMux::new();
         let port = mux.port(addr(0)).unwrap();
         let shared = port.local;
-        let alice = MuxedSocket::open(port.clone(), "alice");
-        let bob = MuxedSocket::open(port.clone(), "bob");
+        let alice = MuxedSocket::open(port.clone(), "alice", "alice-pw");
+        let bob = MuxedSocket::open(port.clone(), "bob", "bob-pw");
         assert_eq!(alice.local_addr().unwrap(), shared);
         assert_eq!(bob.local_addr().unwrap(), shared);
         let alice_peer = UdpSocket::bind(addr(0)).unwrap();
