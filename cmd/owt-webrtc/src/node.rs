@@ -122,9 +122,7 @@ impl NetSettings {
             })
             .collect()
     }
-}
 
-impl NetSettings {
     /// The port every connection shares (`minport` = `maxport`, not 0), see udp_mux.rs.
     pub fn one_port(&self) -> Option<u16> {
         (self.ports.0 == self.ports.1 && self.ports.0 != 0).then_some(self.ports.0)
@@ -1423,10 +1421,10 @@ impl Inner {
         let mut settings = SettingEngineBuilder::new()
             .with_include_loopback_candidate(self.net.loopback)
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled);
-        // On the shared port, the connection is known by its ICE username fragment, so it is
+        // On the shared port, the connection is known by its ICE credentials, so they are
         // chosen here rather than by the stack.
-        let credentials = self.udp_mux.as_ref().map(|_| (random_ice_chars(16), random_ice_chars(32)));
-        if let Some((ufrag, password)) = &credentials {
+        let shared_port = self.udp_mux.as_ref().map(|mux| (mux, random_ice_chars(16), random_ice_chars(32)));
+        if let Some((_, ufrag, password)) = &shared_port {
             settings = settings.with_ice_credentials(ufrag.clone(), password.clone());
         }
         let settings = settings.build();
@@ -1440,9 +1438,9 @@ impl Inner {
             .with_interceptor_registry(registry)
             .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
             .with_udp_addrs(self.net.addrs().map_err(failed)?);
-        let pc = match (&self.udp_mux, &credentials) {
-            (Some(mux), Some((ufrag, password))) => pc.with_udp_socket_source(mux.source(ufrag, password)),
-            _ => pc,
+        let pc = match &shared_port {
+            Some((mux, ufrag, password)) => pc.with_udp_socket_source(mux.source(ufrag, password)),
+            None => pc,
         };
         let pc = pc.build().await.map_err(|e| failed(format!("cannot create the peer connection: {e}")))?;
         tracing::info!("transport {id}: peer connection created");

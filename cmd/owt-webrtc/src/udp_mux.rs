@@ -30,6 +30,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use webrtc::peer_connection::transport::is_retryable_socket_recv_error;
 use webrtc::runtime::{AsyncUdpSocket, RecvMeta, Transmit, UdpSocketSource};
 
 /// Source addresses remembered per connection (its peer's candidates it was checked from).
@@ -167,15 +168,6 @@ impl Demux {
             }
         }
     }
-
-    /// Connections known.
-    pub fn len(&self) -> usize {
-        self.conns.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.conns.is_empty()
-    }
 }
 
 /// Datagrams waiting for one connection's driver, and its waker.
@@ -244,7 +236,7 @@ impl SharedPort {
                     let m = meta[0];
                     self.deliver(m.addr, &buf[..m.len.min(buf.len())], m.stride);
                 }
-                Err(err) if transient(&err) => continue,
+                Err(err) if is_retryable_socket_recv_error(&err) => continue,
                 Err(err) => {
                     tracing::error!("shared UDP port {} stopped receiving: {err}", self.local);
                     return;
@@ -257,17 +249,6 @@ impl SharedPort {
     pub fn dropped(&self) -> u64 {
         self.lock().dropped
     }
-}
-
-fn transient(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock
-            | io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::TimedOut
-    )
 }
 
 /// The node's shared ports, one per local address, bound on first use.
@@ -539,7 +520,7 @@ mod tests {
         assert_eq!(demux.route(addr(5000), b"\x16"), None, "a removed connection's addresses are forgotten");
         assert_eq!(demux.route(addr(6000), &binding_request("bob:y")), None);
         assert_eq!(demux.route(addr(7000), &binding_request("alice:x")), Some(1));
-        assert_eq!(demux.len(), 1);
+        assert_eq!(demux.conns.len(), 1);
     }
 
     #[test]

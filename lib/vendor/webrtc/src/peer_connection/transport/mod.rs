@@ -230,7 +230,10 @@ pub(crate) enum TcpReadResult {
     },
 }
 
-pub(crate) fn is_retryable_socket_recv_error(err: &io::Error) -> bool {
+/// Whether a socket receive error is transient: the receive loop goes on after it (see
+/// [`AsyncUdpSocket::poll_recv`](crate::runtime::AsyncUdpSocket::poll_recv)). owt-rs patch:
+/// public, for an application's own receive loop over a shared socket.
+pub fn is_retryable_socket_recv_error(err: &io::Error) -> bool {
     matches!(
         err.kind(),
         io::ErrorKind::Interrupted
