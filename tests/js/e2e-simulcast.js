@@ -7,7 +7,7 @@
 const { out, deadline, sleep, serve, launch, SOCKET_IO_4 } = require('./e2e-harness');
 const [url, pubToken, subToken] = process.argv.slice(2);
 
-deadline(90000);
+deadline(120000);
 
 serve(SOCKET_IO_4, async (origin) => {
   let context;
