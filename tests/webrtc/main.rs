@@ -662,3 +662,84 @@ async fn forward_and_teardown(one_port: Option<u16>) {
     let _ = publisher.pc.close().await;
     let _ = subscriber.pc.close().await;
 }
+
+/// A port `p` of 127.0.0.1 with `p + 1` free too, at the time of asking.
+fn free_port_pair() -> u16 {
+    loop {
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        if port < u16::MAX && std::net::UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The 127.0.0.1 UDP sockets of process `pid`: (port, receive buffer as `ss` shows it, which
+/// is twice the bytes asked for).
+fn loopback_udp_sockets(pid: u32) -> Vec<(u16, usize)> {
+    let out = Command::new("ss").args(["-uanmpH"]).output().expect("ss (iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut sockets = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !line.contains(&format!("pid={pid},")) {
+            continue;
+        }
+        let port = line.split_whitespace().nth(3).and_then(|local| local.strip_prefix("127.0.0.1:"));
+        let buffer = lines.get(i + 1).and_then(|l| l.split("rb").nth(1)).and_then(|r| r.split(',').next());
+        if let (Some(port), Some(buffer)) = (port, buffer) {
+            sockets.push((port.parse().unwrap(), buffer.parse().unwrap()));
+        }
+    }
+    sockets.sort();
+    sockets
+}
+
+/// `webrtc.minport..maxport` and `webrtc.udp_receive_buffer`: each connection's socket is
+/// bound on a port of the range, with the receive buffer asked for. A connection for which
+/// the range has no port left fails with an error naming the range, the node keeps serving,
+/// and the port of a destroyed connection is taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_take_ports_of_the_range_with_the_receive_buffer_asked_for() {
+    let first = free_port_pair();
+    let range = (first, first + 1);
+    let asked = 1 << 20;
+    let h = Harness::start_with(&format!("minport = {}\nmaxport = {}\nudp_receive_buffer = {asked}", range.0, range.1))
+        .await;
+    let publish = |session: &str, transport: &str| {
+        json!({"sessionId": session, "transportId": transport, "owner": "alice",
+               "tracks": [{"type": "video", "mid": "0", "source": "camera"}],
+               "audioFormats": [], "videoFormats": [{"codec": "vp8"}]})
+    };
+    for (session, transport) in [("pa", "ta"), ("pb", "tb")] {
+        h.request(proto::methods::PUBLISH, publish(session, transport)).await.expect("publish");
+    }
+    let pid = h.child.id();
+    let sockets = loopback_udp_sockets(pid);
+    assert_eq!(sockets.iter().map(|s| s.0).collect::<Vec<_>>(), [range.0, range.1], "{sockets:?}");
+    // SO_RCVBUF gives up to net.core.rmem_max; SO_RCVBUFFORCE (CAP_NET_ADMIN) the rest.
+    let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap().trim().parse().unwrap();
+    for (port, buffer) in &sockets {
+        assert!(*buffer >= 2 * asked.min(rmem_max), "port {port}: receive buffer {buffer}, asked {asked}");
+    }
+
+    let err = h.request(proto::methods::PUBLISH, publish("pc", "tc")).await.unwrap_err();
+    assert!(
+        err.contains("no free UDP port on")
+            && err.contains(&format!("webrtc.minport..maxport ({}..{})", range.0, range.1)),
+        "{err}"
+    );
+    // The failed connection left nothing behind: its session id is free, the others serve on.
+    assert_eq!(loopback_udp_sockets(pid).len(), 2);
+    let stats = h.request(proto::methods::STATS, json!({"sessionId": "pa"})).await;
+    assert!(stats.is_ok(), "{stats:?}");
+
+    h.request(proto::methods::DESTROY_TRANSPORT, json!({"transportId": "tb"})).await.expect("destroy");
+    let deadline = Instant::now() + WAIT;
+    while loopback_udp_sockets(pid).len() > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.request(proto::methods::PUBLISH, publish("pc", "tc")).await.expect("publish once a port is free again");
+    let ports: Vec<u16> = loopback_udp_sockets(pid).iter().map(|s| s.0).collect();
+    assert_eq!(ports, [range.0, range.1]);
+}

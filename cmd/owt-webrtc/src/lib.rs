@@ -7,16 +7,18 @@
 //!
 //! Built on the webrtc crate 0.21 (async layer over the sans-IO `rtc` core). What 0.21 does
 //! not offer and what that means here: no UDP mux (`SettingEngine::with_udp_network` is a
-//! todo upstream), so every peer connection binds its own UDP socket per address, taken from
-//! `webrtc.minport..maxport` when set, except with `minport` = `maxport`: then every
-//! connection shares that one port ([`udp_mux`], through the vendored webrtc's
-//! `UdpSocketSource`); `with_nat_1to1_ips` is not applied by the stack, so
+//! todo upstream), so every peer connection has its own UDP socket per address, taken from
+//! `webrtc.minport..maxport` when set ([`sockets`]: owt-webrtc binds them, with the
+//! configured receive buffer, through the vendored webrtc's `UdpSocketSource`), except with
+//! `minport` = `maxport`: then every connection shares that one port ([`udp_mux`]);
+//! `with_nat_1to1_ips` is not applied by the stack, so
 //! `replaced_ip_address` is applied by rewriting the answer's candidates.
 //!
 //! Modules: [`sdp`] (offer checks, candidate rewriting; pure), [`interceptor`] (keyframe
 //! requests to the application), [`node`] (the requests, peer connections, forwarding),
 //! [`service`] (bus registration and the daemon's service), [`affinity`] (worker threads on
-//! CPUs of their own), [`udp_mux`] (one UDP port for every connection).
+//! CPUs of their own), [`sockets`] (media sockets: port range, receive buffer), [`udp_mux`]
+//! (one UDP port for every connection).
 
 pub mod affinity;
 pub mod interceptor;
@@ -24,6 +26,7 @@ pub mod link;
 pub mod node;
 pub mod sdp;
 pub mod service;
+pub mod sockets;
 pub mod udp_mux;
 
 use owt_config::WebrtcConfig;

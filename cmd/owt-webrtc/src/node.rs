@@ -10,6 +10,7 @@
 use crate::interceptor::{self, FeedbackForwarder};
 use crate::link;
 use crate::sdp;
+use crate::sockets::OwnSockets;
 use crate::udp_mux::UdpMux;
 use futures::FutureExt;
 use owt_bus::media::{MediaPublisher, SubscriberHandle};
@@ -36,7 +37,7 @@ use rtc::statistics::report::RTCStatsReportEntry;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -49,6 +50,7 @@ use webrtc::peer_connection::{
     RTCIceCandidateInit, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
     StatsSelector,
 };
+use webrtc::runtime::UdpSocketSource;
 
 /// Keyframe requests go upstream at most this often per published track.
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
@@ -67,6 +69,8 @@ pub struct NetSettings {
     /// Bound address -> announced address (1:1 NAT).
     pub replace: Vec<(String, String)>,
     pub loopback: bool,
+    /// Receive buffer of each media socket, bytes (0: the kernel's default), see sockets.rs.
+    pub receive_buffer: usize,
 }
 
 impl NetSettings {
@@ -75,6 +79,7 @@ impl NetSettings {
         let mut settings = NetSettings {
             ports: (section.minport, section.maxport),
             loopback: section.loopback_candidates,
+            receive_buffer: section.udp_receive_buffer,
             ..NetSettings::default()
         };
         for interface in &section.network_interfaces {
@@ -98,29 +103,14 @@ impl NetSettings {
         Ok(settings)
     }
 
-    /// Socket addresses for a new peer connection: a free port of the range for each IP. An
-    /// error when the range has none left: a port outside it would be one the operator's
-    /// firewall does not open.
-    fn addrs(&self) -> Result<Vec<String>, String> {
-        if let Some(port) = self.one_port() {
-            return Ok(self.one_port_ips().into_iter().map(|ip| SocketAddr::new(ip, port).to_string()).collect());
+    /// Socket addresses for a new peer connection: each IP with port 0, for which the
+    /// connection's socket source (`sockets::OwnSockets`) binds a port of the range, or the
+    /// shared port on each address (`minport` = `maxport`).
+    fn addrs(&self) -> Vec<String> {
+        match self.one_port() {
+            Some(port) => self.one_port_ips().into_iter().map(|ip| SocketAddr::new(ip, port).to_string()).collect(),
+            None => self.bind_ips.iter().map(|ip| SocketAddr::new(*ip, 0).to_string()).collect(),
         }
-        self.bind_ips
-            .iter()
-            .map(|ip| {
-                let port = if self.ports.0 == 0 {
-                    0
-                } else {
-                    free_port(*ip, self.ports).ok_or_else(|| {
-                        format!(
-                            "no free UDP port on {ip} in webrtc.minport..maxport ({}..{})",
-                            self.ports.0, self.ports.1
-                        )
-                    })?
-                };
-                Ok(SocketAddr::new(*ip, port).to_string())
-            })
-            .collect()
     }
 
     /// The port every connection shares (`minport` = `maxport`, not 0), see udp_mux.rs.
@@ -171,13 +161,6 @@ fn random_ice_chars(len: usize) -> String {
 
 fn is_link_local(ip: &IpAddr) -> bool {
     matches!(ip, IpAddr::V4(v4) if v4.is_link_local())
-}
-
-/// A UDP port of `range` that can be bound on `ip` now (the peer connection binds it next).
-fn free_port(ip: IpAddr, range: (u16, u16)) -> Option<u16> {
-    let span = u32::from(range.1 - range.0) + 1;
-    let start = rand::random::<u32>() % span;
-    (0..span).map(|i| range.0 + ((start + i) % span) as u16).find(|port| UdpSocket::bind((ip, *port)).is_ok())
 }
 
 /// The IPv4 addresses of the interface `name`.
@@ -864,7 +847,7 @@ impl Node {
     ) -> Node {
         Node {
             inner: Arc::new(Inner {
-                udp_mux: net.one_port().map(|_| UdpMux::new()),
+                udp_mux: net.one_port().map(|_| UdpMux::new(net.receive_buffer)),
                 net,
                 transports: Mutex::new(HashMap::new()),
                 sessions: Mutex::new(HashMap::new()),
@@ -879,7 +862,7 @@ impl Node {
     /// use stops the node at start instead of failing its first client. Call on its runtime.
     pub fn open_shared_ports(&self) -> Result<(), String> {
         let Some(mux) = &self.inner.udp_mux else { return Ok(()) };
-        for addr in self.inner.net.addrs()? {
+        for addr in self.inner.net.addrs() {
             let addr: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
             mux.port(addr).map_err(|e| format!("webrtc.minport = webrtc.maxport: {e}"))?;
         }
@@ -1421,12 +1404,18 @@ impl Inner {
         let mut settings = SettingEngineBuilder::new()
             .with_include_loopback_candidate(self.net.loopback)
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled);
-        // On the shared port, the connection is known by its ICE credentials, so they are
-        // chosen here rather than by the stack.
-        let shared_port = self.udp_mux.as_ref().map(|mux| (mux, random_ice_chars(16), random_ice_chars(32)));
-        if let Some((_, ufrag, password)) = &shared_port {
-            settings = settings.with_ice_credentials(ufrag.clone(), password.clone());
-        }
+        // The node makes the connection's sockets (sockets.rs). On the shared port the
+        // connection is known by its ICE credentials, so they are chosen here, not by the stack.
+        let own_sockets = OwnSockets::new(self.net.ports, self.net.receive_buffer);
+        let source: Arc<dyn UdpSocketSource> = match &self.udp_mux {
+            Some(mux) => {
+                let (ufrag, password) = (random_ice_chars(16), random_ice_chars(32));
+                let source = mux.source(&ufrag, &password);
+                settings = settings.with_ice_credentials(ufrag, password);
+                source
+            }
+            None => own_sockets.clone(),
+        };
         let settings = settings.build();
         let (gathered_tx, gathered) = watch::channel(false);
         let handler =
@@ -1437,12 +1426,19 @@ impl Inner {
             .with_setting_engine(settings)
             .with_interceptor_registry(registry)
             .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
-            .with_udp_addrs(self.net.addrs().map_err(failed)?);
-        let pc = match &shared_port {
-            Some((mux, ufrag, password)) => pc.with_udp_socket_source(mux.source(ufrag, password)),
-            None => pc,
+            .with_udp_addrs(self.net.addrs())
+            .with_udp_socket_source(source);
+        let no_socket = |e: &dyn std::fmt::Display| {
+            let why = own_sockets.failure().unwrap_or_else(|| e.to_string());
+            failed(format!("cannot create the peer connection: {why}"))
         };
-        let pc = pc.build().await.map_err(|e| failed(format!("cannot create the peer connection: {e}")))?;
+        let pc = pc.build().await.map_err(|e| no_socket(&e))?;
+        // An address without a socket fails the connection, as a range with no port left
+        // must: a client told of fewer addresses might not reach the node at all.
+        if let Some(why) = own_sockets.failure() {
+            let _ = pc.close().await;
+            return Err(no_socket(&why));
+        }
         tracing::info!("transport {id}: peer connection created");
         Ok(Arc::new(Transport {
             id: id.to_string(),
@@ -2175,25 +2171,16 @@ mod tests {
         let net = NetSettings::from_config(&lo).unwrap();
         assert_eq!(net.bind_ips, vec![IpAddr::from([127, 0, 0, 1])]);
         assert_eq!(net.replace, vec![("127.0.0.1".to_string(), "203.0.113.9".to_string())]);
-        let addr: SocketAddr = net.addrs().unwrap()[0].parse().unwrap();
-        assert!((40_000..=40_100).contains(&addr.port()));
-        // A range with no port left is an error, not a port outside it.
-        let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = taken.local_addr().unwrap().port();
-        let next = if port == u16::MAX { port - 1 } else { port + 1 };
-        // Held here, or by somebody else: either way not free.
-        let _next = UdpSocket::bind(("127.0.0.1", next));
-        let full = NetSettings { ports: (port.min(next), port.max(next)), ..net.clone() };
-        let err = full.addrs().unwrap_err();
-        assert!(err.contains("no free UDP port") && err.contains(&port.min(next).to_string()), "{err}");
+        // The port of the range is taken by the connection's socket source (sockets.rs).
+        assert_eq!(net.addrs(), ["127.0.0.1:0"]);
         // minport = maxport: every connection shares that port, on each address.
         let one = NetSettings { ports: (40_000, 40_000), ..net.clone() };
         assert_eq!(one.one_port(), Some(40_000));
-        assert_eq!(one.addrs().unwrap(), ["127.0.0.1:40000"]);
+        assert_eq!(one.addrs(), ["127.0.0.1:40000"]);
         assert_eq!(net.one_port(), None, "a range of several ports");
         let wildcard =
             NetSettings { ports: (40_000, 40_000), bind_ips: vec![IpAddr::from([0, 0, 0, 0])], ..net.clone() };
-        let addrs = wildcard.addrs().unwrap();
+        let addrs = wildcard.addrs();
         assert!(
             !addrs.is_empty() && addrs.iter().all(|a| a.ends_with(":40000") && !a.starts_with("127.")),
             "{addrs:?}"

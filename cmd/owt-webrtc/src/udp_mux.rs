@@ -255,6 +255,8 @@ impl SharedPort {
 #[derive(Default)]
 pub struct UdpMux {
     ports: Mutex<HashMap<SocketAddr, Arc<SharedPort>>>,
+    /// Receive buffer of each shared socket, bytes (0: the kernel's default).
+    receive_buffer: usize,
 }
 
 impl fmt::Debug for UdpMux {
@@ -266,8 +268,10 @@ impl fmt::Debug for UdpMux {
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 impl UdpMux {
-    pub fn new() -> Arc<UdpMux> {
-        Arc::new(UdpMux::default())
+    /// A mux whose shared sockets get a receive buffer of `receive_buffer` bytes (0: the
+    /// kernel's default, see sockets.rs): every connection's datagrams queue in it.
+    pub fn new(receive_buffer: usize) -> Arc<UdpMux> {
+        Arc::new(UdpMux { receive_buffer, ..UdpMux::default() })
     }
 
     /// The shared port of `addr`, bound (and its reader started on the current tokio runtime)
@@ -277,9 +281,8 @@ impl UdpMux {
         if let Some(port) = ports.get(&addr) {
             return Ok(port.clone());
         }
-        let std_socket = std::net::UdpSocket::bind(addr)
+        let std_socket = crate::sockets::bind(addr, self.receive_buffer)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind the shared UDP port {addr}: {e}")))?;
-        std_socket.set_nonblocking(true)?;
         let local = std_socket.local_addr()?;
         let runtime = webrtc::runtime::default_runtime().ok_or_else(|| io::Error::other("no async runtime"))?;
         let socket = runtime.wrap_udp_socket(std_socket)?;
@@ -557,7 +560,7 @@ mod tests {
 
     #[tokio::test]
     async fn connections_share_one_port_and_each_gets_its_own_datagrams() {
-        let mux = UdpMux::new();
+        let mux = UdpMux::new(0);
         let port = mux.port(addr(0)).unwrap();
         let shared = port.local;
         let alice = MuxedSocket::open(port.clone(), "alice", "alice-pw");

@@ -605,7 +605,15 @@ pub struct WebrtcSection {
     /// Each forwarding thread stays on a CPU of its own (when there are as many threads as CPUs
     /// the node may use).
     pub pin_worker_threads: bool,
+    /// Receive buffer of each media UDP socket, bytes (SO_RCVBUF); 0: the kernel's default.
+    pub udp_receive_buffer: usize,
 }
+
+/// Default `webrtc.udp_receive_buffer`: 2 MiB, about 900 full-size datagrams queued, where the
+/// kernel's default of 208 KiB holds about 90 (less than one 1080p keyframe).
+pub const DEFAULT_UDP_RECEIVE_BUFFER: usize = 2 << 20;
+/// The range of a non-zero `webrtc.udp_receive_buffer`.
+pub const UDP_RECEIVE_BUFFER_RANGE: std::ops::RangeInclusive<usize> = (64 << 10)..=(256 << 20);
 
 impl Default for WebrtcSection {
     fn default() -> WebrtcSection {
@@ -616,6 +624,7 @@ impl Default for WebrtcSection {
             loopback_candidates: false,
             worker_threads: 0,
             pin_worker_threads: true,
+            udp_receive_buffer: DEFAULT_UDP_RECEIVE_BUFFER,
         }
     }
 }
@@ -731,6 +740,17 @@ impl DaemonConfig for WebrtcConfig {
         }
         if (w.minport == 0) != (w.maxport == 0) {
             return Err(key_error("webrtc.maxport", "set both minport and maxport, or neither"));
+        }
+        if w.udp_receive_buffer != 0 && !UDP_RECEIVE_BUFFER_RANGE.contains(&w.udp_receive_buffer) {
+            return Err(key_error(
+                "webrtc.udp_receive_buffer",
+                format!(
+                    "{} is not 0 (the kernel's default) or {} to {} bytes",
+                    w.udp_receive_buffer,
+                    UDP_RECEIVE_BUFFER_RANGE.start(),
+                    UDP_RECEIVE_BUFFER_RANGE.end()
+                ),
+            ));
         }
         for (i, interface) in w.network_interfaces.iter().enumerate() {
             if interface.name.is_empty() {
@@ -1100,6 +1120,16 @@ mod tests {
         let err =
             parse::<WebrtcConfig>(Path::new("w.toml"), "[webrtc]\nminport = 50000\nmaxport = 40000\n").unwrap_err();
         assert!(err.to_string().contains("webrtc.minport"), "{err}");
+        for text in ["udp_receive_buffer = 1000", "udp_receive_buffer = 268435457", "udp_receive_buffer = -1"] {
+            let err = parse::<WebrtcConfig>(Path::new("w.toml"), &format!("[webrtc]\n{text}\n")).unwrap_err();
+            assert!(err.to_string().contains("webrtc.udp_receive_buffer") || text.ends_with("-1"), "{text}: {err}");
+        }
+        for (text, bytes) in
+            [("", DEFAULT_UDP_RECEIVE_BUFFER), ("udp_receive_buffer = 0", 0), ("udp_receive_buffer = 65536", 65536)]
+        {
+            let config = parse::<WebrtcConfig>(Path::new("w.toml"), &format!("[webrtc]\n{text}\n")).unwrap();
+            assert_eq!(config.webrtc.udp_receive_buffer, bytes, "{text}");
+        }
         let ok = parse::<PortalConfig>(Path::new("p.toml"), "[log]\nlevel = \"info,owt_portal=debug\"\n");
         assert!(ok.is_ok());
     }
