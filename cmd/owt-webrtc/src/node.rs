@@ -1406,16 +1406,19 @@ impl Inner {
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled);
         // The node makes the connection's sockets (sockets.rs). On the shared port the
         // connection is known by its ICE credentials, so they are chosen here, not by the stack.
-        let own_sockets = OwnSockets::new(self.net.ports, self.net.receive_buffer);
-        let source: Arc<dyn UdpSocketSource> = match &self.udp_mux {
+        let (source, own_sockets): (Arc<dyn UdpSocketSource>, _) = match &self.udp_mux {
             Some(mux) => {
                 let (ufrag, password) = (random_ice_chars(16), random_ice_chars(32));
                 let source = mux.source(&ufrag, &password);
                 settings = settings.with_ice_credentials(ufrag, password);
-                source
+                (source, None)
             }
-            None => own_sockets.clone(),
+            None => {
+                let own = OwnSockets::new(self.net.ports, self.net.receive_buffer);
+                (own.clone(), Some(own))
+            }
         };
+        let range_exhausted = || own_sockets.as_ref().and_then(|own| own.range_exhausted());
         let settings = settings.build();
         let (gathered_tx, gathered) = watch::channel(false);
         let handler =
@@ -1429,13 +1432,13 @@ impl Inner {
             .with_udp_addrs(self.net.addrs())
             .with_udp_socket_source(source);
         let no_socket = |e: &dyn std::fmt::Display| {
-            let why = own_sockets.failure().unwrap_or_else(|| e.to_string());
+            let why = range_exhausted().unwrap_or_else(|| e.to_string());
             failed(format!("cannot create the peer connection: {why}"))
         };
         let pc = pc.build().await.map_err(|e| no_socket(&e))?;
-        // An address without a socket fails the connection, as a range with no port left
-        // must: a client told of fewer addresses might not reach the node at all.
-        if let Some(why) = own_sockets.failure() {
+        // An address whose range has no port left fails the connection, even when another
+        // address got one: a client told of fewer addresses might not reach the node at all.
+        if let Some(why) = range_exhausted() {
             let _ = pc.close().await;
             return Err(no_socket(&why));
         }

@@ -103,23 +103,24 @@ fn set_option(fd: RawFd, option: libc::c_int, value: libc::c_int) -> io::Result<
 }
 
 /// Where a connection with sockets of its own (not `minport = maxport`) gets them: a port of
-/// the range for each address, or one the system picks without a range. Remembers why the
-/// last socket could not be had, for the connection's error.
+/// the range for each address, or one the system picks without a range. Remembers when the
+/// range had no port left, for the connection's error; other failures (an enumerated address
+/// that went away) only skip the address, as the stack's own binding does.
 #[derive(Debug)]
 pub struct OwnSockets {
     ports: (u16, u16),
     receive_buffer: usize,
-    failure: Mutex<Option<String>>,
+    exhausted: Mutex<Option<String>>,
 }
 
 impl OwnSockets {
     pub fn new(ports: (u16, u16), receive_buffer: usize) -> Arc<OwnSockets> {
-        Arc::new(OwnSockets { ports, receive_buffer, failure: Mutex::new(None) })
+        Arc::new(OwnSockets { ports, receive_buffer, exhausted: Mutex::new(None) })
     }
 
-    /// Why an address got no socket, if one did not.
-    pub fn failure(&self) -> Option<String> {
-        self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The error of an address for which the range had no free port, if one had none.
+    pub fn range_exhausted(&self) -> Option<String> {
+        self.exhausted.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -131,7 +132,9 @@ impl UdpSocketSource for OwnSockets {
             bind_in_range(addr.ip(), self.ports, self.receive_buffer)
         };
         let socket = bound.inspect_err(|err| {
-            *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(err.to_string());
+            if err.kind() == io::ErrorKind::AddrInUse {
+                *self.exhausted.lock().unwrap_or_else(|e| e.into_inner()) = Some(err.to_string());
+            }
         })?;
         let runtime = webrtc::runtime::default_runtime().ok_or_else(|| io::Error::other("no async runtime"))?;
         runtime.wrap_udp_socket(socket)
@@ -192,12 +195,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_source_remembers_why_an_address_got_no_socket() {
+    async fn the_source_remembers_a_range_with_no_port_left() {
+        let source = OwnSockets::new((0, 0), 0);
+        // An address that is not this host's: skipped, not a range error.
+        assert!(source.udp_socket(SocketAddr::new(IpAddr::from([192, 0, 2, 1]), 0)).is_err());
+        assert_eq!(source.range_exhausted(), None);
         let taken = UdpSocket::bind((localhost(), 0)).unwrap();
         let port = taken.local_addr().unwrap().port();
         let source = OwnSockets::new((port, port), 1 << 20);
         assert!(source.udp_socket(SocketAddr::new(localhost(), 0)).is_err());
-        assert!(source.failure().unwrap().contains("no free UDP port on 127.0.0.1"), "{:?}", source.failure());
+        let exhausted = source.range_exhausted();
+        assert!(exhausted.as_deref().is_some_and(|e| e.contains("no free UDP port on 127.0.0.1")), "{exhausted:?}");
         drop(taken);
         let socket = source.udp_socket(SocketAddr::new(localhost(), 0)).unwrap();
         assert_eq!(socket.local_addr().unwrap().port(), port);
