@@ -861,10 +861,9 @@ impl Node {
     /// In one-port mode, binds the shared port on each address now, so that a port already in
     /// use stops the node at start instead of failing its first client. Call on its runtime.
     pub fn open_shared_ports(&self) -> Result<(), String> {
-        let Some(mux) = &self.inner.udp_mux else { return Ok(()) };
-        for addr in self.inner.net.addrs() {
-            let addr: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-            mux.port(addr).map_err(|e| format!("webrtc.minport = webrtc.maxport: {e}"))?;
+        let (Some(mux), Some(port)) = (&self.inner.udp_mux, self.inner.net.one_port()) else { return Ok(()) };
+        for ip in self.inner.net.one_port_ips() {
+            mux.port(SocketAddr::new(ip, port)).map_err(|e| format!("webrtc.minport = webrtc.maxport: {e}"))?;
         }
         Ok(())
     }
@@ -1418,7 +1417,6 @@ impl Inner {
                 (own.clone(), Some(own))
             }
         };
-        let range_exhausted = || own_sockets.as_ref().and_then(|own| own.range_exhausted());
         let settings = settings.build();
         let (gathered_tx, gathered) = watch::channel(false);
         let handler =
@@ -1431,17 +1429,16 @@ impl Inner {
             .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
             .with_udp_addrs(self.net.addrs())
             .with_udp_socket_source(source);
-        let no_socket = |e: &dyn std::fmt::Display| {
-            let why = range_exhausted().unwrap_or_else(|| e.to_string());
-            failed(format!("cannot create the peer connection: {why}"))
-        };
-        let pc = pc.build().await.map_err(|e| no_socket(&e))?;
+        let built = pc.build().await;
         // An address whose range has no port left fails the connection, even when another
         // address got one: a client told of fewer addresses might not reach the node at all.
-        if let Some(why) = range_exhausted() {
-            let _ = pc.close().await;
-            return Err(no_socket(&why));
+        if let Some(why) = own_sockets.and_then(|own| own.range_exhausted()) {
+            if let Ok(pc) = &built {
+                let _ = pc.close().await;
+            }
+            return Err(failed(format!("cannot create the peer connection: {why}")));
         }
+        let pc = built.map_err(|e| failed(format!("cannot create the peer connection: {e}")))?;
         tracing::info!("transport {id}: peer connection created");
         Ok(Arc::new(Transport {
             id: id.to_string(),

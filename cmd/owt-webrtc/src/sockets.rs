@@ -7,13 +7,16 @@
 //! full-size datagrams: less than one 1080p keyframe, or a few milliseconds of a busy shared
 //! port while its reading thread waits for a CPU. Whatever arrives beyond it is dropped by the
 //! kernel before owt-webrtc sees it, and has to be repaired by NACK or a new keyframe.
+//!
+//! socket2 sets SO_RCVBUF; SO_RCVBUFFORCE, which it does not offer, is one libc call here.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use socket2::SockRef;
 use webrtc::runtime::{AsyncUdpSocket, UdpSocketSource};
 
 /// Set once the short-buffer warning was logged: it is about the host, not a connection.
@@ -26,7 +29,7 @@ pub fn bind(addr: SocketAddr, receive_buffer: usize) -> io::Result<UdpSocket> {
     let socket = UdpSocket::bind(addr)?;
     socket.set_nonblocking(true)?;
     if receive_buffer > 0 {
-        let got = set_receive_buffer(socket.as_raw_fd(), receive_buffer)?;
+        let got = set_receive_buffer(&socket, receive_buffer)?;
         if got < receive_buffer && !WARNED_SHORT_BUFFER.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 "webrtc.udp_receive_buffer: media UDP sockets get a receive buffer of {got} bytes instead of \
@@ -57,40 +60,33 @@ pub fn bind_in_range(ip: IpAddr, range: (u16, u16), receive_buffer: usize) -> io
     ))
 }
 
-/// The receive buffer of a socket, in the bytes it was asked for (Linux reports twice that:
+/// The receive buffer of `socket`, in the bytes it was asked for (Linux reports twice that:
 /// it counts its bookkeeping too).
-pub fn receive_buffer(fd: RawFd) -> io::Result<usize> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into the c_int we own.
-    let rc = unsafe {
-        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, (&mut value as *mut libc::c_int).cast(), &mut len)
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(usize::try_from(value).unwrap_or(0) / 2)
+fn receive_buffer(socket: &UdpSocket) -> io::Result<usize> {
+    Ok(SockRef::from(socket).recv_buffer_size()? / 2)
 }
 
 /// Sets the receive buffer to `bytes`: SO_RCVBUF, then SO_RCVBUFFORCE when net.core.rmem_max
 /// capped it (allowed with CAP_NET_ADMIN, refused otherwise). Returns what the socket got.
-fn set_receive_buffer(fd: RawFd, bytes: usize) -> io::Result<usize> {
-    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    set_option(fd, libc::SO_RCVBUF, value)?;
-    if receive_buffer(fd)? < bytes {
-        // EPERM without CAP_NET_ADMIN: the capped buffer stays, and the caller warns.
-        let _ = set_option(fd, libc::SO_RCVBUFFORCE, value);
+fn set_receive_buffer(socket: &UdpSocket, bytes: usize) -> io::Result<usize> {
+    SockRef::from(socket).set_recv_buffer_size(bytes)?;
+    let got = receive_buffer(socket)?;
+    // EPERM without CAP_NET_ADMIN: the capped buffer stays, and the caller warns.
+    if got >= bytes || force_receive_buffer(socket, bytes).is_err() {
+        return Ok(got);
     }
-    receive_buffer(fd)
+    receive_buffer(socket)
 }
 
-fn set_option(fd: RawFd, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
+/// SO_RCVBUFFORCE: SO_RCVBUF past net.core.rmem_max, which socket2 does not offer.
+fn force_receive_buffer(socket: &UdpSocket, bytes: usize) -> io::Result<()> {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     // SAFETY: setsockopt reads one c_int from a value we own.
     let rc = unsafe {
         libc::setsockopt(
-            fd,
+            socket.as_raw_fd(),
             libc::SOL_SOCKET,
-            option,
+            libc::SO_RCVBUFFORCE,
             (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
@@ -100,6 +96,12 @@ fn set_option(fd: RawFd, option: libc::c_int, value: libc::c_int) -> io::Result<
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// A bound socket handed to the async runtime, as the stack wraps the sockets it binds.
+pub fn wrap(socket: UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+    let runtime = webrtc::runtime::default_runtime().ok_or_else(|| io::Error::other("no async runtime"))?;
+    runtime.wrap_udp_socket(socket)
 }
 
 /// Where a connection with sockets of its own (not `minport = maxport`) gets them: a port of
@@ -136,8 +138,7 @@ impl UdpSocketSource for OwnSockets {
                 *self.exhausted.lock().unwrap_or_else(|e| e.into_inner()) = Some(err.to_string());
             }
         })?;
-        let runtime = webrtc::runtime::default_runtime().ok_or_else(|| io::Error::other("no async runtime"))?;
-        runtime.wrap_udp_socket(socket)
+        wrap(socket)
     }
 }
 
@@ -152,7 +153,7 @@ mod tests {
     /// What a socket can get here: the request, or net.core.rmem_max without CAP_NET_ADMIN.
     fn attainable(bytes: usize) -> usize {
         let probe = UdpSocket::bind((localhost(), 0)).unwrap();
-        if set_option(probe.as_raw_fd(), libc::SO_RCVBUFFORCE, 4096).is_ok() {
+        if force_receive_buffer(&probe, 4096).is_ok() {
             return bytes;
         }
         let max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap().trim().parse().unwrap();
@@ -163,7 +164,7 @@ mod tests {
     fn a_media_socket_gets_the_receive_buffer_asked_for() {
         for bytes in [64 << 10, 2 << 20, 16 << 20] {
             let socket = bind(SocketAddr::new(localhost(), 0), bytes).unwrap();
-            let got = receive_buffer(socket.as_raw_fd()).unwrap();
+            let got = receive_buffer(&socket).unwrap();
             assert!(got >= attainable(bytes), "asked {bytes}, got {got}");
         }
     }
@@ -172,7 +173,7 @@ mod tests {
     fn zero_keeps_the_kernels_default() {
         let plain = UdpSocket::bind((localhost(), 0)).unwrap();
         let socket = bind(SocketAddr::new(localhost(), 0), 0).unwrap();
-        assert_eq!(receive_buffer(socket.as_raw_fd()).unwrap(), receive_buffer(plain.as_raw_fd()).unwrap());
+        assert_eq!(receive_buffer(&socket).unwrap(), receive_buffer(&plain).unwrap());
     }
 
     #[test]

@@ -284,8 +284,7 @@ impl UdpMux {
         let std_socket = crate::sockets::bind(addr, self.receive_buffer)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind the shared UDP port {addr}: {e}")))?;
         let local = std_socket.local_addr()?;
-        let runtime = webrtc::runtime::default_runtime().ok_or_else(|| io::Error::other("no async runtime"))?;
-        let socket = runtime.wrap_udp_socket(std_socket)?;
+        let socket = crate::sockets::wrap(std_socket)?;
         let port = Arc::new(SharedPort { socket, local, state: Mutex::new(PortState::default()) });
         tokio::spawn(port.clone().read_loop());
         tracing::info!("shared UDP port {local} open");
